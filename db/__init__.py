@@ -1,0 +1,43 @@
+"""Persistence for the study companion and the decoding lab (SQLAlchemy 2.x + Alembic).
+
+Start with ``init_db(url)``: it opens the database (SQLite file by default) and upgrades
+its schema. Nothing here knows about memory models, language models or the UI.
+"""
+
+from db.base import Base
+from db.engine import Database, default_url, init_db, make_engine
+from db.models import (
+    CARD_KINDS,
+    Card,
+    CardState,
+    DecodeRun,
+    Note,
+    QuizRun,
+    Review,
+    User,
+    UserSettings,
+    utcnow,
+)
+from db.records import get_or_create_user, get_settings, record_decode_run, record_quiz_run
+
+__all__ = [
+    "CARD_KINDS",
+    "Base",
+    "Card",
+    "CardState",
+    "Database",
+    "DecodeRun",
+    "Note",
+    "QuizRun",
+    "Review",
+    "User",
+    "UserSettings",
+    "default_url",
+    "get_or_create_user",
+    "get_settings",
+    "init_db",
+    "make_engine",
+    "record_decode_run",
+    "record_quiz_run",
+    "utcnow",
+]
