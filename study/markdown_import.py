@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from study.errors import StudyError
+
 __all__ = [
     "MARKDOWN_SUFFIXES",
     "MAX_BYTES",
@@ -46,7 +48,7 @@ _LIST_ITEM = re.compile(r"^[ \t]+-[ \t]+(.*?)[ \t]*$|^-[ \t]+(.*?)[ \t]*$")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 
 
-class MarkdownImportError(ValueError):
+class MarkdownImportError(StudyError, ValueError):
     """A Markdown input that cannot become notes; the message says where and why."""
 
 
