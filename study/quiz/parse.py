@@ -47,12 +47,13 @@ _LABELS = {
     "options": "options",
 }
 _LABEL = re.compile(
-    r"^(?:\d+\s*[.)]\s*)?(?:[-*]\s+)?"
+    r"^(?:[-*]\s+)?"
     r"(question|q|cloze|fill[- ]in(?: the blank)?|sentence|answer|ans|a|"
     r"correct(?: answer| option| choice)?|right answer|choices|options)"
     r"\s*\d*\s*[:：]\s*(.*)$",
     re.IGNORECASE,
 )
+_LEAD = re.compile(r"^(?:[#>]+\s*)?(?:\d+\s*[.)]\s+)?(?:#+\s*)?")
 _LETTERED = re.compile(r"^(?:\(([A-Fa-f])\)|([A-Fa-f])[).\]])\s+(.+)$")
 _BULLET = re.compile(r"^[-*•]\s+(.+)$")
 _MARKUP = re.compile(r"\*\*|(?<!_)__(?!_)|`")
@@ -158,8 +159,7 @@ def parse_cards(text: str, kind: CardKind | str | None = None) -> ParseResult:
 
 def _clean(raw: str) -> str:
     line = _MARKUP.sub("", raw).strip()
-    line = re.sub(r"^(?:#+|>)\s*", "", line)
-    return line.strip()
+    return _LEAD.sub("", line).strip()
 
 
 def _strip_quotes(value: str) -> str:

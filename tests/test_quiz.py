@@ -1,0 +1,387 @@
+"""Quiz cards: the prompt, the tolerant parser, the checks, and the generation loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from study.markdown_import import NoteDraft
+from study.quiz import (
+    BLANK,
+    CardDraft,
+    CardKind,
+    build_prompt,
+    generate_cards,
+    note_excerpts,
+    parse_cards,
+    similarity,
+    validate_card,
+)
+
+NOTE = NoteDraft(
+    title="Ebbinghaus forgetting curve",
+    body=(
+        "# Forgetting\n\n"
+        "Hermann Ebbinghaus measured his own memory of **nonsense syllables** in 1885.\n\n"
+        "He used the savings method: the time saved when relearning a list.\n"
+        "Recall falls fastest in the first hours after learning.\n\n"
+        "Spaced repetition schedules each review just before recall drops too far."
+    ),
+)
+NOTE_TEXT = NOTE.title + "\n" + NOTE.body
+
+# ---------------------------------------------------------------- the parser, noisy input
+
+WORDS = st.sampled_from(
+    [
+        "memory",
+        "stability",
+        "curve",
+        "draft",
+        "token",
+        "layer",
+        "adapter",
+        "exit",
+        "target",
+        "review",
+        "syllable",
+        "partition",
+        "recall",
+        "schedule",
+        "verify",
+        "model",
+        "entropy",
+        "gradient",
+    ]
+)
+PHRASE = st.lists(WORDS, min_size=1, max_size=5).map(" ".join)
+CHATTER = st.sampled_from(
+    ["Sure! Here is one question.", "Here you go", "I hope this helps.", "Let me know!", ""]
+)
+
+
+@st.composite
+def cards(draw):
+    kind = draw(st.sampled_from(list(CardKind)))
+    question = draw(PHRASE).capitalize() + "?"
+    if kind is CardKind.CLOZE:
+        return CardDraft(kind, f"{draw(PHRASE)} {BLANK} {draw(PHRASE)}.", draw(PHRASE))
+    if kind is CardKind.BASIC:
+        return CardDraft(kind, question, draw(PHRASE))
+    choices = draw(st.lists(PHRASE, min_size=2, max_size=5, unique=True))
+    index = draw(st.integers(0, len(choices) - 1))
+    return CardDraft(kind, question, choices[index], tuple(choices), index)
+
+
+def _label(draw, name, short):
+    word = draw(st.sampled_from([name, name.upper(), name.lower(), short]))
+    styled = draw(st.sampled_from(["{}:", "**{}:**", "**{}**:", "__{}:__", "### {}:"]))
+    return styled.format(word)
+
+
+@st.composite
+def noisy(draw, card):
+    """Render ``card`` the way a small model might, then return the text."""
+    lines = [draw(CHATTER)]
+    number = draw(st.sampled_from(["", "1. ", "2) "]))
+    if card.kind is CardKind.CLOZE:
+        label = draw(st.sampled_from(["Cloze:", "CLOZE:", "**Fill in the blank:**", "Cloze :"]))
+        blank = draw(st.sampled_from(["___", "_____", "[blank]"]))
+        lines.append(f"{number}{label} {card.question.replace(BLANK, blank)}")
+        lines.append(f"{_label(draw, 'Answer', 'A')} {card.answer}")
+    else:
+        lines.append(f"{number}{_label(draw, 'Question', 'Q')} {card.question}")
+    if card.kind is CardKind.BASIC:
+        if draw(st.booleans()):
+            lines.append(f"{_label(draw, 'Answer', 'A')} {card.answer}")
+        else:  # label alone, value on the next line
+            lines += [_label(draw, "Answer", "Ans"), card.answer]
+    if card.kind is CardKind.MCQ:
+        style = draw(st.sampled_from(["{L}) ", "{l}. ", "({L}) ", "- ", "{L}. "]))
+        for i, choice in enumerate(card.choices):
+            letter = chr(ord("A") + i)
+            lines.append(style.format(L=letter, l=letter.lower()) + choice)
+        letter = chr(ord("A") + card.correct_index)
+        key = draw(
+            st.sampled_from(
+                [
+                    f"Correct: {letter}",
+                    f"**Correct answer:** {letter.lower()}",
+                    f"Answer: {letter}) {card.answer}",
+                    f"Correct: {card.answer}",
+                    f"Answer: The correct answer is {letter}",
+                ]
+            )
+        )
+        lines.append(key)
+    lines.append(draw(CHATTER))
+    sep = draw(st.sampled_from(["\n", "\n\n", "\r\n"]))
+    return sep.join(lines).rstrip("\n") if draw(st.booleans()) else sep.join(lines)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), batch=st.lists(cards(), min_size=1, max_size=3))
+def test_noisy_renderings_of_valid_cards_parse_to_the_same_cards(data, batch):
+    text = "\n".join(data.draw(noisy(card)) for card in batch)
+    result = parse_cards(text)
+    assert list(result.cards) == batch, text
+
+
+@settings(max_examples=60, deadline=None)
+@given(card=cards(), cut=st.integers(1, 3))
+def test_a_truncated_last_card_is_dropped_with_a_reason(card, cut):
+    complete = "Question: What is the first step?\nAnswer: the draft step\n"
+    lines = [f"Question: {card.question}"]
+    if card.kind is CardKind.MCQ:
+        lines += [f"{chr(65 + i)}) {c}" for i, c in enumerate(card.choices)][:cut]
+    result = parse_cards(complete + "\n".join(lines))
+    assert [c.question for c in result.cards] == ["What is the first step?"]
+    assert result.problems
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("I am sorry, I cannot write questions.", "no card found"),
+        ("", "no card found"),
+        ("Question: What is recall?\nI think it is memory.", "no answer"),
+        ("Question: Pick one\nA) x\nB) y\nC) z\nCorrect: A and C", "more than one correct"),
+        ("Question: Pick one\nA) x\nB) y\nCorrect: E", "not one of AB"),
+        ("Question: Pick one\nA) x\nB) y\nCorrect: banana", "matches none"),
+        ("Question: Pick one\nA) x\nB) y", "no correct option"),
+        ("Question: Pick one\nA) only option\nAnswer: A", "only one option"),
+        ("Cloze: The sky is blue.\nAnswer: green", "no blank"),
+        ("Cloze: The sky is ___.", "no answer for cloze"),
+        ("Answer: stray\nCorrect: B", "before any question"),
+        ("Question:\n\n", "no question text"),
+    ],
+)
+def test_garbage_is_rejected_with_a_reason(text, reason):
+    result = parse_cards(text)
+    assert result.cards == ()
+    assert any(reason in problem for problem in result.problems), result.problems
+
+
+def test_parser_extras_cloze_marks_inline_correct_marks_and_kind_filter():
+    (cloze,) = parse_cards("Cloze: Recall falls in the {{c1::first hours}}.").cards
+    assert cloze == CardDraft(CardKind.CLOZE, f"Recall falls in the {BLANK}.", "first hours")
+    (filled,) = parse_cards("Cloze: Recall falls fastest.\nAnswer: fastest").cards
+    assert filled.question == f"Recall falls {BLANK}."
+    (marked,) = parse_cards("Question: Which?\n- red\n- blue (correct)\n- green").cards
+    assert marked.correct_index == 1 and marked.answer == "blue"
+    wrong_kind = parse_cards("Question: What?\nAnswer: that", CardKind.MCQ)
+    assert wrong_kind.cards == () and "asked for a mcq card, got basic" in wrong_kind.problems
+
+
+# ---------------------------------------------------------------- the prompt
+
+
+@pytest.mark.parametrize("kind", list(CardKind))
+def test_prompt_example_parses_and_note_excerpt_is_plain_text(kind):
+    prompt = build_prompt(NOTE, kind)
+    assert "Use exactly this format" in prompt and "nonsense syllables" in prompt
+    assert "**" not in prompt and "# Forgetting" not in prompt
+    example = prompt.split("Example:\n", 1)[1].split("\n\nText (", 1)[0]
+    (card,) = parse_cards(example, kind).cards
+    # a model that copies the example is caught: the example is not about the note
+    assert any("not grounded" in r for r in validate_card(card, NOTE_TEXT))
+
+
+def test_long_notes_are_cut_into_excerpts_that_attempts_walk_through():
+    long_note = NoteDraft("Long", "\n\n".join(f"Paragraph {i} " + "word " * 60 for i in range(6)))
+    excerpts = note_excerpts(long_note, max_words=150)
+    assert len(excerpts) == 3 and all(len(e.split()) <= 150 for e in excerpts)
+    assert "Paragraph 2" in build_prompt(long_note, CardKind.BASIC, part=1, max_words=150)
+    assert "Paragraph 0" in build_prompt(long_note, CardKind.BASIC, part=3, max_words=150)
+
+
+# ---------------------------------------------------------------- the checks, both ways
+
+GOOD_BASIC = CardDraft(CardKind.BASIC, "What did Ebbinghaus memorise?", "nonsense syllables")
+GOOD_CLOZE = CardDraft(CardKind.CLOZE, f"Recall falls fastest in the first {BLANK}.", "hours")
+GOOD_MCQ = CardDraft(
+    CardKind.MCQ,
+    "Which method did Ebbinghaus use?",
+    "the savings method",
+    ("the savings method", "free recall", "recognition tests"),
+    0,
+)
+
+
+@pytest.mark.parametrize("card", [GOOD_BASIC, GOOD_CLOZE, GOOD_MCQ])
+def test_good_cards_pass(card):
+    assert validate_card(card, NOTE_TEXT, existing=["Who proposed the CAP theorem?"]) == ()
+
+
+@pytest.mark.parametrize(
+    ("card", "reason"),
+    [
+        (CardDraft(CardKind.BASIC, " ", "hours"), "empty question"),
+        (CardDraft(CardKind.BASIC, "What falls fastest?", "  "), "empty answer"),
+        (CardDraft(CardKind.BASIC, "Why?", "hours"), "shorter than 3 words"),
+        (CardDraft(CardKind.BASIC, "What happens?", "memory " * 30), "longer than 25"),
+        (
+            CardDraft(CardKind.BASIC, "When was the savings method used?", "savings method"),
+            "already contains the answer",
+        ),
+        (
+            CardDraft(CardKind.BASIC, "Who invented the telephone?", "Alexander Graham Bell"),
+            "not grounded",
+        ),
+        (CardDraft(CardKind.BASIC, "What is lost over time?", "all of it"), "no content words"),
+        (
+            GOOD_MCQ.__class__(
+                CardKind.MCQ,
+                GOOD_MCQ.question,
+                "the savings method",
+                ("the savings method", "free recall"),
+                0,
+            ),
+            "2 options",
+        ),
+        (
+            GOOD_MCQ.__class__(
+                CardKind.MCQ,
+                GOOD_MCQ.question,
+                "the savings method",
+                ("the savings method", "Savings method!", "recall"),
+                0,
+            ),
+            "A and B are not distinct",
+        ),
+        (
+            GOOD_MCQ.__class__(
+                CardKind.MCQ,
+                GOOD_MCQ.question,
+                "the savings method",
+                ("the savings method", "free recall", "all of the above"),
+                0,
+            ),
+            "all/none of the above",
+        ),
+        (
+            GOOD_MCQ.__class__(CardKind.MCQ, GOOD_MCQ.question, "free recall", GOOD_MCQ.choices, 0),
+            "not the text of the correct option",
+        ),
+        (
+            GOOD_MCQ.__class__(
+                CardKind.MCQ, GOOD_MCQ.question, "the savings method", GOOD_MCQ.choices, None
+            ),
+            "no correct option",
+        ),
+        (
+            CardDraft(CardKind.CLOZE, f"Recall falls {BLANK} in the first {BLANK}.", "hours"),
+            "exactly one blank",
+        ),
+        (
+            CardDraft(CardKind.CLOZE, f"Spaced repetition was invented in {BLANK}.", "1885"),
+            "not a sentence of the note",
+        ),
+    ],
+)
+def test_each_check_rejects_with_its_reason(card, reason):
+    reasons = validate_card(card, NOTE_TEXT)
+    assert any(reason in r for r in reasons), reasons
+
+
+def test_near_duplicates_are_rejected_and_different_questions_are_not():
+    existing = ["What did Ebbinghaus memorise in 1885?"]
+    near = CardDraft(CardKind.BASIC, "what did ebbinghaus memorise, in 1885", "nonsense syllables")
+    assert any("near-duplicate" in r for r in validate_card(near, NOTE_TEXT, existing))
+    assert validate_card(GOOD_BASIC, NOTE_TEXT, ["Which method did Ebbinghaus use?"]) == ()
+    assert similarity("Recall falls.", "recall falls") == 1.0
+    assert similarity("Recall falls.", "Draft tokens verify") == 0.0
+
+
+def test_grounding_needs_three_quarters_of_the_answer_words_in_the_note():
+    card = CardDraft(
+        CardKind.BASIC,
+        "What does spaced repetition do?",
+        "schedules each review before recall drops early",
+    )
+    assert validate_card(card, NOTE_TEXT) == ()  # 4 of 5 content words
+    worse = CardDraft(CardKind.BASIC, "What does spaced repetition do?", "plans review early")
+    assert any("not grounded" in r for r in validate_card(worse, NOTE_TEXT))
+
+
+# ---------------------------------------------------------------- the generation loop
+
+
+@dataclass(frozen=True)
+class FakeCompletion:
+    text: str
+    tokens_per_s: float = 42.0
+    method: str = "kangaroo"
+    model: str = "fake-135m"
+
+
+class Scripted:
+    """A fake ``complete`` that answers from a script and records its prompts."""
+
+    def __init__(self, *texts: str) -> None:
+        self.texts = list(texts)
+        self.prompts: list[str] = []
+
+    def __call__(self, prompt: str) -> FakeCompletion:
+        self.prompts.append(prompt)
+        return FakeCompletion(self.texts[min(len(self.prompts), len(self.texts)) - 1])
+
+
+def test_junk_then_valid_output_is_retried_and_keeps_metadata():
+    complete = Scripted(
+        "Sure, I love quizzes!",
+        "Here it is:\n**Question:** What did Ebbinghaus memorise?\n**Answer:** nonsense syllables",
+    )
+    outcome = generate_cards(NOTE, complete, kinds=["basic"], max_attempts=3)
+    assert outcome.attempts == 2 and len(complete.prompts) == 2
+    (made,) = outcome.cards
+    assert made.card == GOOD_BASIC
+    assert (made.model, made.method, made.tokens_per_s, made.attempt) == (
+        "fake-135m",
+        "kangaroo",
+        42.0,
+        2,
+    )
+    assert outcome.failures == [
+        "basic attempt 1: no card found: expected lines starting with "
+        "'Question:' or 'Cloze:' followed by 'Answer:' (or options and "
+        "'Correct:')"
+    ]
+
+
+def test_output_that_never_passes_yields_failures_and_no_cards():
+    complete = Scripted("Question: Who invented the telephone?\nAnswer: Alexander Graham Bell")
+    outcome = generate_cards(NOTE, complete, kinds=[CardKind.BASIC, CardKind.MCQ], max_attempts=2)
+    assert outcome.cards == [] and outcome.attempts == 4
+    assert sum("not grounded" in f for f in outcome.failures) == 2
+    assert sum("asked for a mcq card, got basic" in f for f in outcome.failures) == 2
+
+
+def test_cards_are_not_duplicated_within_a_run_or_against_existing_ones():
+    text = "Question: What did Ebbinghaus memorise?\nAnswer: nonsense syllables"
+    again = generate_cards(NOTE, Scripted(text), kinds=["basic"], existing=[GOOD_BASIC.question])
+    assert again.cards == [] and all("near-duplicate" in f for f in again.failures)
+    two = generate_cards(
+        NOTE, Scripted(text + "\n" + text), kinds=["basic"], per_kind=2, max_attempts=1
+    )
+    assert len(two.cards) == 1 and any("near-duplicate" in f for f in two.failures)
+
+
+def test_each_kind_gets_its_own_prompt_and_bad_arguments_are_refused():
+    complete = Scripted(
+        "Question: What did Ebbinghaus memorise?\nAnswer: nonsense syllables",
+        f"Cloze: {GOOD_CLOZE.question}\nAnswer: hours",
+        "Question: Which method did Ebbinghaus use?\nA) the savings method\nB) free recall\n"
+        "C) recognition tests\nCorrect: A",
+    )
+    outcome = generate_cards(NOTE, complete, kinds=list(CardKind))
+    assert [c.card for c in outcome.cards] == [GOOD_BASIC, GOOD_CLOZE, GOOD_MCQ]
+    assert outcome.failures == [] and outcome.attempts == 3
+    assert "Cloze: <sentence with ___>" in complete.prompts[1]
+    with pytest.raises(ValueError, match="max_attempts"):
+        generate_cards(NOTE, complete, kinds=["basic"], max_attempts=0)
+    with pytest.raises(ValueError, match="unknown card kind"):
+        generate_cards(NOTE, complete, kinds=["essay"])
