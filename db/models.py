@@ -165,6 +165,7 @@ class UserSettings(Base):
     """Per-user study settings; ``fitted_params`` maps a memory-model name to its parameters."""
 
     __tablename__ = "user_settings"
+    DEFAULT_NEW_LIMIT = 20
     __table_args__ = (
         CheckConstraint("desired_retention >= 0.7 AND desired_retention <= 0.97", name="retention"),
         CheckConstraint("daily_new_limit >= 0", name="new_limit"),

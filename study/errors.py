@@ -1,0 +1,45 @@
+"""Errors the study services raise, each saying what was wrong and what to do.
+
+One base class lets the UI catch every user-facing study error in one place and show
+its message, while programming errors (``TypeError`` and friends) still surface loudly.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CardNotFoundError",
+    "InvalidRatingError",
+    "InvalidReviewLogError",
+    "InvalidSettingError",
+    "InvalidTimestampError",
+    "NothingToUndoError",
+    "StudyError",
+]
+
+
+class StudyError(Exception):
+    """Base class of the study companion's user-facing errors."""
+
+
+class InvalidRatingError(StudyError, ValueError):
+    """A rating outside Again 1, Hard 2, Good 3, Easy 4."""
+
+
+class InvalidTimestampError(StudyError, ValueError):
+    """A time without a time zone, in the future, or before the card's last review."""
+
+
+class CardNotFoundError(StudyError, LookupError):
+    """No such card for this user (another user's card counts as no such card)."""
+
+
+class NothingToUndoError(StudyError, LookupError):
+    """Undo was asked for but the user has no review left to undo."""
+
+
+class InvalidSettingError(StudyError, ValueError):
+    """A setting outside its allowed range or set of values."""
+
+
+class InvalidReviewLogError(StudyError, ValueError):
+    """A review-log file that cannot be read: missing columns, bad values, no reviews."""

@@ -1,0 +1,385 @@
+"""The review service: submit, undo, and read predicted recall, always scoped to one user.
+
+Why each rule:
+* every submission carries a client-chosen idempotency key, unique per user; a retried
+  submission (double click, network retry) finds its first copy and counts once;
+* a submission is one transaction (review row + card state together) run by
+  ``Database.write``, which retries on a locked SQLite file, so nothing is lost or half
+  written;
+* a card of another user is reported as not found: users cannot even learn which ids
+  exist;
+* each review stores the state before it, so undo restores that state exactly;
+* a card state made under another model or other parameters is rebuilt from the card's
+  reviews before it is used.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from db import Card, CardState, Database, Review, utcnow
+from study.errors import (
+    CardNotFoundError,
+    InvalidRatingError,
+    InvalidTimestampError,
+    NothingToUndoError,
+    StudyError,
+)
+from study.memory import MemoryState, Rating, ReviewEvent
+from study.scheduler import CardSchedule, Phase, schedule_review
+from study.settings import StudySettings, load_settings, model_tag
+
+__all__ = [
+    "CardMemory",
+    "ForgettingCurve",
+    "ReviewResult",
+    "UndoResult",
+    "card_memory",
+    "forgetting_curve",
+    "predicted_recall",
+    "submit_review",
+    "undo_last_review",
+]
+
+FUTURE_TOLERANCE = timedelta(minutes=5)
+MAX_DURATION_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class ReviewResult:
+    """What a submission did; ``duplicate`` is True when the key had been seen before."""
+
+    review_id: int
+    card_id: int
+    duplicate: bool
+    predicted_recall: float | None
+    due: datetime
+    phase: str
+    stability: float
+
+
+@dataclass(frozen=True)
+class UndoResult:
+    """The review that was undone and the card's due time afterwards (None: new again)."""
+
+    review_id: int
+    card_id: int
+    due: datetime | None
+
+
+@dataclass(frozen=True)
+class CardMemory:
+    """A card's current schedule under the user's model (None while the card is new)."""
+
+    card_id: int
+    schedule: CardSchedule | None
+    model_name: str
+
+
+@dataclass(frozen=True)
+class ForgettingCurve:
+    """Predicted recall over time since the last review, and the card's past reviews."""
+
+    card_id: int
+    points: list[tuple[datetime, float]]
+    reviews: list[tuple[datetime, int]]
+    due: datetime | None
+
+
+def _check_rating(rating: Any) -> Rating:
+    if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 4:
+        raise InvalidRatingError(
+            f"rating {rating!r} is invalid: use 1 (Again), 2 (Hard), 3 (Good) or 4 (Easy)"
+        )
+    return Rating(rating)
+
+
+def _check_time(at: datetime | None, now: datetime) -> datetime:
+    if at is None:
+        return now
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise InvalidTimestampError(
+            f"review time {at.isoformat()} has no time zone: pass an aware UTC datetime"
+        )
+    if at > now + FUTURE_TOLERANCE:
+        raise InvalidTimestampError(
+            f"review time {at.isoformat()} is in the future (now {now.isoformat()})"
+        )
+    return at
+
+
+def _user_card(session: Session, user_id: int, card_id: int) -> Card:
+    card = session.scalar(select(Card).where(Card.id == card_id, Card.user_id == user_id))
+    if card is None:
+        raise CardNotFoundError(f"card {card_id} not found for this user")
+    return card
+
+
+def _state_to_json(state: CardState | None) -> dict[str, Any] | None:
+    if state is None:
+        return None
+    return {
+        "memory_model": state.memory_model,
+        "phase": state.phase,
+        "step": state.step,
+        "stability": state.stability,
+        "difficulty": state.difficulty,
+        "due": state.due.isoformat(),
+        "last_review": state.last_review.isoformat(),
+        "reps": state.reps,
+        "lapses": state.lapses,
+    }
+
+
+def _schedule_from_row(state: CardState) -> CardSchedule:
+    return CardSchedule(
+        memory=MemoryState(state.stability, state.difficulty, state.last_review),
+        phase=Phase(state.phase),
+        step=state.step,
+        due=state.due,
+        reps=state.reps,
+        lapses=state.lapses,
+    )
+
+
+def _history(session: Session, card_id: int) -> list[ReviewEvent]:
+    rows = session.execute(
+        select(Review.reviewed_at, Review.rating)
+        .where(Review.card_id == card_id, Review.undone_at.is_(None))
+        .order_by(Review.reviewed_at, Review.id)
+    ).all()
+    return [ReviewEvent(at=at, rating=Rating(rating)) for at, rating in rows]
+
+
+def _rng(card_id: int, reps: int) -> random.Random:
+    """Fuzz drawn from the card and its review count: replays give the same schedule."""
+    return random.Random(card_id * 1_000_003 + reps)
+
+
+def _current_schedule(session: Session, card: Card, settings: StudySettings) -> CardSchedule | None:
+    """The card's schedule under the user's current model, rebuilt from reviews if stale.
+
+    Models with extra state (counts) are rebuilt every time, since the row has no room
+    for it; the scheduling models keep all they need in stability and difficulty.
+    """
+    state = card.state
+    if state is None:
+        return None
+    if state.memory_model == model_tag(settings.model):
+        return _schedule_from_row(state)
+    schedule: CardSchedule | None = None
+    for event in _history(session, card.id):
+        reps = 0 if schedule is None else schedule.reps
+        schedule = schedule_review(
+            schedule, event.rating, event.at, settings.model, settings.policy, _rng(card.id, reps)
+        )
+    return schedule
+
+
+def _write_state(card: Card, schedule: CardSchedule, tag: str) -> None:
+    state = card.state or CardState(card_id=card.id)
+    state.memory_model = tag
+    state.phase = schedule.phase.value
+    state.step = schedule.step
+    state.stability = schedule.memory.stability
+    state.difficulty = schedule.memory.difficulty
+    state.due = schedule.due
+    state.last_review = schedule.memory.last_review
+    state.reps = schedule.reps
+    state.lapses = schedule.lapses
+    card.state = state
+
+
+def _duplicate(session: Session, user_id: int, key: str, card_id: int) -> ReviewResult | None:
+    existing = session.scalar(
+        select(Review).where(Review.user_id == user_id, Review.idempotency_key == key)
+    )
+    if existing is None:
+        return None
+    if existing.card_id != card_id:
+        raise StudyError(
+            f"idempotency key {key!r} was already used for another card: "
+            "use a fresh key for each answer"
+        )
+    state = session.get(CardState, existing.card_id)
+    return ReviewResult(
+        review_id=existing.id,
+        card_id=existing.card_id,
+        duplicate=True,
+        predicted_recall=existing.predicted_recall,
+        due=state.due if state else existing.reviewed_at,
+        phase=state.phase if state else Phase.LEARNING.value,
+        stability=state.stability if state else 0.0,
+    )
+
+
+def submit_review(
+    db: Database,
+    user_id: int,
+    card_id: int,
+    rating: int,
+    *,
+    idempotency_key: str,
+    duration_ms: int = 0,
+    at: datetime | None = None,
+) -> ReviewResult:
+    """Record one answer and reschedule the card, in one transaction, exactly once.
+
+    Raises ``InvalidRatingError`` (rating not 1..4), ``InvalidTimestampError`` (naive,
+    future, or earlier than the card's last review), ``CardNotFoundError`` (unknown id or
+    another user's card) and ``StudyError`` (bad key or duration). Nothing is written
+    when it raises.
+    """
+    checked_rating = _check_rating(rating)
+    now = utcnow()
+    moment = _check_time(at, now)
+    if not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 200:
+        raise StudyError("idempotency_key must be a non-empty string of at most 200 characters")
+    if isinstance(duration_ms, bool) or not isinstance(duration_ms, int):
+        raise StudyError(f"duration_ms {duration_ms!r} must be a whole number of milliseconds")
+    if not 0 <= duration_ms <= MAX_DURATION_MS:
+        raise StudyError(f"duration_ms {duration_ms} is outside 0..{MAX_DURATION_MS}")
+
+    def work(session: Session) -> ReviewResult:
+        card = _user_card(session, user_id, card_id)
+        duplicate = _duplicate(session, user_id, idempotency_key, card_id)
+        if duplicate is not None:
+            return duplicate
+        settings = load_settings(session, user_id)
+        before = _state_to_json(card.state)
+        current = _current_schedule(session, card, settings)
+        if current is not None and moment < current.memory.last_review:
+            raise InvalidTimestampError(
+                f"review time {moment.isoformat()} is before the card's last review "
+                f"{current.memory.last_review.isoformat()}"
+            )
+        predicted = None if current is None else settings.model.recall(current.memory, moment)
+        reps = 0 if current is None else current.reps
+        schedule = schedule_review(
+            current, checked_rating, moment, settings.model, settings.policy, _rng(card.id, reps)
+        )
+        review = Review(
+            user_id=user_id,
+            card_id=card.id,
+            reviewed_at=moment,
+            rating=int(checked_rating),
+            duration_ms=duration_ms,
+            predicted_recall=predicted,
+            memory_model=settings.model.name,
+            idempotency_key=idempotency_key,
+            state_before=before,
+        )
+        session.add(review)
+        _write_state(card, schedule, model_tag(settings.model))
+        session.flush()
+        return ReviewResult(
+            review_id=review.id,
+            card_id=card.id,
+            duplicate=False,
+            predicted_recall=predicted,
+            due=schedule.due,
+            phase=schedule.phase.value,
+            stability=schedule.memory.stability,
+        )
+
+    try:
+        return db.write(work)
+    except IntegrityError:
+        # Another connection stored the same key between our check and insert
+        # (possible on server databases): the first copy stands.
+        with db.read() as session:
+            duplicate = _duplicate(session, user_id, idempotency_key, card_id)
+        if duplicate is None:
+            raise
+        return duplicate
+
+
+def undo_last_review(db: Database, user_id: int) -> UndoResult:
+    """Undo the user's most recent kept review and restore the card's state before it."""
+
+    def work(session: Session) -> UndoResult:
+        review = session.scalar(
+            select(Review)
+            .where(Review.user_id == user_id, Review.undone_at.is_(None))
+            .order_by(Review.reviewed_at.desc(), Review.id.desc())
+            .limit(1)
+        )
+        if review is None:
+            raise NothingToUndoError("there is no review to undo")
+        review.undone_at = utcnow()
+        card = session.get(Card, review.card_id)
+        before = review.state_before
+        if before is None:
+            if card.state is not None:
+                session.delete(card.state)
+            due = None
+        else:
+            state = card.state or CardState(card_id=card.id)
+            for key, value in before.items():
+                if key in ("due", "last_review"):
+                    value = datetime.fromisoformat(value)
+                setattr(state, key, value)
+            card.state = state
+            due = state.due
+        session.flush()
+        return UndoResult(review_id=review.id, card_id=card.id, due=due)
+
+    return db.write(work)
+
+
+def card_memory(db: Database, user_id: int, card_id: int) -> CardMemory:
+    """The card's current schedule under the user's model (None for a new card)."""
+    with db.read() as session:
+        card = _user_card(session, user_id, card_id)
+        settings = load_settings(session, user_id)
+        schedule = _current_schedule(session, card, settings)
+    return CardMemory(card_id=card_id, schedule=schedule, model_name=settings.model.name)
+
+
+def predicted_recall(
+    db: Database, user_id: int, card_id: int, at: datetime | None = None
+) -> float | None:
+    """Predicted probability of recalling the card at ``at`` (default now); None if new."""
+    moment = at or utcnow()
+    if moment.tzinfo is None:
+        raise InvalidTimestampError(f"time {moment.isoformat()} has no time zone")
+    with db.read() as session:
+        card = _user_card(session, user_id, card_id)
+        settings = load_settings(session, user_id)
+        schedule = _current_schedule(session, card, settings)
+    if schedule is None:
+        return None
+    return settings.model.recall(schedule.memory, moment)
+
+
+def forgetting_curve(
+    db: Database,
+    user_id: int,
+    card_id: int,
+    until: datetime | None = None,
+    points: int = 100,
+) -> ForgettingCurve:
+    """Points of the card's forgetting curve from its last review to ``until``.
+
+    ``until`` defaults to twice the time to the due date, so the plot shows the curve
+    crossing the desired retention. The card's past reviews come along for plotting.
+    """
+    with db.read() as session:
+        card = _user_card(session, user_id, card_id)
+        settings = load_settings(session, user_id)
+        schedule = _current_schedule(session, card, settings)
+        history = _history(session, card.id)
+    reviews = [(event.at, int(event.rating)) for event in history]
+    if schedule is None:
+        return ForgettingCurve(card_id=card_id, points=[], reviews=reviews, due=None)
+    last = schedule.memory.last_review
+    end = until or last + max(2 * (schedule.due - last), timedelta(days=1))
+    curve = settings.model.curve(schedule.memory, end, points)
+    return ForgettingCurve(card_id=card_id, points=curve, reviews=reviews, due=schedule.due)

@@ -1,0 +1,159 @@
+"""A user's study settings as the services use them, and refitting of model parameters.
+
+The ``UserSettings`` row stores the raw values; this module turns them into a memory
+model and a scheduling policy, validates changes, and refits the user's parameters
+from their own reviews (the background job calls ``refit_parameters``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db import Database, Review, UserSettings, get_settings, utcnow
+from study.errors import InvalidSettingError
+from study.memory import SCHEDULING_MODELS, MemoryModel, Rating, ReviewEvent, get_model
+from study.scheduler import RETENTION_RANGE, SchedulingPolicy
+
+__all__ = [
+    "StudySettings",
+    "load_settings",
+    "model_tag",
+    "refit_parameters",
+    "review_histories",
+    "kept_review_count",
+    "update_settings",
+]
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """What scheduling needs for one user: the model (with fitted parameters) and policy."""
+
+    model: MemoryModel
+    policy: SchedulingPolicy
+    daily_new_limit: int
+    daily_job_time: str
+
+
+def model_tag(model: MemoryModel) -> str:
+    """Name plus a short hash of the parameters, stored with each card's state.
+
+    A card state made under other parameters (after a refit or a change of model) has
+    another tag, which tells the services to rebuild it from the card's reviews.
+    """
+    digest = hashlib.sha1(json.dumps([round(p, 10) for p in model.params]).encode()).hexdigest()
+    return f"{model.name}:{digest[:10]}"
+
+
+def _from_row(row: UserSettings | None) -> StudySettings:
+    row = row or UserSettings(
+        memory_model="ebbinghaus",
+        desired_retention=0.9,
+        daily_new_limit=20,
+        maximum_interval_days=36_500,
+        daily_job_time="03:00",
+        fitted_params={},
+    )
+    params = (row.fitted_params or {}).get(row.memory_model)
+    return StudySettings(
+        model=get_model(row.memory_model, params),
+        policy=SchedulingPolicy(
+            desired_retention=row.desired_retention,
+            maximum_interval_days=row.maximum_interval_days,
+        ),
+        daily_new_limit=row.daily_new_limit,
+        daily_job_time=row.daily_job_time,
+    )
+
+
+def load_settings(session: Session, user_id: int) -> StudySettings:
+    """The user's settings (defaults when no row exists yet; nothing is written)."""
+    return _from_row(session.get(UserSettings, user_id))
+
+
+_VALIDATORS: dict[str, Any] = {
+    "memory_model": lambda v: v in SCHEDULING_MODELS,
+    "desired_retention": lambda v: RETENTION_RANGE[0] <= float(v) <= RETENTION_RANGE[1],
+    "daily_new_limit": lambda v: isinstance(v, int) and 0 <= v <= 10_000,
+    "maximum_interval_days": lambda v: isinstance(v, int) and 1 <= v <= 36_500,
+    "daily_job_time": lambda v: bool(re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", str(v))),
+}
+_HINTS = {
+    "memory_model": f"one of {', '.join(SCHEDULING_MODELS)}",
+    "desired_retention": f"between {RETENTION_RANGE[0]} and {RETENTION_RANGE[1]}",
+    "daily_new_limit": "a whole number from 0 to 10000",
+    "maximum_interval_days": "a whole number of days from 1 to 36500",
+    "daily_job_time": "a 24-hour time HH:MM",
+}
+
+
+def update_settings(db: Database, user_id: int, **changes: Any) -> StudySettings:
+    """Change some settings of ``user_id`` in one transaction; all are checked first."""
+    for key, value in changes.items():
+        if key not in _VALIDATORS:
+            raise InvalidSettingError(f"unknown setting {key!r}: use one of {sorted(_VALIDATORS)}")
+        if not _VALIDATORS[key](value):
+            raise InvalidSettingError(f"{key} = {value!r} is invalid: use {_HINTS[key]}")
+
+    def work(session: Session) -> StudySettings:
+        row = get_settings(session, user_id)
+        for key, value in changes.items():
+            setattr(row, key, value)
+        session.flush()
+        return _from_row(row)
+
+    return db.write(work)
+
+
+def review_histories(session: Session, user_id: int) -> dict[int, list[ReviewEvent]]:
+    """Every card's kept (not undone) reviews of ``user_id``, in time order."""
+    rows = session.execute(
+        select(Review.card_id, Review.reviewed_at, Review.rating)
+        .where(Review.user_id == user_id, Review.undone_at.is_(None))
+        .order_by(Review.card_id, Review.reviewed_at, Review.id)
+    ).all()
+    histories: dict[int, list[ReviewEvent]] = defaultdict(list)
+    for card_id, at, rating in rows:
+        histories[card_id].append(ReviewEvent(at=at, rating=Rating(rating)))
+    return dict(histories)
+
+
+def refit_parameters(db: Database, user_id: int, model_name: str | None = None) -> MemoryModel:
+    """Fit ``model_name`` (default: the user's model) to the user's reviews and store it.
+
+    Models keep their current parameters when there is too little data to fit.
+    """
+    with db.read() as session:
+        row = session.get(UserSettings, user_id)
+        name = model_name or (row.memory_model if row else "ebbinghaus")
+        current = ((row.fitted_params or {}) if row else {}).get(name)
+        histories = list(review_histories(session, user_id).values())
+    fitted = get_model(name, current).fit(histories)
+    count = sum(len(h) for h in histories)
+
+    def work(session: Session) -> None:
+        settings = get_settings(session, user_id)
+        settings.fitted_params = {**(settings.fitted_params or {}), name: list(fitted.params)}
+        settings.fitted_at = utcnow()
+        settings.fitted_review_count = count
+
+    db.write(work)
+    return fitted
+
+
+def kept_review_count(session: Session, user_id: int) -> int:
+    """Reviews of ``user_id`` that count (not undone): the refit job compares it to the last fit."""
+    return int(
+        session.scalar(
+            select(func.count()).where(Review.user_id == user_id, Review.undone_at.is_(None))
+        )
+        or 0
+    )
