@@ -17,6 +17,7 @@ from study.quiz import (
     generate_cards,
     note_excerpts,
     parse_cards,
+    plain_text,
     similarity,
     validate_card,
 )
@@ -385,3 +386,14 @@ def test_each_kind_gets_its_own_prompt_and_bad_arguments_are_refused():
         generate_cards(NOTE, complete, kinds=["basic"], max_attempts=0)
     with pytest.raises(ValueError, match="unknown card kind"):
         generate_cards(NOTE, complete, kinds=["essay"])
+
+
+def test_a_cloze_from_a_hard_wrapped_sentence_is_grounded():
+    wrapped = "Kangaroo stops drafting when the draft's\ntop-1 probability falls below eta.\n"
+    card = CardDraft(
+        CardKind.CLOZE,
+        f"Kangaroo stops drafting when the draft's top-1 {BLANK} falls below eta.",
+        "probability",
+    )
+    assert validate_card(card, "Kangaroo\n" + plain_text(wrapped)) == ()
+    assert validate_card(card, "Kangaroo stops drafting.\n\nProbability falls below eta.") != ()

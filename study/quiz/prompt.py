@@ -72,17 +72,28 @@ class NoteLike(Protocol):
 
 
 def plain_text(markdown: str) -> str:
-    """Strip the Markdown syntax a small model would copy into its answer."""
-    lines = []
-    for line in markdown.splitlines():
-        if _FENCE.match(line):
+    """Strip the Markdown syntax a small model would copy into its answer.
+
+    Hard-wrapped lines of a paragraph are joined, so that a sentence is one line for the
+    model and for the sentence-level cloze check; headings and list items stay lines.
+    """
+    out: list[str] = []
+    joinable = False  # the previous line is prose that a wrapped line may continue
+    for raw in markdown.splitlines():
+        if _FENCE.match(raw):
             continue
-        line = _HEADING.sub("", line)
-        line = _LIST_MARK.sub("", line)
-        line = _LINK.sub(r"\1", line)
-        line = _EMPHASIS.sub("", line)
-        lines.append(line.rstrip())
-    text = "\n".join(lines)
+        starts_block = bool(_HEADING.match(raw) or _LIST_MARK.match(raw))
+        line = _EMPHASIS.sub("", _LINK.sub(r"\1", _LIST_MARK.sub("", _HEADING.sub("", raw))))
+        line = line.strip()
+        if not line:
+            out.append("")
+            joinable = False
+        elif joinable and not starts_block:
+            out[-1] = f"{out[-1]} {line}"
+        else:
+            out.append(line)
+            joinable = not _HEADING.match(raw)
+    text = "\n".join(out)
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 

@@ -33,7 +33,7 @@ from study.quiz.cards import BLANK, CardDraft, CardKind
 __all__ = ["DEFAULT_RULES", "Rules", "content_words", "similarity", "validate_card"]
 
 _TOKEN = re.compile(r"\d+(?:\.\d+)?|[^\W\d_]+")
-_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n+")
+_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n\s*\n")
 _CATCH_ALL = re.compile(r"\b(?:all|none|both|neither) of (?:the )?(?:above|these|them)\b", re.I)
 _STOP_TEXT = """
 a about above after again against all am an and any are as at be because been before
