@@ -1,0 +1,186 @@
+"""The database layer: migrations, SQLite settings, UTC times, constraints, run records."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from datetime import UTC, datetime
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, select, text
+from sqlalchemy.exc import IntegrityError, StatementError
+
+from db import Base, Card, DecodeRun, QuizRun, User, UserSettings, default_url, init_db
+from db.engine import alembic_config, make_engine
+from db.records import get_or_create_user, record_decode_run, record_quiz_run
+from tests.study_helpers import add_user_with_cards, file_db
+
+
+def _head() -> str:
+    engine = make_engine("sqlite://")
+    return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+
+
+def _version(db) -> str:  # noqa: ANN001
+    with db.engine.connect() as conn:
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+
+
+def test_init_from_empty_creates_schema_at_head_with_wal_and_foreign_keys(tmp_path):
+    db = file_db(tmp_path)
+    tables = set(inspect(db.engine).get_table_names())
+    assert {
+        "users",
+        "notes",
+        "cards",
+        "card_states",
+        "reviews",
+        "quiz_runs",
+        "decode_runs",
+    } <= tables
+    assert _version(db) == _head()
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+
+
+def test_migrations_match_the_models(tmp_path):
+    db = file_db(tmp_path)
+    with db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_older_schema_is_upgraded_in_place_keeping_data(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(url)
+    command.upgrade(alembic_config(engine), "0001")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (id, name, created_at) VALUES (7, 'old', '2025-01-01 00:00:00')"
+            )
+        )
+    assert "user_settings" not in inspect(engine).get_table_names()
+    engine.dispose()
+
+    db = init_db(url)
+    assert _version(db) == _head()
+    with db.read() as session:
+        user = session.get(User, 7)
+        assert user.name == "old"
+        assert user.created_at == datetime(2025, 1, 1, tzinfo=UTC)
+    assert "user_settings" in inspect(db.engine).get_table_names()
+    init_db(url)  # a second start finds nothing to do and loses nothing
+    with db.read() as session:
+        assert session.scalar(select(User.name).where(User.id == 7)) == "old"
+
+
+def test_init_db_never_recreates_existing_data(tmp_path):
+    db = file_db(tmp_path)
+    user_id, cards = add_user_with_cards(db, "ann", 3)
+    db.dispose()
+    again = file_db(tmp_path)
+    with again.read() as session:
+        assert session.scalar(select(Card.id).where(Card.user_id == user_id).limit(1)) == cards[0]
+
+
+def test_times_are_utc_aware_and_naive_times_are_refused(tmp_path):
+    db = file_db(tmp_path)
+    moment = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
+    db.write(lambda s: record_decode_run(s, method="vanilla", model="m", created_at=moment))
+    with db.read() as session:
+        stored = session.scalar(select(DecodeRun.created_at))
+    assert stored == moment and stored.tzinfo is not None
+    with pytest.raises(StatementError, match="naive datetime"):
+        db.write(
+            lambda s: record_decode_run(s, method="v", model="m", created_at=datetime(2026, 1, 1))
+        )
+
+
+def test_foreign_keys_and_checks_are_enforced(tmp_path):
+    db = file_db(tmp_path)
+    with pytest.raises(IntegrityError):
+        db.write(lambda s: s.add(Card(user_id=999, question="q", answer="a")) or s.flush())
+    user_id, _ = add_user_with_cards(db, "bob", 0)
+    with pytest.raises(IntegrityError):
+        db.write(
+            lambda s: (
+                s.add(Card(user_id=user_id, kind="essay", question="q", answer="a")) or s.flush()
+            )
+        )
+    with pytest.raises(IntegrityError):
+        db.write(
+            lambda s: setattr(s.get(UserSettings, user_id), "desired_retention", 0.5) or s.flush()
+        )
+
+
+def test_user_creation_gives_default_settings(tmp_path):
+    db = file_db(tmp_path)
+    user_id = db.write(lambda s: get_or_create_user(s, "carol").id)
+    assert db.write(lambda s: get_or_create_user(s, "carol").id) == user_id
+    with db.read() as session:
+        settings = session.get(UserSettings, user_id)
+        assert (settings.memory_model, settings.desired_retention) == ("ebbinghaus", 0.9)
+    with pytest.raises(ValueError, match="empty"):
+        db.write(lambda s: get_or_create_user(s, "  "))
+
+
+def test_run_records(tmp_path):
+    db = file_db(tmp_path)
+    user_id, _ = add_user_with_cards(db, "dan", 0)
+    db.write(
+        lambda s: record_decode_run(
+            s,
+            method="kangaroo",
+            model="smollm2",
+            tokens_per_s=41.5,
+            speedup=1.3,
+            mean_accepted=2.1,
+            acceptance_rate=0.6,
+            lossless=True,
+            extra={"k": 4},
+        )
+    )
+    db.write(
+        lambda s: record_quiz_run(s, user_id=user_id, status="failed", reason="no valid question")
+    )
+    with pytest.raises(ValueError, match="reason"):
+        db.write(lambda s: record_quiz_run(s, user_id=user_id, status="failed"))
+    with db.read() as session:
+        run = session.scalar(select(DecodeRun))
+        assert (run.lossless, run.extra) == (True, {"k": 4})
+        assert session.scalar(select(QuizRun.reason)) == "no valid question"
+
+
+def test_default_url_uses_data_dir_and_database_url(monkeypatch, tmp_path):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("SELFSPEC_DATA_DIR", str(tmp_path / "data"))
+    assert default_url() == f"sqlite:///{tmp_path / 'data' / 'study.db'}"
+    db = init_db()
+    assert (tmp_path / "data" / "study.db").exists()
+    db.dispose()
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///elsewhere.db")
+    assert default_url() == "sqlite:///elsewhere.db"
+
+
+def test_sqlite_file_is_readable_by_plain_sqlite(tmp_path):
+    db = file_db(tmp_path)
+    add_user_with_cards(db, "eve", 2)
+    db.dispose()
+    with sqlite3.connect(tmp_path / "study.db") as conn:
+        assert conn.execute("SELECT count(*) FROM cards").fetchone()[0] == 2
+
+
+@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL"), reason="TEST_DATABASE_URL not set")
+def test_postgresql_round_trip():
+    db = init_db(os.environ["TEST_DATABASE_URL"])
+    name = f"pg-{datetime.now(UTC).timestamp()}"
+    user_id = db.write(lambda s: get_or_create_user(s, name).id)
+    with db.read() as session:
+        assert session.get(User, user_id).name == name

@@ -1,0 +1,213 @@
+"""Memory-model maths: curves, update laws, fitting, and FSRS-6 against the fsrs package."""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from fsrs import Card as FsrsCard
+from fsrs import Rating as FsrsRating
+from fsrs import Scheduler as FsrsScheduler
+
+from study.memory import (
+    EbbinghausModel,
+    FSRS6Model,
+    HLRModel,
+    MemoryState,
+    Rating,
+    ReviewEvent,
+    SM2Model,
+    get_model,
+)
+from study.memory.ebbinghaus import PARAM_NAMES, _Batch
+
+T0 = datetime(2026, 2, 1, 8, 0, tzinfo=UTC)
+ALL_MODELS = [EbbinghausModel(), FSRS6Model(), SM2Model(), HLRModel()]
+
+
+@pytest.mark.parametrize("model", ALL_MODELS, ids=lambda m: m.name)
+def test_recall_decays_monotonically_from_one(model):
+    state = model.review(None, Rating.GOOD, T0)
+    values = [model.recall(state, T0 + timedelta(days=d)) for d in range(0, 200, 3)]
+    assert values[0] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+    assert values[-1] < values[0]
+
+
+@pytest.mark.parametrize(
+    "model", [EbbinghausModel(), FSRS6Model(), SM2Model()], ids=lambda m: m.name
+)
+def test_recall_is_ninety_percent_at_the_stability_point(model):
+    state = MemoryState(stability=10.0, difficulty=5.0, last_review=T0, extra=(2,))
+    assert model.recall(state, T0 + timedelta(days=10)) == pytest.approx(0.9)
+    assert model.interval_days(state, 0.9) == pytest.approx(10.0)
+    assert model.interval_days(state, 0.8) > 10.0 > model.interval_days(state, 0.95)
+
+
+def test_ebbinghaus_is_exponential():
+    model = EbbinghausModel()
+    state = MemoryState(stability=4.0, difficulty=0.0, last_review=T0)
+    r1 = model.recall(state, T0 + timedelta(days=4))
+    r2 = model.recall(state, T0 + timedelta(days=8))
+    assert r2 == pytest.approx(r1 * r1)
+
+
+def test_ebbinghaus_stability_grows_on_success_and_shrinks_on_lapse():
+    model = EbbinghausModel()
+    state = model.review(None, Rating.GOOD, T0)
+    later = T0 + timedelta(days=state.stability)
+    grown = model.review(state, Rating.GOOD, later)
+    lapsed = model.review(state, Rating.AGAIN, later)
+    assert grown.stability > state.stability > lapsed.stability
+    easy = model.review(state, Rating.EASY, later)
+    hard = model.review(state, Rating.HARD, later)
+    assert easy.stability > grown.stability > hard.stability
+    # spacing effect: succeeding later (lower recall) strengthens memory more
+    much_later = model.review(state, Rating.GOOD, T0 + timedelta(days=3 * state.stability))
+    assert much_later.stability > grown.stability
+
+
+def _simulate(model, cards: int, seed: int) -> list[list[ReviewEvent]]:
+    """Review histories drawn from ``model``: recall happens with the predicted probability."""
+    rng = random.Random(seed)
+    histories = []
+    for _ in range(cards):
+        at = T0 + timedelta(hours=rng.uniform(0, 500))
+        first = Rating.AGAIN if rng.random() < 0.3 else Rating.GOOD
+        events = [ReviewEvent(at, first)]
+        state = model.review(None, first, at)
+        for _ in range(rng.randint(4, 10)):
+            at = at + timedelta(days=max(1.0, state.stability * rng.uniform(0.3, 3.0)))
+            rating = Rating.GOOD if rng.random() < model.recall(state, at) else Rating.AGAIN
+            events.append(ReviewEvent(at, rating))
+            state = model.review(state, rating, at)
+        histories.append(events)
+    return histories
+
+
+def test_ebbinghaus_fit_recovers_simulated_parameters():
+    """Identifiable parameters come back, and the fitted curve predicts like the true one.
+
+    Growth gain and spacing trade off against each other (for recall near 0.9 only their
+    product matters much), so those are judged by predictions on fresh simulated cards.
+    """
+    true_params = list(EbbinghausModel.default_params())
+    true_params[PARAM_NAMES.index("log_s0_good")] = math.log(4.0)
+    true_params[PARAM_NAMES.index("log_s0_again")] = math.log(0.8)
+    true_params[PARAM_NAMES.index("log_gain")] = math.log(3.0)
+    truth = EbbinghausModel(true_params)
+    default = EbbinghausModel()
+    fitted = default.fit(_simulate(truth, cards=600, seed=1))
+
+    for name, tolerance in (("log_s0_good", 0.2), ("log_s0_again", 0.35)):
+        i = PARAM_NAMES.index(name)
+        assert abs(fitted.params[i] - truth.params[i]) < tolerance, name
+        assert abs(default.params[i] - truth.params[i]) > 0.4, name
+
+    fresh = _Batch.from_histories(_simulate(truth, cards=300, seed=9))
+    true_loss = fresh.log_loss(np.asarray(truth.params))
+    assert fresh.log_loss(np.asarray(fitted.params)) < true_loss + 0.005
+    assert fresh.log_loss(np.asarray(default.params)) > true_loss + 0.01
+
+
+def test_vectorised_likelihood_matches_the_scalar_replay():
+    model = EbbinghausModel()
+    histories = _simulate(model, cards=40, seed=3)
+    total, count = 0.0, 0
+    for history in histories:
+        for prediction, previous, event in zip(
+            model.replay(history)[1:], history[:-1], history[1:], strict=True
+        ):
+            if (event.at - previous.at) >= timedelta(days=1):
+                y = event.rating.recalled
+                total -= math.log(prediction if y else 1 - prediction)
+                count += 1
+    batch = _Batch.from_histories(histories)
+    assert batch.log_loss(np.asarray(model.params)) == pytest.approx(total / count, rel=1e-9)
+
+
+HISTORY = [
+    (0, 0.0, 3),
+    (0, 0.007, 3),
+    (2, 0.0, 3),
+    (9, 0.0, 1),
+    (9, 0.01, 3),
+    (12, 0.5, 2),
+    (30, 0.0, 4),
+    (95, 0.2, 3),
+]
+
+
+def test_fsrs6_states_and_recall_equal_the_fsrs_package():
+    scheduler = FsrsScheduler(enable_fuzzing=False)
+    card = FsrsCard(card_id=1)
+    model = FSRS6Model()
+    state = None
+    for days, fraction, rating in HISTORY:
+        at = T0 + timedelta(days=days + fraction)
+        if state is not None:
+            probe = at + timedelta(days=1.5)
+            assert model.recall(state, probe) == pytest.approx(
+                scheduler.get_card_retrievability(card, probe), abs=1e-12
+            )
+        card, _ = scheduler.review_card(card, FsrsRating(rating), review_datetime=at)
+        state = model.review(state, Rating(rating), at)
+        assert state.stability == pytest.approx(card.stability, rel=1e-12)
+        assert state.difficulty == pytest.approx(card.difficulty, rel=1e-12)
+
+
+def test_fsrs6_with_fitted_parameters_equals_package_too():
+    params = list(FSRS6Model.default_params())
+    params[20] = 0.35
+    params[0] = 0.5
+    scheduler = FsrsScheduler(parameters=params, enable_fuzzing=False)
+    card = FsrsCard(card_id=1)
+    model = FSRS6Model(params)
+    state = None
+    for days, fraction, rating in HISTORY:
+        at = T0 + timedelta(days=days + fraction)
+        card, _ = scheduler.review_card(card, FsrsRating(rating), review_datetime=at)
+        state = model.review(state, Rating(rating), at)
+    assert (state.stability, state.difficulty) == pytest.approx((card.stability, card.difficulty))
+
+
+def test_fsrs6_fit_keeps_defaults_with_too_few_reviews():
+    histories = _simulate(FSRS6Model(), cards=5, seed=2)
+    assert FSRS6Model().fit(histories).params == FSRS6Model.default_params()
+
+
+def test_sm2_intervals_follow_the_published_rules():
+    model = SM2Model()
+    state = model.review(None, Rating.GOOD, T0)
+    assert state.stability == 1.0
+    state = model.review(state, Rating.GOOD, T0 + timedelta(days=1))
+    assert state.stability == 6.0
+    state = model.review(state, Rating.GOOD, T0 + timedelta(days=7))
+    assert state.stability == round(6 * state.difficulty)
+    lapsed = model.review(state, Rating.AGAIN, T0 + timedelta(days=30))
+    assert (lapsed.stability, lapsed.extra) == (1.0, (0,))
+    assert lapsed.difficulty == state.difficulty
+
+
+def test_hlr_fit_improves_likelihood_and_learns_that_successes_help():
+    truth = HLRModel((1.2, -0.8, 0.5))
+    histories = _simulate(truth, cards=300, seed=4)
+    fitted = HLRModel((0.0, 0.0, 0.0)).fit(histories)
+    assert fitted.params[0] > 0 > fitted.params[1]
+    assert fitted.params == pytest.approx(truth.params, abs=0.35)
+
+
+def test_unknown_model_name_is_refused():
+    with pytest.raises(ValueError, match="unknown memory model"):
+        get_model("sm17")
+
+
+def test_curve_points_start_at_last_review():
+    model = EbbinghausModel()
+    state = model.review(None, Rating.GOOD, T0)
+    points = model.curve(state, T0 + timedelta(days=10), points=11)
+    assert points[0] == (T0, 1.0)
+    assert len(points) == 11 and points[-1][0] == T0 + timedelta(days=10)
