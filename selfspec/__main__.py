@@ -1,0 +1,5 @@
+import sys
+
+from selfspec.cli import main
+
+sys.exit(main())

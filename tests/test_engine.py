@@ -1,0 +1,150 @@
+"""The engine against Hugging Face's own forward pass and against a hand-built reference.
+
+Tolerances: in float64 the engine and Hugging Face compute the same operations, so we
+require 1e-9; in float32 1e-4 (different fused kernels may round differently).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from selfspec.errors import BadInputError
+from selfspec.model import SkipSet, causal_mask
+from tests.model_helpers import ARCHS, random_ids, tiny
+
+TOL = {"float64": 1e-9, "float32": 1e-4}
+
+
+def engine_logits(lm, ids, skip=None):
+    cache = lm.engine.new_cache(len(ids) + 4)
+    with torch.inference_mode():
+        return lm.engine.forward(torch.tensor([ids]), cache, 0, skip=skip)[0]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_logits_match_hugging_face(arch, dtype):
+    lm = tiny(arch, dtype)
+    ids = random_ids(40, seed=1)  # longer than the tiny sliding windows (24)
+    with torch.inference_mode():
+        ref = lm.hf_model(torch.tensor([ids])).logits[0]
+    assert torch.allclose(
+        engine_logits(lm, ids),
+        ref.to(torch.float64 if dtype == "float64" else torch.float32),
+        atol=TOL[dtype],
+        rtol=0,
+    )
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_cached_decoding_equals_uncached(arch):
+    lm = tiny(arch)
+    ids = random_ids(50, seed=2)
+    full = engine_logits(lm, ids)
+    cache = lm.engine.new_cache(64)
+    steps = [lm.engine.forward(torch.tensor([ids[:20]]), cache, 0)[0]]
+    pos = 20
+    for n in (1, 3, 1, 8, 1, 1, 15):  # a mix of one-token steps and multi-token blocks
+        steps.append(lm.engine.forward(torch.tensor([ids[pos : pos + n]]), cache, pos)[0])
+        pos += n
+    assert pos == 50
+    assert torch.allclose(torch.cat(steps), full, atol=1e-9, rtol=0)
+
+
+def test_rewinding_overwrites_stale_cache_entries():
+    """Continuing from an earlier position (a rejected draft) gives the plain result."""
+    lm = tiny("tiny-llama")
+    ids = random_ids(30, seed=3)
+    junk = random_ids(6, seed=4)
+    cache = lm.engine.new_cache(40)
+    lm.engine.forward(torch.tensor([ids[:24]]), cache, 0)
+    lm.engine.forward(torch.tensor([junk]), cache, 24)  # drafts, then rejected
+    out = lm.engine.forward(torch.tensor([ids[24:]]), cache, 24)[0]
+    assert torch.allclose(out, engine_logits(lm, ids)[24:], atol=1e-9, rtol=0)
+
+
+def reference_forward(lm, ids, skip: SkipSet) -> torch.Tensor:
+    """Hand-composed forward from Hugging Face's own sub-modules, skipping sub-layers.
+
+    Independent of the engine: no KV cache, HF's attention and MLP modules, an explicit
+    additive mask, and the residual structure written out per architecture.
+    """
+    hf = lm.hf_model
+    base = hf.model
+    x = torch.tensor([ids])
+    t = x.shape[1]
+    h = base.embed_tokens(x)
+    pos_emb = base.rotary_emb(h, torch.arange(t)[None])
+    gemma = hf.config.model_type == "gemma2"
+    for i, layer in enumerate(base.layers):
+        window = lm.engine.cfg.windows[i]
+        allowed = causal_mask(0, t, window, h.device)
+        if allowed is None:
+            allowed = torch.ones(t, t, dtype=torch.bool)
+        mask = torch.zeros(t, t, dtype=h.dtype).masked_fill(~allowed, float("-inf"))[None, None]
+        if i not in skip.attn:
+            a, _ = layer.self_attn(
+                hidden_states=layer.input_layernorm(h),
+                position_embeddings=pos_emb,
+                attention_mask=mask,
+            )
+            h = h + (layer.post_attention_layernorm(a) if gemma else a)
+        if i not in skip.mlp:
+            pre = layer.pre_feedforward_layernorm if gemma else layer.post_attention_layernorm
+            m = layer.mlp(pre(h))
+            h = h + (layer.post_feedforward_layernorm(m) if gemma else m)
+    logits = hf.lm_head(base.norm(h))
+    cap = getattr(hf.config, "final_logit_softcapping", None) if gemma else None
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits[0]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize(
+    "skip",
+    [SkipSet(), SkipSet.of(attn=[1]), SkipSet.of(mlp=[2]), SkipSet.of(attn=[1, 2], mlp=[1, 3])],
+)
+def test_sublayer_skip_matches_reference(arch, skip):
+    lm = tiny(arch)
+    ids = random_ids(30, seed=5)
+    with torch.inference_mode():
+        ref = reference_forward(lm, ids, skip)
+    assert torch.allclose(engine_logits(lm, ids, skip), ref, atol=1e-9, rtol=0)
+
+
+def test_skipping_changes_the_output():
+    lm = tiny("tiny-llama")
+    ids = random_ids(10, seed=6)
+    assert not torch.allclose(engine_logits(lm, ids), engine_logits(lm, ids, SkipSet.of([1])))
+
+
+@pytest.mark.parametrize("split", [1, 2, 3])
+def test_layer_ranges_compose(split):
+    lm = tiny("tiny-gemma2")
+    eng = lm.engine
+    x = torch.tensor([random_ids(12, seed=7)])
+    with torch.inference_mode():
+        h = eng.embed(x)
+        whole = eng.run_layers(h, eng.new_cache(16), 0)
+        cache = eng.new_cache(16)
+        part = eng.run_layers(eng.run_layers(h, cache, 0, 0, split), cache, 0, split, None)
+    assert torch.allclose(whole, part, atol=1e-12, rtol=0)
+
+
+def test_skip_set_naming_missing_layers_is_refused():
+    with pytest.raises(BadInputError, match=r"layers \[7\].*0\.\.3"):
+        SkipSet.of(attn=[7]).check(4)
+
+
+def test_weights_are_shared_not_copied():
+    lm = tiny("tiny-qwen2")
+    layer = lm.hf_model.model.layers[0]
+    fused = lm.engine.layers[0].wqkv
+    assert layer.self_attn.q_proj.weight.data_ptr() == fused.data_ptr()
+    assert (
+        layer.self_attn.k_proj.weight.untyped_storage().data_ptr()
+        == fused.untyped_storage().data_ptr()
+    )
+    assert lm.engine.lm_head.data_ptr() == lm.hf_model.lm_head.weight.data_ptr()
