@@ -1,0 +1,24 @@
+"""Entry point (also the Spaces app file): build the app from the environment and serve it.
+
+Environment: SELFSPEC_MODEL (default model, `bundled`), SELFSPEC_HOST / SELFSPEC_PORT
+(127.0.0.1:7860), SELFSPEC_DATA_DIR or DATABASE_URL (database), SELFSPEC_HOSTED=1
+(model allow-list), SELFSPEC_PASSWORD (password login), SPACE_ID (Hugging Face login).
+See docs/app.md.
+"""
+
+import uvicorn
+
+from ui.app import build_context, create_app
+from ui.jobs import start_jobs
+
+
+def main() -> None:
+    ctx = build_context()
+    start_jobs(ctx)
+    app = create_app(ctx)
+    print(f"selfspec lab on http://{ctx.config.host}:{ctx.config.port}", flush=True)
+    uvicorn.run(app, host=ctx.config.host, port=ctx.config.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,314 @@
+"""Notes tab: list and search notes, edit them, import Markdown, generate questions,
+edit or delete cards, and export.
+
+Storage rules (validation, one transaction per change, user scoping) live in
+``study.notes_service``, ``study.cards_service``, ``study.quiz_service`` and
+``study.export_service``; this tab turns their errors into messages.
+"""
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from study.cards_service import delete_card, edit_card, list_cards
+from study.errors import StudyError
+from study.export_service import ExportFormat, export_user_data
+from study.markdown_import import MARKDOWN_SUFFIXES
+from study.notes_service import (
+    add_note,
+    delete_note,
+    edit_note,
+    get_note,
+    import_markdown,
+    list_notes,
+)
+from study.quiz_service import iter_generate_for_note
+from ui.context import AppContext
+
+__all__ = ["MAX_UPLOAD_BYTES", "build", "check_upload", "split_tags"]
+
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+NOTE_COLUMNS = ["id", "title", "tags", "cards", "updated"]
+CARD_COLUMNS = ["id", "kind", "question", "answer", "choices", "made by", "tokens/s", "due"]
+EXPORTS = {"Anki deck (.apkg)": (ExportFormat.APKG, "apkg"), "Cards (CSV)": (ExportFormat.CARDS_CSV, "csv"),
+           "Reviews (CSV)": (ExportFormat.REVIEWS_CSV, "csv")}  # fmt: skip
+
+
+def split_tags(text: str) -> list[str]:
+    return [tag.strip() for tag in (text or "").split(",") if tag.strip()]
+
+
+def check_upload(path: str | None) -> str | None:
+    """A message for an upload the app refuses before reading it, else None."""
+    if not path:
+        return "Choose a Markdown file (.md or .markdown) to import."
+    file = Path(path)
+    if file.suffix.lower() not in MARKDOWN_SUFFIXES:
+        return (
+            f"'{file.name}' is not a Markdown file: only .md and .markdown files can be imported."
+        )
+    size = file.stat().st_size
+    if size > MAX_UPLOAD_BYTES:
+        return f"'{file.name}' is {size / 2**20:.1f} MB; uploads are limited to 20 MB."
+    return None
+
+
+def _notes_frame(ctx: AppContext, uid: int, search: str, tag: str) -> pd.DataFrame:
+    notes = list_notes(ctx.db, uid, search=search or None, tag=tag or None)
+    rows = [
+        [n.id, n.title, ", ".join(n.tags), n.card_count, f"{n.updated_at:%Y-%m-%d %H:%M}"]
+        for n in notes
+    ]
+    return pd.DataFrame(rows, columns=NOTE_COLUMNS)
+
+
+def _cards_frame(ctx: AppContext, uid: int, note_id: int | None) -> pd.DataFrame:
+    if not note_id:
+        return pd.DataFrame(columns=CARD_COLUMNS)
+    rows = [
+        [c.id, c.kind.value, c.question, c.answer, " | ".join(c.choices), f"{c.gen_method or ''} {c.gen_model or ''}".strip(),
+         None if c.gen_tokens_per_s is None else round(c.gen_tokens_per_s, 1), f"{c.due:%Y-%m-%d}" if c.due else "new"]
+        for c in list_cards(ctx.db, uid, note_id)
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=CARD_COLUMNS)
+
+
+def _note_id(value: float | int | None) -> int | None:
+    return int(value) if value else None
+
+
+def build(ctx: AppContext, demo: gr.Blocks) -> None:
+    """Lay out the Notes tab inside the current Blocks context."""
+    with gr.Row():
+        search = gr.Textbox(label="Search", placeholder="words in title or body", scale=3)
+        tag = gr.Textbox(label="Tag", placeholder="exact tag", scale=1)
+        refresh = gr.Button("Search", scale=0)
+    notes = gr.Dataframe(headers=NOTE_COLUMNS, label="Your notes (click a row to edit)", interactive=False,
+                         elem_id="notes-table")  # fmt: skip
+    with gr.Row():
+        with gr.Column(scale=3):
+            note_id = gr.Number(label="Note id (empty: new note)", precision=0, elem_id="note-id")
+            title = gr.Textbox(label="Title", elem_id="note-title")
+            body = gr.Textbox(label="Body (Markdown)", lines=8, elem_id="note-body")
+            with gr.Row():
+                source = gr.Textbox(label="Source (paper, URL)")
+                tags = gr.Textbox(label="Tags (comma-separated)")
+            with gr.Row():
+                save = gr.Button("Save note", variant="primary", elem_id="note-save")
+                new = gr.Button("New note")
+                delete = gr.Button("Delete note…", variant="stop")
+                confirm = gr.Button(
+                    "Really delete this note and its cards", variant="stop", visible=False
+                )
+            message = gr.Markdown(elem_id="notes-message")
+        with gr.Column(scale=2):
+            upload = gr.File(label="Import Markdown (.md, up to 20 MB)", elem_id="notes-upload")
+            import_btn = gr.Button("Import")
+            generate = gr.Button("Generate questions for this note", elem_id="notes-generate")
+            gen_status = gr.Markdown(elem_id="notes-gen-status")
+            export_kind = gr.Radio(list(EXPORTS), value="Anki deck (.apkg)", label="Export")
+            export_btn = gr.Button("Export")
+            export_file = gr.File(label="Download", interactive=False, elem_id="notes-export")
+    cards = gr.Dataframe(
+        headers=CARD_COLUMNS, label="Cards of this note (click a row to edit)", interactive=False
+    )
+    with gr.Row():
+        card_id = gr.Number(label="Card id", precision=0)
+        card_q = gr.Textbox(label="Question")
+        card_a = gr.Textbox(label="Answer")
+        card_choices = gr.Textbox(label="Choices (one per line, multiple choice only)", lines=3)
+    with gr.Row():
+        card_save = gr.Button("Save card")
+        card_delete = gr.Button("Delete card", variant="stop")
+
+    editor = [note_id, title, body, source, tags]
+
+    def show(
+        search_text: str, tag_text: str, request: gr.Request, profile: gr.OAuthProfile | None
+    ) -> pd.DataFrame:
+        return _notes_frame(ctx, ctx.user(request, profile), search_text, tag_text)
+
+    def pick(
+        table: pd.DataFrame,
+        evt: gr.SelectData,
+        request: gr.Request,
+        profile: gr.OAuthProfile | None,
+    ) -> tuple:
+        uid = ctx.user(request, profile)
+        chosen = int(table.iloc[evt.index[0]]["id"])
+        try:
+            note = get_note(ctx.db, uid, chosen)
+        except StudyError as exc:
+            gr.Warning(str(exc))
+            return (*[gr.skip()] * 5, str(exc), gr.skip())
+        return (note.id, note.title, note.body, note.source or "", ", ".join(note.tags), "",
+                _cards_frame(ctx, uid, note.id))  # fmt: skip
+
+    def store(nid: float | None, t: str, b: str, s: str, tg: str, search_text: str, tag_text: str,
+              request: gr.Request, profile: gr.OAuthProfile | None) -> tuple:  # fmt: skip
+        uid = ctx.user(request, profile)
+        try:
+            if _note_id(nid):
+                note = edit_note(
+                    ctx.db,
+                    uid,
+                    _note_id(nid),
+                    title=t,
+                    body=b,
+                    source=s or None,
+                    tags=split_tags(tg),
+                )
+                said = f"Saved note **{note.id}**."
+            else:
+                note = add_note(ctx.db, uid, t, b, source=s or None, tags=split_tags(tg))
+                said = f"Added note **{note.id}**."
+        except StudyError as exc:
+            gr.Warning(str(exc))
+            return gr.skip(), f"Not saved: {exc}", gr.skip()
+        return note.id, said, _notes_frame(ctx, uid, search_text, tag_text)
+
+    def blank() -> tuple:
+        return None, "", "", "", "", "", pd.DataFrame(columns=CARD_COLUMNS)
+
+    def ask_delete(nid: float | None) -> tuple:
+        if not _note_id(nid):
+            return gr.update(visible=False), "Pick a note first."
+        return gr.update(
+            visible=True
+        ), f"Delete note {_note_id(nid)} and all its cards? Click the red button to confirm."
+
+    def really_delete(nid: float | None, search_text: str, tag_text: str, request: gr.Request,
+                      profile: gr.OAuthProfile | None) -> tuple:  # fmt: skip
+        uid = ctx.user(request, profile)
+        try:
+            delete_note(ctx.db, uid, _note_id(nid) or 0)
+        except StudyError as exc:
+            gr.Warning(str(exc))
+            return (*[gr.skip()] * 5, gr.update(visible=False), f"Not deleted: {exc}", gr.skip())
+        return (*blank()[:5], gr.update(visible=False), f"Deleted note {_note_id(nid)}.",
+                _notes_frame(ctx, uid, search_text, tag_text))  # fmt: skip
+
+    def do_import(path: str | None, request: gr.Request, profile: gr.OAuthProfile | None) -> tuple:
+        uid = ctx.user(request, profile)
+        problem = check_upload(path)
+        if problem:
+            gr.Warning(problem)
+            return problem, gr.skip()
+        try:
+            added = import_markdown(ctx.db, uid, Path(path))
+        except StudyError as exc:
+            gr.Warning(str(exc))
+            return f"Nothing imported: {exc}", gr.skip()
+        titles = ", ".join(n.title for n in added[:5]) + ("…" if len(added) > 5 else "")
+        return f"Imported {len(added)} note(s): {titles}", _notes_frame(ctx, uid, "", "")
+
+    def make_questions(
+        nid: float | None, request: gr.Request, profile: gr.OAuthProfile | None
+    ) -> Iterator[tuple]:
+        uid = ctx.user(request, profile)
+        if not _note_id(nid):
+            gr.Warning("Pick or save a note first.")
+            yield "Pick or save a note first.", gr.skip()
+            return
+        lines = [f"Generating with **{ctx.models.default().name}**…"]
+        yield "\n\n".join(lines), gr.skip()
+        try:
+            for progress in iter_generate_for_note(ctx.db, uid, _note_id(nid), ctx.complete):
+                lines.append(f"{progress.done}/{progress.total} · {progress.message}")
+                summary = progress.summary
+                if summary is not None:
+                    speed = (
+                        f"{summary.tokens_per_s:.1f} tokens/s" if summary.tokens_per_s else "n/a"
+                    )
+                    lines.append(
+                        f"**{len(summary.card_ids)} card(s) stored** ({summary.status.value}) · method "
+                        f"`{summary.method}` · {speed}"
+                        + (f" · {summary.reason}" if summary.reason else "")
+                    )
+                yield "\n\n".join(lines), gr.skip()
+        except StudyError as exc:
+            gr.Warning(str(exc))
+            yield f"Not generated: {exc}", gr.skip()
+            return
+        yield "\n\n".join(lines), _cards_frame(ctx, uid, _note_id(nid))
+
+    def do_export(kind: str, request: gr.Request, profile: gr.OAuthProfile | None) -> tuple:
+        uid = ctx.user(request, profile)
+        fmt, suffix = EXPORTS[kind]
+        folder = Path(tempfile.mkdtemp(prefix="selfspec-export-"))
+        try:
+            summary = export_user_data(ctx.db, uid, fmt, folder / f"selfspec-{fmt.value}.{suffix}")
+        except StudyError as exc:
+            gr.Warning(str(exc))
+            return None, f"Not exported: {exc}"
+        return str(summary.path), f"Exported {summary.count} item(s) as {kind}."
+
+    def pick_card(table: pd.DataFrame, evt: gr.SelectData) -> tuple:
+        row = table.iloc[evt.index[0]]
+        return (
+            int(row["id"]),
+            row["question"],
+            row["answer"],
+            "\n".join(str(row["choices"]).split(" | ")) if row["choices"] else "",
+        )
+
+    def save_card(cid: float | None, q: str, a: str, ch: str, nid: float | None,
+                  request: gr.Request, profile: gr.OAuthProfile | None) -> tuple:  # fmt: skip
+        uid = ctx.user(request, profile)
+        options = [line for line in (ch or "").splitlines() if line.strip()]
+        try:
+            edit_card(
+                ctx.db, uid, _note_id(cid) or 0, question=q, answer=a, choices=options or None
+            )
+        except StudyError as exc:
+            gr.Warning(str(exc))
+            return f"Card not saved: {exc}", gr.skip()
+        return f"Saved card {_note_id(cid)}.", _cards_frame(ctx, uid, _note_id(nid))
+
+    def remove_card(
+        cid: float | None, nid: float | None, request: gr.Request, profile: gr.OAuthProfile | None
+    ) -> tuple:
+        uid = ctx.user(request, profile)
+        try:
+            delete_card(ctx.db, uid, _note_id(cid) or 0)
+        except StudyError as exc:
+            gr.Warning(str(exc))
+            return f"Card not deleted: {exc}", gr.skip()
+        return f"Deleted card {_note_id(cid)}.", _cards_frame(ctx, uid, _note_id(nid))
+
+    listing = [search, tag]
+    refresh.click(show, listing, notes, api_name="notes_list")
+    search.submit(show, listing, notes, api_visibility="private")
+    demo.load(show, listing, notes, api_visibility="private")
+    notes.select(pick, notes, [*editor, message, cards], api_visibility="private")
+    save.click(store, [*editor, *listing], [note_id, message, notes], api_name="notes_save")
+    new.click(blank, None, [*editor, message, cards], api_visibility="private")
+    delete.click(ask_delete, note_id, [confirm, message], api_visibility="private")
+    confirm.click(
+        really_delete,
+        [note_id, *listing],
+        [*editor, confirm, message, notes],
+        api_name="notes_delete",
+    )
+    import_btn.click(do_import, upload, [message, notes], api_name="notes_import")
+    generate.click(
+        make_questions,
+        note_id,
+        [gen_status, cards],
+        api_name="notes_generate",
+        concurrency_id="model",
+    )
+    export_btn.click(do_export, export_kind, [export_file, message], api_name="notes_export")
+    cards.select(
+        pick_card, cards, [card_id, card_q, card_a, card_choices], api_visibility="private"
+    )
+    card_save.click(
+        save_card,
+        [card_id, card_q, card_a, card_choices, note_id],
+        [message, cards],
+        api_name="card_save",
+    )
+    card_delete.click(remove_card, [card_id, note_id], [message, cards], api_name="card_delete")

@@ -1,0 +1,314 @@
+"""Playground tab: run several decoding methods on one prompt, side by side.
+
+Methods run one after another, not at once: on a CPU they would compete for the same
+cores and every tokens/s figure would be wrong. Vanilla always runs first because the
+speed-up and the lossless check are measured against it in the same run.
+"""
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import gradio as gr
+import pandas as pd
+
+from db import record_decode_run
+from selfspec import (
+    METHODS,
+    GenerationResult,
+    LoadedModel,
+    Piece,
+    SamplingConfig,
+    SelfSpecError,
+    generate,
+    get_method,
+    run_to_end,
+)
+from ui.context import AppContext
+from ui.queries import decode_history
+from ui.render import columns_html
+
+__all__ = ["MAX_PROMPT_CHARS", "BASELINE", "build", "check_prompt", "metrics_rows"]
+
+MAX_PROMPT_CHARS = 20_000
+BASELINE = "vanilla"
+STREAM_EVERY_S = 0.15  # re-render at most this often: rendering is not free and is timed
+METRIC_COLUMNS = [
+    "method",
+    "tokens",
+    "tokens/s",
+    "speed-up",
+    "mean accepted",
+    "acceptance",
+    "lossless",
+]
+
+
+def check_prompt(prompt: str) -> str | None:
+    """A message for a prompt the app refuses before tokenizing, else None."""
+    if not prompt or not prompt.strip():
+        return "The prompt is empty. Type a question or an instruction, or pick a preset."
+    if len(prompt) > MAX_PROMPT_CHARS:
+        return (
+            f"The prompt is {len(prompt):,} characters; the playground takes at most "
+            f"{MAX_PROMPT_CHARS:,}. Shorten it."
+        )
+    return None
+
+
+def _lossless(result: GenerationResult, base: GenerationResult | None, greedy: bool) -> str:
+    if base is None or result is base:
+        return "reference" if result is base else "n/a"
+    if not greedy:
+        return "n/a (sampling)"
+    if result.tokens == base.tokens:
+        return "yes"
+    first = next(
+        (i for i, (a, b) in enumerate(zip(result.tokens, base.tokens, strict=False)) if a != b),
+        min(len(result.tokens), len(base.tokens)),
+    )
+    return f"no (differs at token {first})"
+
+
+def _speedup(result: GenerationResult, base: GenerationResult | None) -> float | None:
+    if base is None or not base.tokens_per_s:
+        return None
+    return result.tokens_per_s / base.tokens_per_s
+
+
+def metrics_rows(results: dict[str, GenerationResult], greedy: bool) -> pd.DataFrame:
+    """The metrics table: one row per finished method."""
+    base = results.get(BASELINE)
+    rows = []
+    for name, result in results.items():
+        speedup = _speedup(result, base)
+        rows.append(
+            {
+                "method": name,
+                "tokens": len(result.tokens),
+                "tokens/s": round(result.tokens_per_s, 1),
+                "speed-up": None if speedup is None else round(speedup, 2),
+                "mean accepted": None
+                if result.mean_accepted is None
+                else round(result.mean_accepted, 2),
+                "acceptance": None
+                if result.acceptance_rate is None
+                else round(result.acceptance_rate, 3),
+                "lossless": _lossless(result, base, greedy),
+            }
+        )
+    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+
+
+@dataclass
+class _Column:
+    pieces: list[Piece] = field(default_factory=list)
+    status: str = "waiting"
+
+
+class _Warmups:
+    """One short untimed generation per (model, method) and process: the first call of a
+    method pays for allocation and lazy set-up, which is not decoding speed."""
+
+    def __init__(self) -> None:
+        self._done: set[tuple[int, str]] = set()
+
+    def ensure(self, lm: LoadedModel, name: str) -> None:
+        key = (id(lm.engine), name)
+        if key in self._done:
+            return
+        info = get_method(name)
+        cfg = SamplingConfig(max_new_tokens=4)
+        run_to_end(generate(lm, "Hello", info.run, cfg, name=name, **info.options))
+        self._done.add(key)
+
+
+def _ordered(methods: list[str]) -> list[str]:
+    chosen = [m for m in methods if m in METHODS and m != BASELINE]
+    return [BASELINE, *chosen]
+
+
+def build(ctx: AppContext) -> None:
+    """Lay out the Playground tab inside the current Blocks context."""
+    warmups = _Warmups()
+    gr.Markdown(
+        "Run decoding methods on the same prompt. Each output streams; accepted draft "
+        "tokens and the full model's bonus tokens are coloured. Vanilla always runs: the "
+        "speed-up and the lossless check are measured against it."
+    )
+    with gr.Row():
+        model = gr.Dropdown(
+            ctx.models.choices(),
+            value=ctx.config.default_model,
+            label="Model",
+            allow_custom_value=not ctx.config.hosted,
+            info="A Hugging Face id works when the hub is reachable"
+            + (" and the id is on this server's allow-list." if ctx.config.hosted else "."),
+            scale=2,
+        )
+        hub_status = gr.Markdown(elem_id="hub-status")
+        check_hub = gr.Button("Check hub", size="sm", scale=0)
+    prompt = gr.Textbox(label="Prompt", lines=4, placeholder="Ask something…", elem_id="pg-prompt")
+    with gr.Row():
+        methods = gr.CheckboxGroup(
+            [(f"{name}: {info.description}", name) for name, info in METHODS.items()],
+            value=[BASELINE],
+            label="Methods",
+            scale=3,
+        )
+        with gr.Column(scale=1):
+            max_new = gr.Slider(1, 512, value=64, step=1, label="Max new tokens")
+            temperature = gr.Slider(
+                0.0, 2.0, value=0.0, step=0.05, label="Temperature (0 = greedy)"
+            )
+    run = gr.Button("Run", variant="primary", elem_id="pg-run")
+    status = gr.Markdown(elem_id="pg-status")
+    outputs = gr.HTML(elem_id="pg-output")
+    table = gr.Dataframe(
+        headers=METRIC_COLUMNS, label="Metrics", interactive=False, elem_id="pg-metrics"
+    )
+    with gr.Row():
+        bars = gr.BarPlot(x="method", y="tokens/s", title="Tokens per second", label="tokens/s")
+        history = gr.LinePlot(
+            x="time",
+            y="speed-up",
+            color="series",
+            title="Speed-up over vanilla, history",
+            label="history",
+        )
+
+    def hub_check() -> str:
+        from selfspec.loading import hub_reachable
+
+        if hub_reachable():
+            return "Hugging Face hub: **reachable**."
+        return "Hugging Face hub: **not reachable**; the bundled model works offline."
+
+    def run_methods(
+        model_id: str,
+        text: str,
+        names: list[str],
+        max_new_tokens: float,
+        temp: float,
+        request: gr.Request,
+        profile: gr.OAuthProfile | None,
+    ) -> Iterator[tuple]:
+        uid = ctx.user(request, profile)
+        problem = check_prompt(text)
+        if problem:
+            gr.Warning(problem)
+            yield problem, "", pd.DataFrame(columns=METRIC_COLUMNS), None, gr.skip()
+            return
+        try:
+            cfg = SamplingConfig(max_new_tokens=int(max_new_tokens), temperature=float(temp))
+        except SelfSpecError as exc:
+            gr.Warning(str(exc))
+            yield str(exc), "", pd.DataFrame(columns=METRIC_COLUMNS), None, gr.skip()
+            return
+        choice = ctx.models.get(model_id)
+        lm = choice.model
+        note = f"Model: **{lm.name}**."
+        if choice.notice:
+            gr.Warning(choice.notice)
+            note = f"{choice.notice} Model: **{lm.name}**."
+        order = _ordered(names or [])
+        columns = {name: _Column() for name in order}
+        results: dict[str, GenerationResult] = {}
+
+        def view(message: str) -> tuple:
+            cols = [(n, c.pieces, c.status) for n, c in columns.items()]
+            return (
+                message,
+                columns_html(cols),
+                metrics_rows(results, cfg.greedy),
+                gr.skip(),
+                gr.skip(),
+            )
+
+        for name in order:
+            info = get_method(name)
+            column = columns[name]
+            column.status = "warming up…"
+            yield view(note)
+            try:
+                warmups.ensure(lm, name)
+                column.status = "generating…"
+                shown = time.perf_counter()
+                for event in generate(lm, text, info.run, cfg, name=name, **info.options):
+                    if isinstance(event, GenerationResult):
+                        results[name] = event
+                        continue
+                    column.pieces.append(event)
+                    if time.perf_counter() - shown > STREAM_EVERY_S:
+                        yield view(note)
+                        shown = time.perf_counter()
+            except SelfSpecError as exc:
+                column.status = f"failed: {exc}"
+                gr.Warning(f"{name}: {exc}")
+                if name == BASELINE:
+                    yield view(f"{note} {exc}")
+                    return
+                continue
+            result = results[name]
+            column.status = f"{len(result.tokens)} tokens, {result.tokens_per_s:.1f} tokens/s"
+            yield view(note)
+        frame = metrics_rows(results, cfg.greedy)
+        _record(ctx, uid, lm, results, frame, cfg, len(text))
+        yield (
+            note + " Done; the runs are stored in your decoding history.",
+            columns_html([(n, c.pieces, c.status) for n, c in columns.items()]),
+            frame,
+            frame[["method", "tokens/s"]],
+            decode_history(ctx.db, uid),
+        )
+
+    check_hub.click(hub_check, None, hub_status, api_name="hub_status")
+    run.click(
+        run_methods,
+        [model, prompt, methods, max_new, temperature],
+        [status, outputs, table, bars, history],
+        api_name="playground_run",
+        concurrency_id="model",
+    )
+
+
+def _record(
+    ctx: AppContext,
+    uid: int,
+    lm: LoadedModel,
+    results: dict[str, GenerationResult],
+    frame: pd.DataFrame,
+    cfg: SamplingConfig,
+    prompt_chars: int,
+) -> None:
+    """Store each method's run; one transaction for the whole comparison."""
+    rows = frame.set_index("method")
+
+    def work(session) -> None:
+        for name, result in results.items():
+            lossless = rows.loc[name, "lossless"]
+            speedup = rows.loc[name, "speed-up"]
+            record_decode_run(
+                session,
+                method=name,
+                model=lm.name,
+                tokens_per_s=result.tokens_per_s,
+                speedup=None if pd.isna(speedup) else float(speedup),
+                mean_accepted=result.mean_accepted,
+                acceptance_rate=result.acceptance_rate,
+                lossless={"yes": True, "reference": True}.get(
+                    lossless, False if lossless.startswith("no") else None
+                ),
+                user_id=uid,
+                extra={
+                    "source": "playground",
+                    "tokens": len(result.tokens),
+                    "prompt_chars": prompt_chars,
+                    "max_new_tokens": cfg.max_new_tokens,
+                    "temperature": cfg.temperature,
+                    "device": str(lm.device),
+                    "dtype": str(lm.dtype),
+                },
+            )
+
+    ctx.db.write(work)

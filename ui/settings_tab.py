@@ -1,0 +1,62 @@
+"""Settings tab: the user's memory model, desired retention, daily new cards, job time.
+
+Validation lives in ``study.settings.update_settings``; this tab shows its message."""
+
+from collections.abc import Callable
+
+import gradio as gr
+
+from db import get_settings
+from study.errors import StudyError
+from study.settings import update_settings
+from ui.context import AppContext
+
+__all__ = ["build"]
+
+MODELS = [("Ebbinghaus (fitted exponential)", "ebbinghaus"), ("FSRS-6", "fsrs6")]
+
+
+def build(ctx: AppContext) -> tuple[Callable, tuple]:
+    """Lay out the tab; returns the page-load function and the components it fills."""
+    memory_model = gr.Radio(MODELS, label="Memory model", value="ebbinghaus")
+    retention = gr.Slider(0.7, 0.97, value=0.9, step=0.01, label="Desired retention")
+    new_limit = gr.Number(
+        value=20, precision=0, minimum=0, maximum=10_000, label="New cards per day"
+    )
+    job_time = gr.Textbox(value="03:00", label="Daily preparation job time (HH:MM, UTC)")
+    save = gr.Button("Save", variant="primary")
+    message = gr.Markdown(elem_id="settings-message")
+
+    def load(request: gr.Request, profile: gr.OAuthProfile | None) -> tuple:
+        uid = ctx.user(request, profile)
+        with ctx.db.read() as session:
+            row = get_settings(session, uid)
+            return row.memory_model, row.desired_retention, row.daily_new_limit, row.daily_job_time
+
+    def store(
+        model: str,
+        desired: float,
+        limit: float,
+        at: str,
+        request: gr.Request,
+        profile: gr.OAuthProfile | None,
+    ) -> str:
+        uid = ctx.user(request, profile)
+        try:
+            update_settings(
+                ctx.db,
+                uid,
+                memory_model=model,
+                desired_retention=float(desired),
+                daily_new_limit=int(limit or 0),
+                daily_job_time=(at or "").strip(),
+            )
+        except StudyError as exc:
+            gr.Warning(str(exc))
+            return f"Not saved: {exc}"
+        return "Saved."
+
+    save.click(
+        store, [memory_model, retention, new_limit, job_time], message, api_name="save_settings"
+    )
+    return load, (memory_model, retention, new_limit, job_time)

@@ -1,0 +1,179 @@
+"""Stats tab: forgetting curves, due forecast, review heatmap, calibration, memory-model
+comparison on the user's own reviews, and the decoding speed history.
+
+The numbers come from ``study`` (curves, due dates, evaluation) and ``ui.queries``; this
+module only shapes them into frames for Gradio's native plots.
+"""
+
+from datetime import UTC, datetime, timedelta
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+
+from db import get_settings, utcnow
+from study.cards_service import list_cards
+from study.errors import StudyError
+from study.evaluate import evaluate
+from study.reviews import forgetting_curve
+from study.settings import review_histories
+from ui.context import AppContext
+from ui.queries import decode_history, review_predictions
+
+__all__ = ["build", "due_forecast", "heatmap_html", "calibration"]
+
+FORECAST_DAYS = 30
+HEATMAP_WEEKS = 20
+COMPARED_MODELS = ["ebbinghaus", "fsrs6-default", "sm2", "hlr"]  # fitting FSRS-6 is slow here
+
+
+def due_forecast(
+    dues: list[datetime | None], now: datetime, days: int = FORECAST_DAYS
+) -> pd.DataFrame:
+    """Cards due per day for the next ``days`` days; overdue cards count today."""
+    today = now.date()
+    counts = dict.fromkeys(range(days), 0)
+    for due in dues:
+        if due is not None:
+            offset = max(0, (due.date() - today).days)
+            if offset < days:
+                counts[offset] += 1
+    return pd.DataFrame(
+        {
+            "day": [str(today + timedelta(days=d)) for d in counts],
+            "cards due": list(counts.values()),
+        }
+    )
+
+
+def heatmap_html(times: list[datetime], now: datetime, weeks: int = HEATMAP_WEEKS) -> str:
+    """Reviews per day as a GitHub-style grid (weeks across, weekdays down); numbers only."""
+    per_day = pd.Series([t.date() for t in times]).value_counts().to_dict() if times else {}
+    start = now.date() - timedelta(days=now.weekday() + 7 * (weeks - 1))
+    peak = max(per_day.values(), default=0) or 1
+    cells = []
+    for week in range(weeks):
+        for weekday in range(7):
+            day = start + timedelta(days=7 * week + weekday)
+            count = per_day.get(day, 0)
+            shade = 0.08 + 0.92 * count / peak if count else 0.0
+            cells.append(
+                f'<div title="{day}: {count} review(s)" style="grid-column:{week + 1};grid-row:{weekday + 1};'
+                f"width:12px;height:12px;border-radius:2px;background:rgba(34,139,34,{shade:.2f});"
+                f'outline:1px solid #ddd"></div>'
+            )
+    return (
+        f'<div class="heatmap" style="display:grid;gap:2px;grid-template-rows:repeat(7,12px)">{"".join(cells)}</div>'
+        f"<small>{sum(per_day.values())} review(s) in the last {weeks} weeks</small>"
+    )
+
+
+def calibration(frame: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
+    """Observed recall per bin of predicted recall, next to the ideal diagonal."""
+    scored = frame.dropna(subset=["predicted"])
+    if scored.empty:
+        return pd.DataFrame(columns=["predicted", "recall", "series"])
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(scored["predicted"], edges) - 1, 0, bins - 1)
+    grouped = scored.assign(bin=which, recalled=scored["rating"] > 1).groupby("bin")
+    observed = pd.DataFrame(
+        {
+            "predicted": grouped["predicted"].mean(),
+            "recall": grouped["recalled"].mean(),
+            "series": "observed",
+        }
+    )
+    ideal = pd.DataFrame({"predicted": [0.0, 1.0], "recall": [0.0, 1.0], "series": "ideal"})
+    return pd.concat([observed, ideal], ignore_index=True)
+
+
+def _naive(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def build(ctx: AppContext, demo: gr.Blocks) -> None:
+    """Lay out the Stats tab inside the current Blocks context."""
+    refresh = gr.Button("Refresh", elem_id="stats-refresh")
+    with gr.Row():
+        card = gr.Dropdown([], label="Card for the forgetting curve", scale=3)
+        draw = gr.Button("Draw curve", scale=0)
+    with gr.Row():
+        curve = gr.LinePlot(x="time", y="recall", color="series", title="Forgetting curve and desired retention",
+                            y_lim=[0, 1], label="forgetting curve")  # fmt: skip
+        reviews = gr.ScatterPlot(
+            x="time", y="rating", title="Reviews of this card (rating 1-4)", label="reviews"
+        )
+    with gr.Row():
+        forecast = gr.BarPlot(
+            x="day", y="cards due", title="Due in the next 30 days", label="forecast", sort=None
+        )
+        calib = gr.LinePlot(x="predicted", y="recall", color="series", title="Calibration: predicted vs observed recall",
+                            x_lim=[0, 1], y_lim=[0, 1], label="calibration")  # fmt: skip
+    gr.Markdown("Reviews per day")
+    heatmap = gr.HTML(elem_id="stats-heatmap")
+    speed = gr.LinePlot(
+        x="time", y="tokens/s", color="series", title="Decoding speed history", label="speed"
+    )
+    with gr.Row():
+        compare = gr.Button("Compare memory models on my reviews")
+        comparison = gr.Markdown()
+
+    def overview(request: gr.Request, profile: gr.OAuthProfile | None) -> tuple:
+        uid = ctx.user(request, profile)
+        now = utcnow()
+        cards = list_cards(ctx.db, uid)
+        frame = review_predictions(ctx.db, uid)
+        times = [t if t.tzinfo else t.replace(tzinfo=UTC) for t in frame["time"]]
+        choices = [(f"{c.id}: {c.question[:70]}", c.id) for c in cards if c.due is not None]
+        history = decode_history(ctx.db, uid)
+        return (
+            gr.update(choices=choices, value=choices[0][1] if choices else None),
+            due_forecast([c.due for c in cards], now),
+            calibration(frame),
+            heatmap_html(times, now),
+            history,
+        )
+
+    def draw_curve(
+        card_id: int | None, request: gr.Request, profile: gr.OAuthProfile | None
+    ) -> tuple:
+        uid = ctx.user(request, profile)
+        if not card_id:
+            return gr.skip(), gr.skip()
+        try:
+            fc = forgetting_curve(ctx.db, uid, int(card_id))
+        except StudyError as exc:
+            gr.Warning(str(exc))
+            return gr.skip(), gr.skip()
+        with ctx.db.read() as session:
+            retention = get_settings(session, uid).desired_retention
+        points = pd.DataFrame(
+            [(_naive(t), r, "predicted recall") for t, r in fc.points],
+            columns=["time", "recall", "series"],
+        )
+        if len(points):
+            line = pd.DataFrame({"time": [points["time"].min(), points["time"].max()], "recall": retention,
+                                 "series": f"desired retention {retention:.2f}"})  # fmt: skip
+            points = pd.concat([points, line], ignore_index=True)
+        marks = pd.DataFrame(
+            [(_naive(t), rating) for t, rating in fc.reviews], columns=["time", "rating"]
+        )
+        return points, marks
+
+    def compare_models(request: gr.Request, profile: gr.OAuthProfile | None) -> str:
+        uid = ctx.user(request, profile)
+        with ctx.db.read() as session:
+            histories = {str(k): v for k, v in review_histories(session, uid).items()}
+        try:
+            result = evaluate(histories, models=COMPARED_MODELS)
+        except (StudyError, ValueError) as exc:
+            return f"Not enough reviews to compare yet ({exc})."
+        return f"```\n{result.table()}\n```"
+
+    outputs = [card, forecast, calib, heatmap, speed]
+    refresh.click(overview, None, outputs, api_name="stats_overview").then(
+        draw_curve, card, [curve, reviews]
+    )
+    demo.load(overview, None, outputs, api_visibility="private")
+    draw.click(draw_curve, card, [curve, reviews], api_name="stats_curve")
+    compare.click(compare_models, None, comparison, api_name="stats_compare")
