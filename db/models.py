@@ -33,6 +33,7 @@ __all__ = [
     "Card",
     "CardState",
     "DecodeRun",
+    "JobRun",
     "Note",
     "QuizRun",
     "Review",
@@ -57,6 +58,8 @@ class User(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    seeded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When the seed notes were given to this user; set once, so deleted seeds stay deleted."""
 
     notes: Mapped[list[Note]] = relationship(back_populates="user", cascade="all, delete-orphan")
 
@@ -220,3 +223,21 @@ class DecodeRun(Base):
     lossless: Mapped[bool | None] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class JobRun(Base):
+    """One run of a background job (scheduled or on demand), kept also when it failed.
+
+    A job catches its own errors and records them here, so a failure is visible in the
+    app and the next day's run simply tries again.
+    """
+
+    __tablename__ = "job_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job: Mapped[str] = mapped_column(String(100), index=True)
+    status: Mapped[str] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

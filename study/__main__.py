@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from study.cli import add_export, add_import, add_jobs
 from study.errors import StudyError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -58,7 +59,12 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_evaluate]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_evaluate,
+    add_jobs,
+    add_export,
+    add_import,
+]
 """Functions that each add one subcommand to the parser."""
 
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 __all__ = [
     "CardNotFoundError",
+    "InvalidNoteError",
     "InvalidRatingError",
     "InvalidReviewLogError",
     "InvalidSettingError",
     "InvalidTimestampError",
+    "NoteNotFoundError",
     "NothingToUndoError",
     "StudyError",
+    "UnknownJobError",
 ]
 
 
@@ -43,3 +46,15 @@ class InvalidSettingError(StudyError, ValueError):
 
 class InvalidReviewLogError(StudyError, ValueError):
     """A review-log file that cannot be read: missing columns, bad values, no reviews."""
+
+
+class NoteNotFoundError(StudyError, LookupError):
+    """No such note for this user (another user's note counts as no such note)."""
+
+
+class InvalidNoteError(StudyError, ValueError):
+    """A note or card edit that cannot be stored: empty, too long, badly formed."""
+
+
+class UnknownJobError(StudyError, LookupError):
+    """A background-job name that does not exist."""

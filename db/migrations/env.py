@@ -13,6 +13,9 @@ from sqlalchemy import create_engine
 from db import models  # noqa: F401  (registers the tables on Base.metadata)
 from db.base import Base
 
+APSCHEDULER_TABLES = frozenset({"apscheduler_jobs"})
+"""Tables the background scheduler owns in the same database; Alembic leaves them alone."""
+
 config = context.config
 engine = config.attributes.get("engine") or create_engine(config.get_main_option("sqlalchemy.url"))
 
@@ -22,6 +25,9 @@ with engine.connect() as connection:
         target_metadata=Base.metadata,
         render_as_batch=True,
         compare_type=True,
+        include_name=lambda name, kind, _parents: (
+            not (kind == "table" and name in APSCHEDULER_TABLES)
+        ),
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -162,8 +162,12 @@ def _clean(raw: str) -> str:
     return _LEAD.sub("", line).strip()
 
 
+_VALUE_NUMBER = re.compile(r"^\d{1,2}[.)]\s+(?=\D)")
+
+
 def _strip_quotes(value: str) -> str:
-    value = value.strip()
+    """Trim a label's value: quotes around it, and a list number the model put before it."""
+    value = _VALUE_NUMBER.sub("", value.strip())
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
         value = value[1:-1].strip()
     return value

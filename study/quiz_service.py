@@ -1,0 +1,297 @@
+"""Generate review cards for a stored note and keep a record of every attempt.
+
+The model is reached through ``complete(prompt) -> Completion`` (any object with
+``.text``, ``.tokens_per_s``, ``.method`` and ``.model``); the real one is
+``functools.partial(selfspec.complete, lm)``. The model is slow next to the database,
+so the note is read in one short transaction, the model runs outside any transaction,
+and the cards that passed are stored together with their ``QuizRun`` record in a
+second one: a run leaves either its cards and an ``ok`` record, or a ``failed`` record
+with the reason and no card; never part of a card.
+
+:func:`iter_generate_for_note` yields a :class:`QuizProgress` after each card kind, so
+the UI can stream progress; :func:`generate_for_note` runs it to the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db import Card, Database, record_quiz_run, utcnow
+from study.notes_service import user_note
+from study.quiz import (
+    DEFAULT_RULES,
+    CardKind,
+    Completion,
+    GeneratedCard,
+    Rules,
+    generate_cards,
+    similarity,
+)
+
+__all__ = [
+    "ALL_KINDS",
+    "Complete",
+    "QuizProgress",
+    "QuizRunStatus",
+    "QuizRunSummary",
+    "generate_for_note",
+    "iter_generate_for_note",
+]
+
+Complete = Callable[[str], Completion]
+ALL_KINDS: tuple[CardKind, ...] = (CardKind.BASIC, CardKind.CLOZE, CardKind.MCQ)
+MAX_REASONS_STORED = 40
+MAX_OUTPUT_CHARS = 600
+
+
+class QuizRunStatus(StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class QuizRunSummary:
+    """What one generation run stored: the ``QuizRun`` id, its status and the new cards."""
+
+    run_id: int
+    note_id: int
+    status: QuizRunStatus
+    reason: str | None
+    attempts: int
+    card_ids: tuple[int, ...]
+    failures: tuple[str, ...]
+    model: str | None
+    method: str | None
+    tokens_per_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class QuizProgress:
+    """One step of a run: ``done`` of ``total`` kinds finished; ``summary`` on the last step."""
+
+    note_id: int
+    kind: CardKind | None
+    done: int
+    total: int
+    cards_so_far: int
+    message: str
+    summary: QuizRunSummary | None = None
+
+
+@dataclass(slots=True)
+class _Recorder:
+    """Wraps ``complete`` to remember what each model call returned (for the run record)."""
+
+    complete: Complete
+    calls: list[Completion] = field(default_factory=list)
+
+    def __call__(self, prompt: str) -> Completion:
+        completion = self.complete(prompt)
+        self.calls.append(completion)
+        return completion
+
+    def model(self) -> str | None:
+        return str(self.calls[-1].model) if self.calls else None
+
+    def method(self) -> str | None:
+        return str(self.calls[-1].method) if self.calls else None
+
+    def tokens_per_s(self) -> float | None:
+        rates = [float(c.tokens_per_s) for c in self.calls if c.tokens_per_s is not None]
+        return sum(rates) / len(rates) if rates else None
+
+    def outputs(self) -> list[str]:
+        return [str(c.text)[:MAX_OUTPUT_CHARS] for c in self.calls]
+
+
+@dataclass(frozen=True, slots=True)
+class _NoteText:
+    title: str
+    body: str
+
+
+def _load_note(db: Database, user_id: int, note_id: int) -> tuple[_NoteText, list[str]]:
+    with db.read() as session:
+        note = user_note(session, user_id, note_id)
+        questions = list(session.scalars(select(Card.question).where(Card.note_id == note_id)))
+        return _NoteText(note.title, note.body), questions
+
+
+def _failure_reason(failures: Sequence[str], error: str | None) -> str:
+    if error:
+        return f"the model call failed: {error}"
+    if not failures:
+        return "no card passed the checks"
+    shown = "; ".join(failures[-3:])
+    return f"no card passed the checks after {len(failures)} problem(s); last: {shown}"
+
+
+def _store(
+    db: Database,
+    user_id: int,
+    note_id: int,
+    cards: list[GeneratedCard],
+    recorder: _Recorder,
+    failures: list[str],
+    attempts: int,
+    started: datetime,
+    error: str | None,
+    rules: Rules,
+) -> QuizRunSummary:
+    def work(session: Session) -> QuizRunSummary:
+        user_note(session, user_id, note_id)
+        # Another run may have stored cards for this note meanwhile: keep the check honest.
+        questions = list(session.scalars(select(Card.question).where(Card.note_id == note_id)))
+        rows: list[Card] = []
+        dropped = list(failures)
+        for generated in cards:
+            draft = generated.card
+            if any(similarity(draft.question, q) >= rules.duplicate_similarity for q in questions):
+                dropped.append(f"{draft.kind.value}: duplicate of a card stored meanwhile")
+                continue
+            questions.append(draft.question)
+            rows.append(
+                Card(
+                    user_id=user_id,
+                    note_id=note_id,
+                    kind=draft.kind.value,
+                    question=draft.question,
+                    answer=draft.answer,
+                    choices=list(draft.choices) if draft.kind is CardKind.MCQ else None,
+                    gen_model=generated.model,
+                    gen_method=generated.method,
+                    gen_tokens_per_s=generated.tokens_per_s,
+                )
+            )
+        session.add_all(rows)
+        session.flush()
+        status = QuizRunStatus.OK if rows else QuizRunStatus.FAILED
+        reason = None if rows else _failure_reason(dropped, error)
+        run = record_quiz_run(
+            session,
+            user_id=user_id,
+            note_id=note_id,
+            status=status.value,
+            reason=reason,
+            model=recorder.model(),
+            method=recorder.method(),
+            tokens_per_s=recorder.tokens_per_s(),
+            attempts=attempts,
+            cards_created=len(rows),
+            started_at=started,
+            finished_at=utcnow(),
+            extra={"failures": dropped[:MAX_REASONS_STORED], "outputs": recorder.outputs()},
+        )
+        return QuizRunSummary(
+            run_id=run.id,
+            note_id=note_id,
+            status=status,
+            reason=reason,
+            attempts=attempts,
+            card_ids=tuple(row.id for row in rows),
+            failures=tuple(dropped),
+            model=run.model,
+            method=run.method,
+            tokens_per_s=run.tokens_per_s,
+        )
+
+    return db.write(work)
+
+
+def iter_generate_for_note(
+    db: Database,
+    user_id: int,
+    note_id: int,
+    complete: Complete,
+    *,
+    kinds: Sequence[CardKind | str] = ALL_KINDS,
+    max_attempts: int = 3,
+    rules: Rules = DEFAULT_RULES,
+) -> Iterator[QuizProgress]:
+    """Generate cards of each kind in ``kinds`` for the note, yielding progress per kind.
+
+    The last item carries the :class:`QuizRunSummary`. Raises ``NoteNotFoundError`` for
+    an unknown or another user's note (before any model call). An exception from
+    ``complete`` ends the run with a ``failed`` record naming the error and no card.
+    """
+    wanted = [CardKind.parse(kind) for kind in kinds]
+    if not wanted:
+        raise ValueError("ask for at least one card kind")
+    note, questions = _load_note(db, user_id, note_id)
+    started = utcnow()
+    recorder = _Recorder(complete)
+    cards: list[GeneratedCard] = []
+    failures: list[str] = []
+    attempts = 0
+    error: str | None = None
+    for done, kind in enumerate(wanted, start=1):
+        try:
+            outcome = generate_cards(
+                note,
+                recorder,
+                kinds=[kind],
+                max_attempts=max_attempts,
+                existing=questions + [c.card.question for c in cards],
+                rules=rules,
+            )
+        except Exception as exc:  # noqa: BLE001 - any model failure becomes a visible record
+            attempts = len(recorder.calls)
+            error = f"{type(exc).__name__}: {exc}"
+            cards = []
+            break
+        cards.extend(outcome.cards)
+        failures.extend(outcome.failures)
+        attempts += outcome.attempts
+        yield QuizProgress(
+            note_id=note_id,
+            kind=kind,
+            done=done,
+            total=len(wanted),
+            cards_so_far=len(cards),
+            message=f"{kind.value}: {len(outcome.cards)} card(s) after {outcome.attempts} call(s)",
+        )
+    summary = _store(
+        db, user_id, note_id, cards, recorder, failures, attempts, started, error, rules
+    )
+    yield QuizProgress(
+        note_id=note_id,
+        kind=None,
+        done=len(wanted),
+        total=len(wanted),
+        cards_so_far=len(summary.card_ids),
+        message=(
+            f"stored {len(summary.card_ids)} card(s)"
+            if summary.status is QuizRunStatus.OK
+            else f"generation failed: {summary.reason}"
+        ),
+        summary=summary,
+    )
+
+
+def generate_for_note(
+    db: Database,
+    user_id: int,
+    note_id: int,
+    complete: Complete,
+    *,
+    kinds: Sequence[CardKind | str] = ALL_KINDS,
+    max_attempts: int = 3,
+    rules: Rules = DEFAULT_RULES,
+    on_progress: Callable[[QuizProgress], None] | None = None,
+) -> QuizRunSummary:
+    """Generate and store cards for one note; see :func:`iter_generate_for_note`."""
+    summary: QuizRunSummary | None = None
+    for step in iter_generate_for_note(
+        db, user_id, note_id, complete, kinds=kinds, max_attempts=max_attempts, rules=rules
+    ):
+        if on_progress is not None:
+            on_progress(step)
+        summary = step.summary or summary
+    assert summary is not None  # the generator always ends with a summary
+    return summary

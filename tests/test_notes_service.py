@@ -1,0 +1,130 @@
+"""Note service: user-scoped CRUD, search, Markdown import in one transaction, seeding once."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from db import Note, get_or_create_user
+from study.cards_service import delete_card, edit_card, list_cards
+from study.errors import CardNotFoundError, InvalidNoteError, NoteNotFoundError
+from study.markdown_import import MarkdownImportError
+from study.notes import seed_notes
+from study.notes_service import (
+    add_note,
+    delete_note,
+    edit_note,
+    ensure_seed_notes,
+    get_note,
+    import_markdown,
+    list_notes,
+)
+from tests.study_helpers import add_user_with_cards, file_db
+
+
+@pytest.fixture
+def db(tmp_path):
+    database = file_db(tmp_path)
+    yield database
+    database.dispose()
+
+
+def _user(db, name: str) -> int:  # noqa: ANN001
+    return db.write(lambda s: get_or_create_user(s, name).id)
+
+
+def _note_count(db, user_id: int) -> int:  # noqa: ANN001
+    with db.read() as session:
+        return session.scalar(select(func.count()).where(Note.user_id == user_id))
+
+
+def test_add_edit_list_search_and_delete(db):
+    ann = _user(db, "ann")
+    a = add_note(db, ann, "Kangaroo", "Double early exit.", tags=["paper", "draft"])
+    b = add_note(db, ann, "CAP theorem", "Consistency 100% or availability_x.", source="Brewer")
+    assert a.tags == ("paper", "draft") and b.source == "Brewer"
+    assert [n.id for n in list_notes(db, ann)] == [b.id, a.id]
+    assert [n.id for n in list_notes(db, ann, search="EARLY")] == [a.id]
+    assert [n.id for n in list_notes(db, ann, search="100%")] == [b.id]
+    assert list_notes(db, ann, search="availabilit__x") == []  # '_' is literal, not a wildcard
+    assert [n.id for n in list_notes(db, ann, tag="draft")] == [a.id]
+    edited = edit_note(db, ann, a.id, title="Kangaroo (2024)", tags="x, y", source=None)
+    assert (edited.title, edited.tags, edited.body) == ("Kangaroo (2024)", ("x", "y"), a.body)
+    assert edited.updated_at >= a.updated_at
+    delete_note(db, ann, a.id)
+    with pytest.raises(NoteNotFoundError):
+        get_note(db, ann, a.id)
+
+
+def test_bad_notes_are_refused_and_nothing_is_written(db):
+    ann = _user(db, "ann")
+    with pytest.raises(InvalidNoteError, match="title"):
+        add_note(db, ann, "  ", "body")
+    with pytest.raises(InvalidNoteError, match="body"):
+        add_note(db, ann, "Empty", "\n  \n")
+    with pytest.raises(InvalidNoteError, match="1 MB"):
+        add_note(db, ann, "Huge", "x" * 1_000_001)
+    assert _note_count(db, ann) == 0
+
+
+def test_users_never_see_or_change_each_others_notes_and_cards(db):
+    ann = _user(db, "ann")
+    bob, bob_cards = add_user_with_cards(db, "bob", 2)
+    note = add_note(db, ann, "Mine", "text")
+    for call in (
+        lambda: get_note(db, bob, note.id),
+        lambda: edit_note(db, bob, note.id, title="stolen"),
+        lambda: delete_note(db, bob, note.id),
+        lambda: list_cards(db, bob, note.id),
+    ):
+        with pytest.raises(NoteNotFoundError):
+            call()
+    with pytest.raises(CardNotFoundError):
+        edit_card(db, ann, bob_cards[0], question="mine now?")
+    with pytest.raises(CardNotFoundError):
+        delete_card(db, ann, bob_cards[0])
+    assert get_note(db, ann, note.id).title == "Mine"
+    assert len(list_cards(db, bob)) == 2
+    assert list_notes(db, bob, search="Mine") == []
+
+
+def test_card_edit_checks_form_and_delete_removes_it(db):
+    bob, cards = add_user_with_cards(db, "bob", 2)
+    edited = edit_card(db, bob, cards[0], question="What is Q0 now?", answer="A0 again")
+    assert (edited.question, edited.answer) == ("What is Q0 now?", "A0 again")
+    with pytest.raises(InvalidNoteError, match="answer"):
+        edit_card(db, bob, cards[0], answer=" ")
+    assert list_cards(db, bob)[0].answer == "A0 again"
+    delete_card(db, bob, cards[1])
+    assert [c.id for c in list_cards(db, bob)] == [cards[0]]
+
+
+def test_import_folder_is_all_or_nothing(db, tmp_path):
+    ann = _user(db, "ann")
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.md").write_text("# One\ntext one\n# Two\ntext two\n", encoding="utf-8")
+    (folder / "b.md").write_text("---\ntitle: Three\ntags: [t]\n---\nthree\n", encoding="utf-8")
+    notes = import_markdown(db, ann, folder)
+    assert [n.title for n in notes] == ["One", "Two", "Three"]
+    assert notes[2].tags == ("t",)
+    (folder / "c.md").write_text("---\ntitle: broken\n", encoding="utf-8")
+    with pytest.raises(MarkdownImportError, match="never closed"):
+        import_markdown(db, ann, str(folder))
+    assert _note_count(db, ann) == 3
+    text_notes = import_markdown(db, ann, "# From text\nbody here\n")
+    assert text_notes[0].title == "From text"
+
+
+def test_seed_notes_are_loaded_once_and_stay_deleted(db):
+    ann = _user(db, "ann")
+    expected = len(seed_notes())
+    assert expected >= 7
+    assert ensure_seed_notes(db, ann) == expected
+    assert ensure_seed_notes(db, ann) == 0
+    for note in list_notes(db, ann):
+        delete_note(db, ann, note.id)
+    assert ensure_seed_notes(db, ann) == 0
+    assert _note_count(db, ann) == 0
+    bob = _user(db, "bob")
+    assert ensure_seed_notes(db, bob) == expected

@@ -1,0 +1,166 @@
+"""Quiz service: scripted completions store checked cards with a run record, or a failure."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import func, select
+
+from db import Card, QuizRun, get_or_create_user
+from study.cards_service import list_cards
+from study.errors import NoteNotFoundError
+from study.notes import seed_notes
+from study.notes_service import add_note, ensure_seed_notes, list_notes
+from study.quiz import CardKind
+from study.quiz_service import QuizRunStatus, generate_for_note, iter_generate_for_note
+from tests.study_helpers import file_db
+
+BODY = (
+    "Kangaroo drafts tokens with a shallow sub-network of the model.\n\n"
+    "The adapter is one attention block with its own cache."
+)
+BASIC = "Question: What does Kangaroo draft tokens with?\nAnswer: a shallow sub-network"
+CLOZE = "Cloze: The adapter is one ___ block with its own cache.\nAnswer: attention"
+MCQ = (
+    "Question: What is the Kangaroo adapter made of?\nA) one attention block\n"
+    "B) two MLP layers\nC) a convolution stack\nD) a lookup table\nCorrect: A"
+)
+
+
+@dataclass(frozen=True)
+class FakeCompletion:
+    text: str
+    tokens_per_s: float = 12.5
+    method: str = "vanilla"
+    model: str = "fake-135m"
+
+
+class Scripted:
+    """Returns the scripted texts in order and records the prompts it saw."""
+
+    def __init__(self, *texts: str) -> None:
+        self.texts = list(texts)
+        self.prompts: list[str] = []
+
+    def __call__(self, prompt: str) -> FakeCompletion:
+        self.prompts.append(prompt)
+        return FakeCompletion(self.texts.pop(0))
+
+
+@pytest.fixture
+def setup(tmp_path):
+    db = file_db(tmp_path)
+    user = db.write(lambda s: get_or_create_user(s, "ann").id)
+    note = add_note(db, user, "Kangaroo", BODY)
+    yield db, user, note.id
+    db.dispose()
+
+
+def _runs(db) -> list[QuizRun]:  # noqa: ANN001
+    with db.read() as session:
+        return list(session.scalars(select(QuizRun).order_by(QuizRun.id)))
+
+
+def test_passing_cards_are_stored_with_generation_metadata(setup):
+    db, user, note_id = setup
+    fake = Scripted("chatter without a card", BASIC, CLOZE, MCQ)
+    summary = generate_for_note(db, user, note_id, fake)
+    assert summary.status is QuizRunStatus.OK and summary.attempts == 4
+    cards = list_cards(db, user, note_id)
+    assert [c.kind for c in cards] == [CardKind.BASIC, CardKind.CLOZE, CardKind.MCQ]
+    assert {(c.gen_model, c.gen_method, c.gen_tokens_per_s) for c in cards} == {
+        ("fake-135m", "vanilla", 12.5)
+    }
+    assert cards[2].answer == "one attention block" and len(cards[2].choices) == 4
+    (run,) = _runs(db)
+    assert (run.status, run.cards_created, run.attempts, run.model) == ("ok", 3, 4, "fake-135m")
+    assert any("no card found" in f for f in run.extra["failures"])
+
+
+def test_existing_questions_are_passed_so_duplicates_are_dropped(setup):
+    db, user, note_id = setup
+    generate_for_note(db, user, note_id, Scripted(BASIC), kinds=["basic"], max_attempts=1)
+    again = generate_for_note(db, user, note_id, Scripted(BASIC), kinds=["basic"], max_attempts=1)
+    assert again.status is QuizRunStatus.FAILED
+    assert "near-duplicate" in again.reason
+    assert len(list_cards(db, user, note_id)) == 1
+
+
+def test_output_that_never_passes_leaves_a_failed_record_and_no_card(setup):
+    db, user, note_id = setup
+    copied_example = "Question: At what temperature does water boil?\nAnswer: 100 degrees Celsius"
+    summary = generate_for_note(
+        db, user, note_id, Scripted(*[copied_example] * 3), kinds=["basic"], max_attempts=3
+    )
+    assert summary.status is QuizRunStatus.FAILED and summary.card_ids == ()
+    assert "not grounded" in summary.reason
+    (run,) = _runs(db)
+    assert (run.status, run.cards_created, run.attempts) == ("failed", 0, 3)
+    assert run.reason == summary.reason and len(run.extra["outputs"]) == 3
+    assert list_cards(db, user, note_id) == []
+
+
+def test_a_model_error_is_a_failed_run_with_no_partial_cards(setup):
+    db, user, note_id = setup
+    fake = Scripted(BASIC)  # the second call finds the script empty: IndexError
+
+    summary = generate_for_note(db, user, note_id, fake, kinds=["basic", "cloze"])
+    assert summary.status is QuizRunStatus.FAILED
+    assert "model call failed: IndexError" in summary.reason
+    assert list_cards(db, user, note_id) == []
+
+
+def test_streaming_variant_reports_each_kind_then_the_summary(setup):
+    db, user, note_id = setup
+    steps = list(iter_generate_for_note(db, user, note_id, Scripted(BASIC, CLOZE, MCQ)))
+    assert [s.kind for s in steps] == [CardKind.BASIC, CardKind.CLOZE, CardKind.MCQ, None]
+    assert [s.cards_so_far for s in steps] == [1, 2, 3, 3]
+    assert steps[-1].summary is not None and len(steps[-1].summary.card_ids) == 3
+    assert all(s.summary is None for s in steps[:-1])
+
+
+def test_another_users_note_is_refused_before_any_model_call(setup):
+    db, _user, note_id = setup
+    bob = db.write(lambda s: get_or_create_user(s, "bob").id)
+    fake = Scripted(BASIC)
+    with pytest.raises(NoteNotFoundError):
+        generate_for_note(db, bob, note_id, fake)
+    assert fake.prompts == [] and _runs(db) == []
+
+
+@pytest.mark.bundled
+def test_bundled_model_on_a_seed_note_stores_cards_or_a_reason(tmp_path):
+    import selfspec
+    from tests.model_helpers import bundled
+
+    db = file_db(tmp_path)
+    user = db.write(lambda s: get_or_create_user(s, "ann").id)
+    ensure_seed_notes(db, user)
+    title = seed_notes()[0].title
+    note = next(n for n in list_notes(db, user) if n.title == title)
+    complete = functools.partial(selfspec.complete, bundled("float32"), max_new_tokens=160)
+    summary = generate_for_note(db, user, note.id, complete, kinds=["basic"], max_attempts=2)
+    (run,) = _runs(db)
+    cards = list_cards(db, user, note.id)
+    assert run.model and run.method and run.attempts == summary.attempts >= 1
+    if summary.status is QuizRunStatus.OK:
+        assert run.cards_created == len(cards) >= 1
+        for card in cards:
+            assert card.question.strip() and card.answer.strip()
+            assert card.gen_model == run.model and card.gen_tokens_per_s > 0
+    else:
+        assert run.reason and cards == []
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Card)) == len(cards)
+    db.dispose()
+
+
+def test_a_list_number_before_the_answer_is_not_kept():
+    from study.quiz import parse_cards
+
+    (card,) = parse_cards("Question: How does it cope?\n\nAnswer: 1. It keeps working.").cards
+    assert card.answer == "It keeps working."
+    (card,) = parse_cards("Question: How long is the step?\nAnswer: 1. 5 days").cards
+    assert card.answer == "1. 5 days"
