@@ -54,18 +54,39 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--categories", default=None, help="only these categories (comma list)")
     bench.add_argument("--limit", type=int, default=None, help="at most this many prompts")
     bench.add_argument("--out", default=None, help="where to write the JSON report")
+    search = sub.add_parser("search", help="find the sub-layers to skip (optuna)")
+    _model_args(search)
+    search.add_argument("--trials", type=int, default=200)
+    search.add_argument("--objective", default="proxy", choices=["proxy", "speed"])
+    search.add_argument("--calibration-prompts", type=int, default=4)
+    search.add_argument("--calibration-tokens", type=int, default=48)
+    search.add_argument("--seed", type=int, default=0)
+    search.add_argument("--storage", default=None, help="optuna SQLite file (resumable)")
+    search.add_argument("--out", default=None, help="profile path (default: data/profiles/)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        cfg = _sampling(args)
+        cfg = _sampling(args) if args.command != "search" else None
         if args.command == "bench":
             _check_methods(args.methods)
+        if args.command == "search":
+            from selfspec.search import SearchSettings
+
+            settings = SearchSettings(
+                trials=args.trials,
+                objective=args.objective,
+                prompts=args.calibration_prompts,
+                tokens=args.calibration_tokens,
+                seed=args.seed,
+            )
         from selfspec.loading import load_model
 
         lm = load_model(args.model, device=args.device, dtype=args.dtype)
+        if args.command == "search":
+            return _search(args, lm, settings)
         return {"generate": _generate, "bench": _bench}[args.command](args, lm, cfg)
     except SelfSpecError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -125,4 +146,25 @@ def _bench(args, lm, cfg) -> int:
     if args.out:
         write_report(report, args.out)
         print(f"report written to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _search(args, lm, settings) -> int:
+    import time
+    from pathlib import Path
+
+    from selfspec.search import run_search
+
+    start = time.perf_counter()
+    profile = run_search(
+        lm,
+        settings,
+        storage=args.storage,
+        out=Path(args.out) if args.out else None,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    print(
+        f"skip attention {profile.attn}, MLP {profile.mlp}; {profile.note} "
+        f"({profile.trials} trials, {time.perf_counter() - start:.0f}s)"
+    )
     return 0

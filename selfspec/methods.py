@@ -6,8 +6,12 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from selfspec.decoding import Method, vanilla
+from selfspec.drafters.lookup import PromptLookupDrafter
+from selfspec.drafters.skip import AdaptiveThreshold, SkipLayerDrafter
 from selfspec.errors import BadInputError
 from selfspec.hf_methods import hf_generate
+from selfspec.loading import LoadedModel
+from selfspec.speculative import speculative
 
 __all__ = ["MethodInfo", "METHODS", "get_method", "FAST_METHOD"]
 
@@ -25,9 +29,43 @@ METHODS: dict[str, MethodInfo] = {
     info.name: info
     for info in [
         MethodInfo("vanilla", vanilla, "plain decoding on our engine", ours=True),
+        MethodInfo(
+            "skip",
+            partial(speculative, drafter=lambda lm: skip_drafter(lm)),
+            "self-speculative: draft with the model's skip profile (Draft & Verify)",
+            ours=True,
+        ),
+        MethodInfo(
+            "pld",
+            partial(speculative, drafter=lambda lm: PromptLookupDrafter()),
+            "prompt lookup drafting on our engine",
+            ours=True,
+        ),
         MethodInfo("hf", partial(hf_generate), "Hugging Face generate, plain", ours=False),
+        MethodInfo(
+            "hf-pld",
+            partial(hf_generate, prompt_lookup_num_tokens=8),
+            "Hugging Face prompt lookup decoding",
+            ours=False,
+        ),
+        MethodInfo(
+            "hf-early-exit",
+            partial(hf_generate, assistant_early_exit=4),
+            "Hugging Face assistant_early_exit (self-speculative, first 4 layers)",
+            ours=False,
+        ),
     ]
 }
+
+
+def skip_drafter(lm: LoadedModel, profile: str | None = None, **kwargs) -> SkipLayerDrafter:
+    """The skip-layer drafter for this model's active profile."""
+    from selfspec.profiles import load_profile
+
+    chosen = load_profile(lm, profile)
+    return SkipLayerDrafter(
+        chosen.skip, lm.engine.cfg.n_layers, threshold=AdaptiveThreshold(), **kwargs
+    )
 
 
 def get_method(name: str) -> MethodInfo:

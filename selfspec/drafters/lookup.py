@@ -1,0 +1,45 @@
+"""Prompt lookup drafting: copy what followed the last n-gram the last time it appeared.
+
+Free to draft (no model call), and strong whenever the output repeats its input: summaries,
+answers about a given note, quiz questions quoting the text.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from selfspec.errors import BadInputError
+from selfspec.speculative import Draft, DraftContext, Drafter
+
+__all__ = ["PromptLookupDrafter", "lookup"]
+
+
+def lookup(tokens: list[int], max_ngram: int, k: int) -> list[int]:
+    """Up to k tokens that followed the most recent earlier match of the context's tail.
+
+    Tries the longest n-gram first (n = max_ngram down to 1), so a longer, more specific
+    match wins over a common single token.
+    """
+    arr = np.asarray(tokens)
+    length = len(arr)
+    for n in range(min(max_ngram, length - 1), 0, -1):
+        tail = arr[length - n :]
+        windows = np.lib.stride_tricks.sliding_window_view(arr[: length - 1], n)
+        hits = np.flatnonzero((windows == tail).all(axis=1))
+        if hits.size:
+            start = int(hits[-1]) + n  # most recent occurrence
+            return arr[start : start + k].tolist()
+    return []
+
+
+class PromptLookupDrafter(Drafter):
+    def __init__(self, max_ngram: int = 3, k: int = 8) -> None:
+        if k < 1:
+            raise BadInputError(f"The draft length k must be at least 1, got {k}.")
+        if max_ngram < 1:
+            raise BadInputError(f"The n-gram size must be at least 1, got {max_ngram}.")
+        self.max_ngram = max_ngram
+        self.k = k
+
+    def draft(self, ctx: DraftContext) -> Draft:
+        return Draft(lookup(ctx.tokens, self.max_ngram, min(self.k, ctx.max_tokens)))

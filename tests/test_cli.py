@@ -1,0 +1,79 @@
+"""The command line: bench report schema, clear errors instead of tracebacks."""
+
+from __future__ import annotations
+
+import json
+
+from selfspec.cli import main
+
+REPORT_KEYS = {"tokens_per_s", "speedup", "mean_accepted", "acceptance_rate", "lossless", "exact"}
+
+
+def test_bench_writes_the_report(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    code = main(
+        [
+            "bench",
+            "--model",
+            "tiny-llama",
+            "--methods",
+            "vanilla,pld,hf",
+            "--limit",
+            "2",
+            "--max-new-tokens",
+            "12",
+            "--dtype",
+            "float64",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert {"env", "settings", "methods"} <= report.keys()
+    assert {"device", "dtype", "threads", "torch", "transformers", "model"} <= report["env"].keys()
+    assert report["env"]["dtype"] == "float64"
+    assert set(report["methods"]) == {"vanilla", "pld", "hf"}
+    for name, m in report["methods"].items():
+        assert m.keys() >= REPORT_KEYS
+        assert m["lossless"] is True, name
+        assert len(m["prompts"]) == 2
+        assert {"id", "category", "tokens", "tokens_per_s", "speedup", "lossless"} <= m["prompts"][
+            0
+        ].keys()
+    assert report["methods"]["vanilla"]["speedup"] == 1.0
+    assert report["methods"]["vanilla"]["mean_accepted"] == 1.0
+    assert "vanilla" in capsys.readouterr().out
+
+
+def test_malformed_prompt_file_names_the_line(tmp_path, capsys):
+    bad = tmp_path / "p.jsonl"
+    bad.write_text('{"id": "a", "category": "c", "prompt": "p"}\n{"id": "b", "prompt": }\n')
+    assert main(["bench", "--model", "tiny-llama", "--prompts", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "line 2" in err and "Traceback" not in err
+
+
+def test_missing_field_and_unknown_method(tmp_path, capsys):
+    bad = tmp_path / "p.jsonl"
+    bad.write_text('{"id": "a", "category": "c"}\n')
+    assert main(["bench", "--model", "tiny-llama", "--prompts", str(bad)]) == 2
+    assert "missing or empty prompt" in capsys.readouterr().err
+    assert main(["bench", "--model", "tiny-llama", "--methods", "vanilla,warp"]) == 2
+    assert "Unknown method 'warp'" in capsys.readouterr().err
+
+
+def test_unsupported_architecture_and_missing_folder(tmp_path, capsys):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 1}))
+    assert main(["generate", "--model", str(folder), "hi"]) == 2
+    assert "Architecture 'gpt2' is not supported" in capsys.readouterr().err
+    assert main(["generate", "--model", str(tmp_path / "nothing"), "hi"]) == 2
+    assert "No model folder" in capsys.readouterr().err
+
+
+def test_unknown_model_id_offline(monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["generate", "--model", "someone/not-a-model", "hi"]) == 2
+    assert "not reachable" in capsys.readouterr().err

@@ -1,0 +1,226 @@
+"""The speculative loop: lossless greedy decoding, exact sampling, cache rollback, drafters."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy.stats import chisquare
+
+from selfspec.decoding import generate, run_to_end, vanilla
+from selfspec.drafters.lookup import PromptLookupDrafter, lookup
+from selfspec.drafters.skip import AdaptiveThreshold, SkipLayerDrafter
+from selfspec.errors import BadInputError
+from selfspec.model import SkipSet
+from selfspec.profiles import SkipProfile, load_profile, save_profile
+from selfspec.sampling import SamplingConfig, probabilities
+from selfspec.speculative import Draft, speculative, verify
+from tests.model_helpers import ARCHS, tiny
+
+N_LAYERS = 4  # the tiny models
+
+
+def tokens_of(lm, prompt, method, cfg):
+    return run_to_end(generate(lm, prompt, method, cfg)).tokens
+
+
+def skip_method(skip, max_draft, g, gate=None):
+    return partial(
+        speculative,
+        drafter=lambda lm: SkipLayerDrafter(
+            skip, N_LAYERS, max_draft, AdaptiveThreshold(g=g, alpha=0.85)
+        ),
+        gate=gate,
+    )
+
+
+layer = st.integers(0, N_LAYERS - 1)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    arch=st.sampled_from(ARCHS),
+    prompt=st.text(alphabet="abc de.,\n", min_size=1, max_size=40).filter(str.strip),
+    attn=st.sets(layer, max_size=3),
+    mlp=st.sets(layer, max_size=3),
+    max_draft=st.integers(1, 10),
+    g=st.floats(0.01, 0.99),
+    gate=st.one_of(st.none(), st.floats(0.01, 0.99)),
+)
+def test_greedy_skip_drafting_is_lossless(arch, prompt, attn, mlp, max_draft, g, gate):
+    lm = tiny(arch)  # float64: rounding cannot flip a token
+    cfg = SamplingConfig(max_new_tokens=24)
+    method = skip_method(SkipSet.of(attn, mlp), max_draft, g, gate)
+    assert tokens_of(lm, prompt, method, cfg) == tokens_of(lm, prompt, vanilla, cfg)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    arch=st.sampled_from(ARCHS),
+    prompt=st.text(alphabet="ab ab.", min_size=2, max_size=60).filter(str.strip),
+    ngram=st.integers(1, 4),
+    k=st.integers(1, 10),
+    gate=st.one_of(st.none(), st.floats(0.01, 0.99)),
+)
+def test_greedy_prompt_lookup_is_lossless(arch, prompt, ngram, k, gate):
+    lm = tiny(arch)
+    cfg = SamplingConfig(max_new_tokens=24)
+    method = partial(speculative, drafter=lambda lm: PromptLookupDrafter(ngram, k), gate=gate)
+    assert tokens_of(lm, prompt, method, cfg) == tokens_of(lm, prompt, vanilla, cfg)
+
+
+def test_lossless_with_real_acceptances():
+    """A draft that agrees often (a tiny skip) exercises long accepted runs too."""
+    lm = tiny("tiny-llama")
+    cfg = SamplingConfig(max_new_tokens=80)
+    result = run_to_end(generate(lm, "hello hello", skip_method(SkipSet.of([2]), 8, 0.3), cfg))
+    assert result.tokens == tokens_of(lm, "hello hello", vanilla, cfg)
+    assert result.acceptance_rate and result.acceptance_rate > 0.3
+    assert max(result.accepted_histogram()) >= 2
+
+
+def test_kv_cache_after_rollback_equals_plain_prefill():
+    lm = tiny("tiny-mistral")
+    seen = {}
+
+    class Recording(SkipLayerDrafter):
+        def draft(self, ctx):
+            seen.update(cache=ctx.cache, pos=ctx.pos, tokens=list(ctx.tokens))
+            return super().draft(ctx)
+
+    method = partial(
+        speculative, drafter=lambda lm: Recording(SkipSet.of([1, 2], [1]), N_LAYERS, 6)
+    )
+    result = run_to_end(generate(lm, "roll back", method, SamplingConfig(max_new_tokens=40)))
+    assert result.acceptance_rate is not None and result.acceptance_rate < 1.0  # rejections
+    pos, cache = seen["pos"], seen["cache"]
+    fresh = lm.engine.new_cache(pos + 1)
+    with torch.inference_mode():
+        lm.engine.forward(torch.tensor([seen["tokens"][:pos]]), fresh, 0)
+    for i in range(N_LAYERS):
+        assert torch.allclose(cache.k[i][:, :, :pos], fresh.k[i][:, :, :pos], atol=1e-12)
+        assert torch.allclose(cache.v[i][:, :, :pos], fresh.v[i][:, :, :pos], atol=1e-12)
+
+
+# ---------------------------------------------------------------- sampling is exact
+def _first_token_freqs(rule, p, q, n, seed):
+    gen = torch.Generator().manual_seed(seed)
+    counts = torch.zeros(len(p))
+    cfg = SamplingConfig(temperature=1.0)
+    logits_p = torch.log(p).repeat(2, 1)
+    for _ in range(n):
+        x = int(torch.multinomial(q, 1, generator=gen))
+        accepted, bonus = rule(logits_p, Draft([x], q[None]), cfg, gen)
+        counts[x if accepted else bonus] += 1
+    return counts
+
+
+def _wrong_residual(logits, draft, cfg, gen):
+    """A plausible bug: on rejection, resample from p instead of max(p - q, 0)."""
+    p = probabilities(logits, cfg)
+    x = draft.tokens[0]
+    if torch.rand((), generator=gen).item() < min(1.0, float(p[0, x] / draft.q[0, x])):
+        return 1, int(torch.multinomial(p[1], 1, generator=gen))
+    return 0, int(torch.multinomial(p[0], 1, generator=gen))
+
+
+P = torch.tensor([0.5, 0.25, 0.15, 0.1], dtype=torch.float64)
+Q = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+
+
+def test_rejection_sampling_reproduces_target_distribution():
+    n = 6000
+    counts = _first_token_freqs(verify, P, Q, n, seed=1)
+    assert chisquare(counts.numpy(), (P * n).numpy()).pvalue > 1e-3
+
+
+def test_the_statistical_check_catches_a_wrong_residual():
+    n = 6000
+    counts = _first_token_freqs(_wrong_residual, P, Q, n, seed=1)
+    assert chisquare(counts.numpy(), (P * n).numpy()).pvalue < 1e-6
+
+
+def test_speculative_sampling_matches_model_probabilities_end_to_end():
+    """First and second tokens of seeded skip-drafted runs follow the model's own p."""
+    lm = tiny("tiny-qwen2")
+    cfg_base = dict(max_new_tokens=2, temperature=1.5, top_k=3)
+    prompt = "ab"
+    ids = lm.encode(prompt)
+    with torch.inference_mode():
+        cache = lm.engine.new_cache(len(ids) + 4)
+        logits = lm.engine.forward(torch.tensor([ids]), cache, 0)[0, -1]
+    p1 = probabilities(logits, SamplingConfig(**cfg_base))
+    support = p1.nonzero().flatten().tolist()
+    method = skip_method(SkipSet.of([1, 2], [2]), 4, 0.05)
+    n = 900
+    firsts, pairs = torch.zeros(len(p1)), {}
+    for seed in range(n):
+        toks = tokens_of(lm, prompt, method, SamplingConfig(**cfg_base, seed=seed))
+        firsts[toks[0]] += 1
+        pairs.setdefault(toks[0], []).append(toks[1])
+    assert chisquare(firsts[support].numpy(), (p1[support] * n).numpy()).pvalue > 1e-3
+    top = max(pairs, key=lambda t: len(pairs[t]))  # the most frequent first token
+    with torch.inference_mode():
+        cache = lm.engine.new_cache(len(ids) + 4)
+        logits2 = lm.engine.forward(torch.tensor([[*ids, top]]), cache, 0)[0, -1]
+    p2 = probabilities(logits2, SamplingConfig(**cfg_base))
+    support2 = p2.nonzero().flatten().tolist()
+    seconds = torch.bincount(torch.tensor(pairs[top]), minlength=len(p2)).double()
+    m = len(pairs[top])
+    assert chisquare(seconds[support2].numpy(), (p2[support2] * m).numpy()).pvalue > 1e-3
+
+
+# ---------------------------------------------------------------- drafters and settings
+def test_adaptive_threshold_follows_the_update_rule():
+    th = AdaptiveThreshold(g=0.7, alpha=0.85)
+    script = [(4, 4, False), (4, 1, False), (10, 10, True), (5, 5, False)]
+    g, ar = 0.7, 1.0
+    for drafted, accepted, hit_max in script:
+        th.update(drafted, accepted, hit_max)
+        ar = 0.5 * ar + 0.5 * accepted / drafted
+        target = g + 0.01 if ar < 0.85 else (g if hit_max else g - 0.01)
+        g = 0.9 * g + 0.1 * target
+        assert th.g == pytest.approx(g) and th.ar == pytest.approx(ar)
+    assert th.g != 0.7
+
+
+def test_prompt_lookup_prefers_longest_most_recent_match():
+    assert lookup([1, 2, 3, 9, 1, 2, 3, 7, 8, 1, 2, 3], 3, 2) == [7, 8]
+    assert lookup([5, 6, 1, 7], 3, 3) == [7]  # falls back to a 1-gram
+    assert lookup([1, 2, 3], 3, 4) == []
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: PromptLookupDrafter(k=0), "at least 1"),
+        (lambda: SkipLayerDrafter(SkipSet.of([9]), N_LAYERS), "layers"),
+        (lambda: SkipLayerDrafter(SkipSet(), N_LAYERS, max_draft=0), "at least 1"),
+        (lambda: AdaptiveThreshold(g=1.5), "between 0 and 1"),
+        (lambda: AdaptiveThreshold(alpha=0.0), "between 0 and 1"),
+    ],
+)
+def test_bad_drafter_settings_are_refused(make, message):
+    with pytest.raises(BadInputError, match=message):
+        make()
+
+
+def test_confidence_gate_outside_unit_interval_is_refused():
+    lm = tiny("tiny-llama")
+    method = partial(speculative, drafter=lambda lm: PromptLookupDrafter(), gate=1.2)
+    with pytest.raises(BadInputError, match="gate"):
+        tokens_of(lm, "x", method, SamplingConfig(max_new_tokens=2))
+
+
+def test_profile_for_another_model_is_refused(tmp_path):
+    lm = tiny("tiny-llama")
+    path = save_profile(SkipProfile("tiny-gemma2", 4, [1], []), tmp_path / "p.json")
+    with pytest.raises(BadInputError, match="made for 'tiny-gemma2'"):
+        load_profile(lm, path)
+    path.write_text(json.dumps({"model": "tiny-llama"}))
+    with pytest.raises(BadInputError, match="malformed"):
+        load_profile(lm, path)
