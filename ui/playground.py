@@ -168,7 +168,9 @@ def build(ctx: AppContext) -> None:
         headers=METRIC_COLUMNS, label="Metrics", interactive=False, elem_id="pg-metrics"
     )
     with gr.Row():
-        bars = gr.BarPlot(x="method", y="tokens/s", title="Tokens per second", label="tokens/s")
+        bars = gr.BarPlot(
+            x="method", y="tokens/s", title="Tokens per second", label="tokens/s", elem_id="pg-bars"
+        )
         history = gr.LinePlot(
             x="time",
             y="speed-up",

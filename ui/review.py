@@ -183,13 +183,10 @@ def build(ctx: AppContext) -> None:
             gr.Warning(str(exc))
             return view(uid, st, revealed=True, note=f"Not recorded: {exc}")
         else:
-            if result.duplicate or not current:
-                return view(
-                    uid,
-                    st,
-                    revealed=False,
-                    note="That rating was already recorded; it counts once.",
-                )
+            if result.duplicate:
+                return view(uid, st, note="That rating was already recorded; it counts once.")
+            if not current:
+                return view(uid, st, note=f"Recorded **{RATINGS[rating]}** for card {card_id}.")
             st["reviewed"] += 1
             st["recalled"] += int(rating >= 2)
             note = f"Recorded **{RATINGS[rating]}**; next review {result.due:%Y-%m-%d %H:%M} UTC."
@@ -207,8 +204,9 @@ def build(ctx: AppContext) -> None:
             return view(uid, st, note="There is no rating to undo.")
         fresh = _new_session(ctx, uid)
         if st:
+            reviewed = max(0, st["reviewed"] - 1)
             fresh.update(
-                started=st["started"], reviewed=max(0, st["reviewed"] - 1), recalled=st["recalled"]
+                started=st["started"], reviewed=reviewed, recalled=min(st["recalled"], reviewed)
             )
         _show_next(fresh)
         return view(

@@ -19,7 +19,9 @@ MODELS = [("Ebbinghaus (fitted exponential)", "ebbinghaus"), ("FSRS-6", "fsrs6")
 def build(ctx: AppContext) -> tuple[Callable, tuple]:
     """Lay out the tab; returns the page-load function and the components it fills."""
     memory_model = gr.Radio(MODELS, label="Memory model", value="ebbinghaus")
-    retention = gr.Slider(0.7, 0.97, value=0.9, step=0.01, label="Desired retention")
+    retention = gr.Slider(
+        0.7, 0.97, value=0.9, step=0.01, label="Desired retention", elem_id="settings-retention"
+    )
     new_limit = gr.Number(
         value=20, precision=0, minimum=0, maximum=10_000, label="New cards per day"
     )

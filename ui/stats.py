@@ -40,7 +40,7 @@ def due_forecast(
                 counts[offset] += 1
     return pd.DataFrame(
         {
-            "day": [str(today + timedelta(days=d)) for d in counts],
+            "day": [f"{today + timedelta(days=d):%m-%d}" for d in counts],
             "cards due": list(counts.values()),
         }
     )
@@ -63,16 +63,17 @@ def heatmap_html(times: list[datetime], now: datetime, weeks: int = HEATMAP_WEEK
                 f'outline:1px solid #ddd"></div>'
             )
     return (
-        f'<div class="heatmap" style="display:grid;gap:2px;grid-template-rows:repeat(7,12px)">{"".join(cells)}</div>'
+        f'<div class="heatmap" style="display:grid;gap:2px;grid-template-rows:repeat(7,12px);grid-template-columns:repeat({weeks},12px)">{"".join(cells)}</div>'
         f"<small>{sum(per_day.values())} review(s) in the last {weeks} weeks</small>"
     )
 
 
 def calibration(frame: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
     """Observed recall per bin of predicted recall, next to the ideal diagonal."""
+    ideal = pd.DataFrame({"predicted": [0.0, 1.0], "recall": [0.0, 1.0], "series": "ideal"})
     scored = frame.dropna(subset=["predicted"])
     if scored.empty:
-        return pd.DataFrame(columns=["predicted", "recall", "series"])
+        return ideal
     edges = np.linspace(0, 1, bins + 1)
     which = np.clip(np.digitize(scored["predicted"], edges) - 1, 0, bins - 1)
     grouped = scored.assign(bin=which, recalled=scored["rating"] > 1).groupby("bin")
@@ -83,7 +84,6 @@ def calibration(frame: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
             "series": "observed",
         }
     )
-    ideal = pd.DataFrame({"predicted": [0.0, 1.0], "recall": [0.0, 1.0], "series": "ideal"})
     return pd.concat([observed, ideal], ignore_index=True)
 
 
@@ -99,20 +99,35 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         draw = gr.Button("Draw curve", scale=0)
     with gr.Row():
         curve = gr.LinePlot(x="time", y="recall", color="series", title="Forgetting curve and desired retention",
-                            y_lim=[0, 1], label="forgetting curve")  # fmt: skip
+                            y_lim=[0, 1], label="forgetting curve", elem_id="stats-curve")  # fmt: skip
         reviews = gr.ScatterPlot(
-            x="time", y="rating", title="Reviews of this card (rating 1-4)", label="reviews"
+            x="time",
+            y="rating",
+            title="Reviews of this card (rating 1-4)",
+            label="reviews",
+            elem_id="stats-reviews",
         )
     with gr.Row():
         forecast = gr.BarPlot(
-            x="day", y="cards due", title="Due in the next 30 days", label="forecast", sort=None
+            x="day",
+            y="cards due",
+            title="Due in the next 30 days",
+            label="forecast",
+            x_label_angle=-60,
+            sort=None,
+            elem_id="stats-forecast",
         )
         calib = gr.LinePlot(x="predicted", y="recall", color="series", title="Calibration: predicted vs observed recall",
-                            x_lim=[0, 1], y_lim=[0, 1], label="calibration")  # fmt: skip
+                            x_lim=[0, 1], y_lim=[0, 1], label="calibration", elem_id="stats-calibration")  # fmt: skip
     gr.Markdown("Reviews per day")
     heatmap = gr.HTML(elem_id="stats-heatmap")
     speed = gr.LinePlot(
-        x="time", y="tokens/s", color="series", title="Decoding speed history", label="speed"
+        x="time",
+        y="tokens/s",
+        color="series",
+        title="Decoding speed history",
+        label="speed",
+        elem_id="stats-speed",
     )
     with gr.Row():
         compare = gr.Button("Compare memory models on my reviews")

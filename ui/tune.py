@@ -1,39 +1,48 @@
-"""Tune tab: which speculative profiles and adapters exist. The layer search and adapter
-training UIs come with the library functions for them; until then this tab says so
-instead of offering buttons that do nothing."""
+"""Tune tab: the skip profile the `skip` method uses for the loaded model, and honest
+placeholders for what the UI cannot run yet (layer search, adapter training). The
+library has the search as a CLI (`python -m selfspec search`); running it from the page,
+with live progress and cancel, comes later."""
 
 import gradio as gr
 
-import selfspec
+from selfspec import SelfSpecError
 from ui.context import AppContext
 
-__all__ = ["build", "tuning_status"]
-
-# Names the decoding library may expose for saved skip profiles and Kangaroo adapters.
-_LISTERS = ("list_profiles", "list_adapters")
+__all__ = ["build", "profile_status"]
 
 
-def tuning_status() -> str:
-    """Markdown listing what ``selfspec`` exposes for tuning, honestly empty if nothing."""
-    lines = []
-    for name in _LISTERS:
-        lister = getattr(selfspec, name, None)
-        label = name.removeprefix("list_")
-        if lister is None:
-            lines.append(f"- **{label}**: not available yet in this version.")
-            continue
-        items = list(lister())
-        shown = ", ".join(f"`{item}`" for item in items) or "none saved yet"
-        lines.append(f"- **{label}**: {shown}")
-    return "\n".join(lines)
+def profile_status(ctx: AppContext) -> str:
+    """Markdown: the active skip profile of the default model, or why there is none."""
+    try:
+        from selfspec.profiles import load_profile
+    except ImportError:
+        return "- **skip profiles**: not available yet in this version of `selfspec`."
+    lm = ctx.models.default()
+    try:
+        profile = load_profile(lm)
+    except SelfSpecError as exc:
+        return f"- **skip profile for {lm.name}**: none. {exc}"
+    verdict = {
+        True: "beats plain decoding",
+        False: "does not beat plain decoding",
+        None: "not measured",
+    }
+    return (
+        f"- **skip profile for {lm.name}**: attention sub-layers skipped {profile.attn or 'none'}, "
+        f"MLP sub-layers skipped {profile.mlp or 'none'} of {profile.n_layers} layers; found by "
+        f"{profile.objective} ({profile.trials} trials), {verdict[profile.beats_plain]}."
+        + (f" {profile.note}" if profile.note else "")
+    )
 
 
 def build(ctx: AppContext) -> None:
     gr.Markdown(
-        "Tuning finds the layers to skip (Bayesian search) and trains the Kangaroo adapter. "
-        "Running them from this page is **not available yet**; the list below shows what "
-        "the decoding library offers now."
+        "Tuning finds the sub-layers to skip (Bayesian search) and trains the Kangaroo adapter.\n\n"
+        "- **Layer search from this page**: not available yet. Run `python -m selfspec search "
+        "--model bundled` in a terminal; the profile it saves is used by the `skip` method.\n"
+        "- **Kangaroo adapter training**: not available yet.\n\n"
+        "Press the button to see the active skip profile (this loads the model if needed)."
     )
-    status = gr.Markdown(tuning_status(), elem_id="tune-status")
-    refresh = gr.Button("Refresh", size="sm")
-    refresh.click(tuning_status, None, status, api_name="tune_status")
+    status = gr.Markdown(elem_id="tune-status")
+    refresh = gr.Button("Show the active profile", size="sm", elem_id="tune-refresh")
+    refresh.click(lambda: profile_status(ctx), None, status, api_name="tune_status")
