@@ -176,3 +176,19 @@ def test_settings_are_validated(served: Served) -> None:
     user = client(served, "settler")
     assert user.predict("fsrs6", 0.85, 10, "04:30", api_name="/save_settings") == "Saved."
     assert "Not saved" in user.predict("fsrs6", 0.85, 10, "25:99", api_name="/save_settings")
+
+
+def test_playground_preset_from_a_note_fills_the_prompt(served: Served) -> None:
+    user = client(served, "presetter")
+    note_id, *_ = user.predict(
+        None,
+        "Prompt lookup",
+        "It copies n-grams from the prompt.",
+        "",
+        "",
+        "",
+        "",
+        api_name="/notes_save",
+    )
+    prompt = user.predict(note_id, api_name="/playground_preset")
+    assert "Prompt lookup" in prompt and "copies n-grams" in prompt

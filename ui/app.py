@@ -42,7 +42,7 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
                 gr.LoginButton()
         with gr.Tabs():
             with gr.Tab("Playground", id="playground"):
-                playground.build(ctx)
+                playground.build(ctx, demo)
             with gr.Tab("Tune", id="tune"):
                 tune.build(ctx)
             with gr.Tab("Review", id="review"):

@@ -24,6 +24,9 @@ from selfspec import (
     get_method,
     run_to_end,
 )
+from study.errors import StudyError
+from study.notes_service import get_note, list_notes
+from study.quiz import CardKind, build_prompt
 from ui.context import AppContext
 from ui.queries import decode_history
 from ui.render import columns_html
@@ -128,7 +131,7 @@ def _ordered(methods: list[str]) -> list[str]:
     return [BASELINE, *chosen]
 
 
-def build(ctx: AppContext) -> None:
+def build(ctx: AppContext, demo: gr.Blocks) -> None:
     """Lay out the Playground tab inside the current Blocks context."""
     warmups = _Warmups()
     gr.Markdown(
@@ -148,6 +151,12 @@ def build(ctx: AppContext) -> None:
         )
         hub_status = gr.Markdown(elem_id="hub-status")
         check_hub = gr.Button("Check hub", size="sm", scale=0)
+    preset = gr.Dropdown(
+        [],
+        label="Preset from a note",
+        allow_custom_value=True,  # choices are per user, filled on page load
+        info="Fills the prompt with the quiz-writing request for that note (a copy-heavy task).",
+    )
     prompt = gr.Textbox(label="Prompt", lines=4, placeholder="Ask something…", elem_id="pg-prompt")
     with gr.Row():
         methods = gr.CheckboxGroup(
@@ -264,6 +273,24 @@ def build(ctx: AppContext) -> None:
             decode_history(ctx.db, uid),
         )
 
+    def note_choices(request: gr.Request, profile: gr.OAuthProfile | None) -> dict:
+        notes = list_notes(ctx.db, ctx.user(request, profile))
+        return gr.update(choices=[(n.title, n.id) for n in notes], value=None)
+
+    def from_note(
+        note_id: int | str | None, request: gr.Request, profile: gr.OAuthProfile | None
+    ) -> str:
+        if not str(note_id or "").isdigit():
+            return gr.skip()
+        try:
+            note = get_note(ctx.db, ctx.user(request, profile), int(note_id))
+        except StudyError as exc:
+            gr.Warning(str(exc))
+            return gr.skip()
+        return build_prompt(note, CardKind.BASIC)
+
+    demo.load(note_choices, None, preset, api_visibility="private")
+    preset.input(from_note, preset, prompt, api_name="playground_preset")
     check_hub.click(hub_check, None, hub_status, api_name="hub_status")
     run.click(
         run_methods,
