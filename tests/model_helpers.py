@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
 
 import torch
@@ -9,12 +10,14 @@ import torch
 from selfspec.loading import TINY_MODELS, LoadedModel, load_model
 
 ARCHS = TINY_MODELS
+# scripts/gpu_check.sh runs the selfspec tests on CUDA by setting this (see tests/conftest.py).
+DEVICE = os.environ.get("SELFSPEC_TEST_DEVICE", "cpu")
 
 
 @cache
 def tiny(name: str, dtype: str = "float64") -> LoadedModel:
     """A tiny model; cached because every test may share it (they never change weights)."""
-    return load_model(name, device="cpu", dtype=dtype)
+    return load_model(name, device=DEVICE, dtype=dtype)
 
 
 @cache
@@ -23,5 +26,5 @@ def bundled(dtype: str = "float32") -> LoadedModel:
 
 
 def random_ids(n: int, seed: int, vocab: int = 256) -> list[int]:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, vocab, (n,), generator=g).tolist()
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    return torch.randint(0, vocab, (n,), generator=g, device="cpu").tolist()

@@ -108,8 +108,8 @@ def test_kv_cache_after_rollback_equals_plain_prefill():
 
 # ---------------------------------------------------------------- sampling is exact
 def _first_token_freqs(rule, p, q, n, seed):
-    gen = torch.Generator().manual_seed(seed)
-    counts = torch.zeros(len(p))
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    counts = torch.zeros(len(p), device="cpu")
     cfg = SamplingConfig(temperature=1.0)
     logits_p = torch.log(p).repeat(2, 1)
     for _ in range(n):
@@ -128,8 +128,8 @@ def _wrong_residual(logits, draft, cfg, gen):
     return 0, int(torch.multinomial(p[0], 1, generator=gen))
 
 
-P = torch.tensor([0.5, 0.25, 0.15, 0.1], dtype=torch.float64)
-Q = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+P = torch.tensor([0.5, 0.25, 0.15, 0.1], dtype=torch.float64, device="cpu")
+Q = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64, device="cpu")
 
 
 def test_rejection_sampling_reproduces_target_distribution():
@@ -153,11 +153,11 @@ def test_speculative_sampling_matches_model_probabilities_end_to_end():
     with torch.inference_mode():
         cache = lm.engine.new_cache(len(ids) + 4)
         logits = lm.engine.forward(torch.tensor([ids]), cache, 0)[0, -1]
-    p1 = probabilities(logits, SamplingConfig(**cfg_base))
+    p1 = probabilities(logits, SamplingConfig(**cfg_base)).cpu()
     support = p1.nonzero().flatten().tolist()
     method = skip_method(SkipSet.of([1, 2], [2]), 4, 0.05)
     n = 900
-    firsts, pairs = torch.zeros(len(p1)), {}
+    firsts, pairs = torch.zeros(len(p1), device="cpu"), {}
     for seed in range(n):
         toks = tokens_of(lm, prompt, method, SamplingConfig(**cfg_base, seed=seed))
         firsts[toks[0]] += 1
@@ -167,9 +167,9 @@ def test_speculative_sampling_matches_model_probabilities_end_to_end():
     with torch.inference_mode():
         cache = lm.engine.new_cache(len(ids) + 4)
         logits2 = lm.engine.forward(torch.tensor([[*ids, top]]), cache, 0)[0, -1]
-    p2 = probabilities(logits2, SamplingConfig(**cfg_base))
+    p2 = probabilities(logits2, SamplingConfig(**cfg_base)).cpu()
     support2 = p2.nonzero().flatten().tolist()
-    seconds = torch.bincount(torch.tensor(pairs[top]), minlength=len(p2)).double()
+    seconds = torch.bincount(torch.tensor(pairs[top], device="cpu"), minlength=len(p2)).double()
     m = len(pairs[top])
     assert chisquare(seconds[support2].numpy(), (p2[support2] * m).numpy()).pvalue > 1e-3
 

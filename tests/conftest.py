@@ -1,0 +1,9 @@
+"""Test-wide settings. SELFSPEC_TEST_DEVICE=cuda (scripts/gpu_check.sh) makes new tensors
+default to the GPU, so the same tests check the engine there."""
+
+import torch
+
+from tests.model_helpers import DEVICE
+
+if DEVICE != "cpu":
+    torch.set_default_device(DEVICE)
