@@ -1,0 +1,124 @@
+"""The app's own rules, without a server: model choice, who the user is, input checks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from ui.config import AppConfig
+from ui.models import ModelPool
+from ui.notes import check_upload, split_tags
+from ui.playground import MAX_PROMPT_CHARS, check_prompt
+from ui.review import card_of_key, parse_rating
+from ui.stats import calibration, due_forecast, heatmap_html
+from ui.users import LOCAL_USER, TEST_USER_HEADER, SignInRequired, user_name
+
+
+def request(headers: dict[str, str] | None = None, username: str | None = None) -> SimpleNamespace:
+    return SimpleNamespace(headers=headers or {}, username=username)
+
+
+def test_config_reads_the_default_model_and_hosting_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SELFSPEC_MODEL", "tiny-llama")
+    monkeypatch.setenv("SELFSPEC_HOSTED", "1")
+    monkeypatch.setenv("SELFSPEC_ALLOWED_MODELS", "a/b, c/d")
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    config = AppConfig.from_env()
+    assert config.default_model == "tiny-llama" and config.hosted and not config.on_spaces
+    assert config.allowed_models == ("a/b", "c/d")
+    monkeypatch.setenv("SPACE_ID", "someone/selfspec")
+    assert AppConfig.from_env().on_spaces
+
+
+def test_hosted_pool_refuses_ids_off_the_allow_list_and_falls_back() -> None:
+    pool = ModelPool(
+        AppConfig(default_model="tiny-llama", hosted=True, allowed_models=("a/b",), dtype="float32")
+    )
+    choice = pool.get("evil/model")
+    assert choice.model.source == "tiny-llama"
+    assert "not on this server's list" in choice.notice
+    assert pool.get("tiny-qwen2").notice  # even a tiny model is refused when not allowed
+
+
+def test_local_pool_explains_unknown_names_and_offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pool = ModelPool(AppConfig(default_model="tiny-llama", dtype="float32"))
+    assert "not a known model name" in pool.get("gpt5").notice
+    assert "hub is not reachable" in pool.get("meta-llama/Llama-3-8B").notice
+    assert pool.get("").notice is None and pool.default_loaded
+
+
+def test_user_is_local_without_login_and_the_profile_name_on_spaces() -> None:
+    local = AppConfig()
+    assert user_name(local, request(), None) == LOCAL_USER
+    assert user_name(local, request(username="pw-user"), None) == "pw-user"
+    # The test header is ignored unless the server was started to honour it.
+    assert user_name(local, request({TEST_USER_HEADER: "mallory"}), None) == LOCAL_USER
+    spaces = AppConfig(on_spaces=True, hosted=True)
+    assert user_name(spaces, request(), SimpleNamespace(username="alice")) == "alice"
+    with pytest.raises(SignInRequired):
+        user_name(spaces, request(), None)
+    assert (
+        user_name(AppConfig(test_user_header=True), request({TEST_USER_HEADER: "bob"}), None)
+        == "bob"
+    )
+
+
+def test_prompt_checks() -> None:
+    assert "empty" in check_prompt("  \n")
+    assert "at most" in check_prompt("x" * (MAX_PROMPT_CHARS + 1))
+    assert check_prompt("Hello") is None
+
+
+def test_upload_checks(tmp_path: Path) -> None:
+    assert "Choose" in check_upload(None)
+    pdf = tmp_path / "paper.pdf"
+    pdf.write_bytes(b"%PDF")
+    assert "not a Markdown file" in check_upload(str(pdf))
+    big = tmp_path / "big.md"
+    with big.open("wb") as f:
+        f.truncate(21 * 1024 * 1024)
+    assert "20 MB" in check_upload(str(big))
+    ok = tmp_path / "ok.MD"
+    ok.write_text("# Title\n")
+    assert check_upload(str(ok)) is None
+    assert split_tags(" a, ,b ,") == ["a", "b"]
+
+
+def test_rating_labels_and_keys() -> None:
+    assert parse_rating("3 · Good") == 3 and parse_rating(4) == 4 and parse_rating("Good") == 0
+    assert card_of_key("abc:17") == 17 and card_of_key("") is None and card_of_key("abc:x") is None
+
+
+def test_due_forecast_counts_overdue_today_and_ignores_new_cards() -> None:
+    now = datetime(2026, 11, 28, 12, tzinfo=UTC)
+    dues = [
+        now - timedelta(days=3),
+        now + timedelta(hours=1),
+        now + timedelta(days=2),
+        None,
+        now + timedelta(days=40),
+    ]
+    frame = due_forecast(dues, now)
+    assert len(frame) == 30
+    assert frame["cards due"].tolist()[:3] == [2, 0, 1] and frame["cards due"].sum() == 3
+
+
+def test_calibration_bins_observed_recall_and_keeps_the_ideal_line() -> None:
+    frame = pd.DataFrame({"predicted": [0.95, 0.92, 0.15, None], "rating": [3, 1, 1, 3]})
+    result = calibration(frame)
+    observed = result[result["series"] == "observed"].set_index("predicted")["recall"]
+    assert observed.loc[0.935] == 0.5 and observed.loc[0.15] == 0.0
+    assert len(calibration(frame.iloc[3:])) == 2  # only the ideal line
+
+
+def test_heatmap_counts_reviews() -> None:
+    now = datetime(2026, 11, 28, 12, tzinfo=UTC)
+    page = heatmap_html([now, now, now - timedelta(days=1)], now)
+    assert "3 review(s)" in page and "2026-11-28: 2 review(s)" in page
