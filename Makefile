@@ -1,10 +1,12 @@
-# The README's two commands: `make run` and `make test`. Both create or refresh .venv first.
+# The README's two commands: `make run` and `make test`. Both create or refresh .venv first
+# (quick when requirements*.txt have not changed since the last install).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench
+.PHONY: run test lint chromium bench
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,8 +21,14 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: lint
+# The browser tests drive Debian's Chromium; install it when it is missing.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		$(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+test: lint chromium
 	$(PY) -m pytest
 
 bench: $(STAMP)
-	$(PY) -m selfspec bench --model bundled --methods vanilla,hf --out artifacts/bench.json
+	$(PY) -m selfspec bench --model bundled --methods vanilla,skip,pld,hf,hf-pld,hf-early-exit \
+		--out artifacts/bench.json

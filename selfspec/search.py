@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from selfspec.decoding import generate, run_to_end, vanilla
 from selfspec.drafters.skip import AdaptiveThreshold, SkipLayerDrafter
@@ -68,6 +69,9 @@ class Calibration:
     prompts: list[str]
     verify_cost: float  # time of a (gamma+1)-token pass over a one-token pass
     caches: list[KVCache] = field(default_factory=list)  # full-model prompt KV per sequence
+    # Full-model hidden states entering each layer, over each generated block: a trial
+    # whose first skipped sub-layer is in layer j starts there instead of at layer 0.
+    hidden: list[list[Tensor]] = field(default_factory=list)  # [seq][layer] -> [1, T, C]
     vanilla_tps: float | None = None
 
 
@@ -90,19 +94,26 @@ def calibrate(lm: LoadedModel, settings: SearchSettings) -> Calibration:
     prompts = [p.prompt for p in load_prompts()[:: max(1, 30 // settings.prompts)]]
     prompts = prompts[: settings.prompts]
     cfg = SamplingConfig(max_new_tokens=settings.tokens)
-    sequences, starts, caches = [], [], []
+    sequences, starts, caches, hidden = [], [], [], []
     for p in prompts:
         result = run_to_end(generate(lm, p, vanilla, cfg))
         ids = lm.encode(p)
         seq = ids + result.tokens
         cache = lm.engine.new_cache(len(seq))
+        eng = lm.engine
         with torch.inference_mode():
-            lm.engine.forward(torch.tensor([ids[:-1]]), cache, 0)
+            eng.forward(torch.tensor([ids[:-1]], device=eng.device), cache, 0)
+            h = eng.embed(torch.tensor([seq[len(ids) - 1 : -1]], device=eng.device))
+            states = [h]
+            for i in range(eng.cfg.n_layers):
+                h = eng.run_layers(h, cache, len(ids) - 1, i, i + 1)
+                states.append(h)
         sequences.append(seq)
         starts.append(len(ids))
         caches.append(cache)
+        hidden.append(states)
     cost = settings.verify_cost or _verify_cost(lm, settings.gamma + 1)
-    return Calibration(sequences, starts, prompts, cost, caches)
+    return Calibration(sequences, starts, prompts, cost, caches, hidden)
 
 
 def _verify_cost(lm: LoadedModel, k: int, repeats: int = 5) -> float:
@@ -125,11 +136,17 @@ def _verify_cost(lm: LoadedModel, k: int, repeats: int = 5) -> float:
 
 def matchness(lm: LoadedModel, cal: Calibration, skip: SkipSet) -> float:
     """Share of generated positions where the skipped model's argmax is the full model's."""
+    eng = lm.engine
+    first = min(skip.attn | skip.mlp, default=eng.cfg.n_layers)
     hits = total = 0
     with torch.inference_mode():
-        for seq, start, cache in zip(cal.sequences, cal.starts, cal.caches, strict=True):
-            block = torch.tensor([seq[start - 1 : -1]])  # predicts seq[start:]
-            pred = lm.engine.forward(block, cache, start - 1, skip=skip)[0].argmax(-1)
+        for seq, start, cache, states in zip(
+            cal.sequences, cal.starts, cal.caches, cal.hidden, strict=True
+        ):
+            # The block seq[start-1:-1] predicts seq[start:]; layers before `first` are
+            # the full model's own, so start from its cached hidden states there.
+            h = eng.run_layers(states[first], cache, start - 1, first, None, skip)
+            pred = eng.logits(h)[0].argmax(-1)
             target = torch.tensor(seq[start:], device=pred.device)
             hits += int((pred == target).sum())
             total += len(target)

@@ -56,3 +56,18 @@ def test_no_winner_is_said_plainly(tmp_path):
     profile = run_search(lm, SearchSettings(trials=4, prompts=1, tokens=8), out=tmp_path / "p")
     assert not profile.beats_plain
     assert "no skip set beats plain decoding" in profile.note
+
+
+def test_matchness_from_cached_states_equals_a_full_skipped_pass():
+    lm = load_model("tiny-qwen2", dtype="float64")
+    cal = calibrate(lm, SearchSettings(prompts=2, tokens=12))
+    skip = SkipSet.of([2], [1])
+    hits = total = 0
+    for seq, start in zip(cal.sequences, cal.starts, strict=True):
+        cache = lm.engine.new_cache(len(seq))
+        with torch.inference_mode():
+            lm.engine.forward(torch.tensor([seq[: start - 1]]), cache, 0)
+            logits = lm.engine.forward(torch.tensor([seq[start - 1 : -1]]), cache, start - 1, skip)
+        hits += int((logits[0].argmax(-1) == torch.tensor(seq[start:])).sum())
+        total += len(seq) - start
+    assert matchness(lm, cal, skip) == hits / total
