@@ -77,7 +77,17 @@ def add_cards(
     note = add_note(ctx.db, uid, title, "Speculative decoding drafts tokens and verifies them.")
 
     def work(session) -> list[int]:  # noqa: ANN001 - test helper
-        cards = [Card(user_id=uid, note_id=note.id, question=q, answer=a) for q, a in questions]
+        cards = [
+            Card(
+                user_id=uid,
+                note_id=note.id,
+                question=q,
+                answer=a,
+                kind="mcq" if rest else "basic",
+                choices=rest[0] if rest else None,
+            )  # fmt: skip
+            for q, a, *rest in questions
+        ]
         session.add_all(cards)
         session.flush()
         return [c.id for c in cards]

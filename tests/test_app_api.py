@@ -18,6 +18,7 @@ from db import DecodeRun, Review
 from study.export import read_cards_csv
 from tests.app_helpers import Served, add_cards, serve_app, user_headers
 from ui.playground import MAX_PROMPT_CHARS
+from ui.review import card_of_key
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +193,30 @@ def test_playground_preset_from_a_note_fills_the_prompt(served: Served) -> None:
     )
     prompt = user.predict(note_id, api_name="/playground_preset")
     assert "Prompt lookup" in prompt and "copies n-grams" in prompt
+
+
+def test_multiple_choice_is_graded_on_click_and_undo_restores_the_card(served: Served) -> None:
+    user = client(served, "chooser")
+    (card_id,) = add_cards(
+        served.ctx,
+        "chooser",
+        [("Which drafter is free?", "prompt lookup", ["prompt lookup", "Medusa heads"])],
+    )
+    key, _progress, _question, choices, *_ = user.predict(api_name="/review_start")
+    assert choices["visible"] is True and choices["choices"] == [
+        ["prompt lookup", "prompt lookup"],
+        ["Medusa heads", "Medusa heads"],
+    ]
+    *_, verdict = user.predict("Medusa heads", api_name="/review_choose")
+    assert "Not quite" in verdict
+    *_, message = user.predict("1 · Again", key, api_name="/review_rate")
+    assert "Recorded **Again**" in message
+    kept = (
+        select(func.count())
+        .select_from(Review)
+        .where(Review.card_id == card_id, Review.undone_at.is_(None))
+    )
+    assert count(served, kept) == 1
+    new_key, progress, *_, message = user.predict(api_name="/review_undo")
+    assert "Undid" in message and card_of_key(new_key) == card_id and "Card **1**" in progress
+    assert count(served, kept) == 0

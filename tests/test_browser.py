@@ -86,6 +86,7 @@ def test_a_user_runs_the_playground_adds_a_note_reviews_and_sees_stats(
         [
             ("What verifies the drafts?", "The full model"),
             ("Kangaroo exits at?", "A shallow layer"),
+            ("Prompt lookup matches?", "The last n-gram"),
         ],
     )
     page = open_page(browser, served, user)
@@ -126,12 +127,14 @@ def test_a_user_runs_the_playground_adds_a_note_reviews_and_sees_stats(
         page.locator("body").press("3")
         expect(page.locator("#review-message")).to_contain_text("Recorded")
         expect(page.locator("#review-progress")).not_to_have_text(before)
+    page.locator("body").press("Space")
+    page.locator("#rate-3").dblclick()  # a double click on a rating counts once
     expect(page.locator("#review-message")).to_contain_text("Session done")
     with served.ctx.db.read() as session:
         stored = session.scalar(
             select(func.count()).select_from(Review).where(Review.card_id.in_(card_ids))
         )
-    assert stored == 2
+    assert stored == 3
 
     open_tab(page, "Stats")
     page.locator("#stats-refresh").click()

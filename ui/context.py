@@ -16,7 +16,7 @@ from selfspec.methods import FAST_METHOD
 from study.notes_service import ensure_seed_notes
 from ui.config import AppConfig
 from ui.models import ModelPool
-from ui.users import user_id, user_name
+from ui.users import SignInRequired, user_id, user_name
 
 __all__ = ["AppContext"]
 
@@ -39,6 +39,16 @@ class AppContext:
             ensure_seed_notes(self.db, uid)
             self._seeded.add(uid)
         return uid
+
+    def signed_in_user(
+        self, request: gr.Request | None, profile: gr.OAuthProfile | None
+    ) -> int | None:
+        """Like :meth:`user`, but None for a visitor not signed in yet (page-load handlers
+        then show nothing instead of an error)."""
+        try:
+            return self.user(request, profile)
+        except SignInRequired:
+            return None
 
     def complete(self, prompt: str, max_new_tokens: int = 256) -> Completion:
         """Text from the default model with the fastest lossless method (quiz writing)."""

@@ -129,7 +129,12 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     def show(
         search_text: str, tag_text: str, request: gr.Request, profile: gr.OAuthProfile | None
     ) -> pd.DataFrame:
-        return _notes_frame(ctx, ctx.user(request, profile), search_text, tag_text)
+        uid = ctx.signed_in_user(request, profile)
+        return (
+            pd.DataFrame(columns=NOTE_COLUMNS)
+            if uid is None
+            else _notes_frame(ctx, uid, search_text, tag_text)
+        )
 
     def pick(
         table: pd.DataFrame,

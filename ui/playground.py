@@ -274,7 +274,8 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         )
 
     def note_choices(request: gr.Request, profile: gr.OAuthProfile | None) -> dict:
-        notes = list_notes(ctx.db, ctx.user(request, profile))
+        uid = ctx.signed_in_user(request, profile)
+        notes = [] if uid is None else list_notes(ctx.db, uid)
         return gr.update(choices=[(n.title, n.id) for n in notes], value=None)
 
     def from_note(

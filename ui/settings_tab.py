@@ -30,7 +30,9 @@ def build(ctx: AppContext) -> tuple[Callable, tuple]:
     message = gr.Markdown(elem_id="settings-message")
 
     def load(request: gr.Request, profile: gr.OAuthProfile | None) -> tuple:
-        uid = ctx.user(request, profile)
+        uid = ctx.signed_in_user(request, profile)
+        if uid is None:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         with ctx.db.read() as session:
             row = get_settings(session, uid)
             return row.memory_model, row.desired_retention, row.daily_new_limit, row.daily_job_time

@@ -134,7 +134,9 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         comparison = gr.Markdown()
 
     def overview(request: gr.Request, profile: gr.OAuthProfile | None) -> tuple:
-        uid = ctx.user(request, profile)
+        uid = ctx.signed_in_user(request, profile)
+        if uid is None:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         now = utcnow()
         cards = list_cards(ctx.db, uid)
         frame = review_predictions(ctx.db, uid)
