@@ -220,3 +220,19 @@ def test_multiple_choice_is_graded_on_click_and_undo_restores_the_card(served: S
     new_key, progress, *_, message = user.predict(api_name="/review_undo")
     assert "Undid" in message and card_of_key(new_key) == card_id and "Card **1**" in progress
     assert count(served, kept) == 0
+
+
+def test_stats_show_the_forecast_heatmap_and_curve_after_a_review(served: Served) -> None:
+    user = client(served, "statistician")
+    (card_id,) = add_cards(served.ctx, "statistician", [("What is R at t = S?", "1/e")])
+    key, *_ = user.predict(api_name="/review_start")
+    user.predict("3 · Good", key, api_name="/review_rate")
+    cards, forecast, _calibration, heatmap, _speed = user.predict(api_name="/stats_overview")
+    assert cards["value"] == card_id
+    assert sum(row[1] for row in forecast["data"]) == 1
+    assert "1 review(s) in the last" in heatmap
+    curve, points = user.predict(card_id, api_name="/stats_curve")
+    series = {row[2] for row in curve["data"]}
+    assert "predicted recall" in series and any(s.startswith("desired retention") for s in series)
+    assert [row[1] for row in points["data"]] == [3]
+    assert "Not enough reviews" in user.predict(api_name="/stats_compare")

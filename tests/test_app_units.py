@@ -122,3 +122,38 @@ def test_heatmap_counts_reviews() -> None:
     now = datetime(2026, 11, 28, 12, tzinfo=UTC)
     page = heatmap_html([now, now, now - timedelta(days=1)], now)
     assert "3 review(s)" in page and "2026-11-28: 2 review(s)" in page
+
+
+def test_password_protects_the_ui_but_not_the_health_check(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from ui.app import build_context, create_app
+
+    ctx = build_context(
+        AppConfig(default_model="tiny-llama", password="s3cret"),
+        db_url=f"sqlite:///{tmp_path / 'a.db'}",
+    )
+    web = TestClient(create_app(ctx))
+    assert web.get("/healthz").json() == {"model_loaded": False, "db_ok": True}
+    assert web.get("/config").status_code == 401
+    assert web.post("/login", data={"username": "user", "password": "s3cret"}).status_code == 200
+
+
+def test_spaces_mode_needs_the_oauth_extra_or_serves_the_login_routes(tmp_path: Path) -> None:
+    import importlib.util
+
+    from ui.app import build_context, create_app
+
+    ctx = build_context(
+        AppConfig(default_model="tiny-llama", on_spaces=True, hosted=True),
+        db_url=f"sqlite:///{tmp_path / 'b.db'}",
+    )
+    if (
+        importlib.util.find_spec("authlib") is None
+        or importlib.util.find_spec("itsdangerous") is None
+    ):
+        with pytest.raises(RuntimeError, match=r"gradio\[oauth\]"):
+            create_app(ctx)
+    else:
+        routes = {route.path for route in create_app(ctx).routes}
+        assert "/login/huggingface" in routes

@@ -7,6 +7,7 @@ uvicorn on any port.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import gradio as gr
@@ -31,8 +32,22 @@ def build_context(config: AppConfig | None = None, db_url: str | None = None) ->
     return AppContext(config=config, db=init_db(db_url), models=ModelPool(config))
 
 
+def _check_oauth_installed() -> None:
+    """Fail at start, not at the first sign-in, when Spaces login cannot work."""
+    missing = [
+        name for name in ("itsdangerous", "authlib") if importlib.util.find_spec(name) is None
+    ]
+    if missing:
+        raise RuntimeError(
+            f"Hugging Face sign-in (SPACE_ID is set) needs {', '.join(missing)}: install "
+            "`gradio[oauth]==6.31.0` (add it to requirements.txt for the Space image)."
+        )
+
+
 def build_demo(ctx: AppContext) -> gr.Blocks:
     """The whole UI; handlers reach the database and models through ``ctx``."""
+    if ctx.config.on_spaces:
+        _check_oauth_installed()
     with gr.Blocks(title="selfspec lab") as demo:
         with gr.Row():
             gr.Markdown(
