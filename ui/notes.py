@@ -231,7 +231,11 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                     lines.append(
                         f"**{len(summary.card_ids)} card(s) stored** ({summary.status.value}) · method "
                         f"`{summary.method}` · {speed}"
-                        + (f" · {summary.reason}" if summary.reason else "")
+                        + (
+                            f" · {summary.reason}"
+                            if summary.reason and summary.reason not in lines[-1]
+                            else ""
+                        )
                     )
                 yield "\n\n".join(lines), gr.skip()
         except StudyError as exc:
