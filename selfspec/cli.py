@@ -1,4 +1,4 @@
-"""Command line: `python -m selfspec {generate,bench}`."""
+"""Command line: `python -m selfspec {generate,bench,search,train-adapter}`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="bundled", help="bundled, tiny-*, a HF id or a folder")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16, float64")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
 
 
 def _sampling_args(p: argparse.ArgumentParser, max_new: int) -> None:
@@ -63,13 +64,29 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--seed", type=int, default=0)
     search.add_argument("--storage", default=None, help="optuna SQLite file (resumable)")
     search.add_argument("--out", default=None, help="profile path (default: data/profiles/)")
+    train = sub.add_parser("train-adapter", help="train a Kangaroo adapter (self-distillation)")
+    _model_args(train)
+    train.set_defaults(dtype="float32")
+    train.add_argument("--exit-layer", type=int, required=True)
+    train.add_argument("--steps", type=int, default=300)
+    train.add_argument("--loss", default="ce", choices=["ce", "kl"])
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--batch", type=int, default=8)
+    train.add_argument("--max-new-tokens", type=int, default=96, help="per corpus prompt")
+    train.add_argument("--head-tokens", type=int, default=0, help="restricted draft head size")
+    train.add_argument("--eta", type=float, default=0.6, help="draft-exit threshold to record")
+    train.add_argument("--init", default="layer", choices=["layer", "random"])
+    train.add_argument("--corpus", default=None, help="extra prompts: JSONL set or one a line")
+    train.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    train.add_argument("--out", required=True, help="adapter path (.safetensors)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        cfg = _sampling(args) if args.command != "search" else None
+        cfg = _sampling(args) if args.command in ("generate", "bench") else None
         if args.command == "bench":
             _check_methods(args.methods)
         if args.command == "search":
@@ -84,9 +101,16 @@ def main(argv: list[str] | None = None) -> int:
             )
         from selfspec.loading import load_model
 
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+
         lm = load_model(args.model, device=args.device, dtype=args.dtype)
         if args.command == "search":
             return _search(args, lm, settings)
+        if args.command == "train-adapter":
+            return _train_adapter(args, lm)
         return {"generate": _generate, "bench": _bench}[args.command](args, lm, cfg)
     except SelfSpecError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -166,5 +190,30 @@ def _search(args, lm, settings) -> int:
     print(
         f"skip attention {profile.attn}, MLP {profile.mlp}; {profile.note} "
         f"({profile.trials} trials, {time.perf_counter() - start:.0f}s)"
+    )
+    return 0
+
+
+def _train_adapter(args, lm) -> int:
+    from selfspec.train_adapter import TrainSettings, train_adapter
+
+    settings = TrainSettings(
+        exit_layer=args.exit_layer,
+        steps=args.steps,
+        loss=args.loss,
+        lr=args.lr,
+        seed=args.seed,
+        batch=args.batch,
+        max_new_tokens=args.max_new_tokens,
+        head_tokens=args.head_tokens,
+        eta=args.eta,
+        init=args.init,
+        corpus=args.corpus,
+    )
+    adapter = train_adapter(lm, settings, args.out, resume=args.resume)
+    s = adapter.settings
+    print(
+        f"adapter written to {args.out}: held-out {s.loss} {s.held_out_loss:.4f}, expected "
+        f"acceptance {s.expected_acceptance:.3f}, {s.seconds:.0f}s"
     )
     return 0

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 
 from selfspec.decoding import Method, vanilla
+from selfspec.drafters.kangaroo import kangaroo_drafter
 from selfspec.drafters.lookup import PromptLookupDrafter
 from selfspec.drafters.skip import AdaptiveThreshold, SkipLayerDrafter
 from selfspec.errors import BadInputError
 from selfspec.hf_methods import hf_generate
-from selfspec.loading import LoadedModel
+from selfspec.loading import LoadedModel, load_model
 from selfspec.speculative import speculative
 
 __all__ = ["MethodInfo", "METHODS", "get_method", "FAST_METHOD"]
@@ -41,6 +43,12 @@ METHODS: dict[str, MethodInfo] = {
             "prompt lookup drafting on our engine",
             ours=True,
         ),
+        MethodInfo(
+            "kangaroo",
+            partial(speculative, drafter=lambda lm: kangaroo_drafter(lm)),
+            "Kangaroo: first layers + trained adapter draft, double early exit",
+            ours=True,
+        ),
         MethodInfo("hf", partial(hf_generate), "Hugging Face generate, plain", ours=False),
         MethodInfo(
             "hf-pld",
@@ -54,8 +62,32 @@ METHODS: dict[str, MethodInfo] = {
             "Hugging Face assistant_early_exit (self-speculative, first 4 layers)",
             ours=False,
         ),
+        MethodInfo(
+            "hf-assist",
+            lambda lm, ids, cfg, **kw: hf_assist(lm, ids, cfg, **kw),
+            "Hugging Face assistant_model: a same-tokenizer draft model ($SELFSPEC_HF_ASSISTANT)",
+            ours=False,
+        ),
     ]
 }
+
+
+def hf_assist(lm: LoadedModel, prompt_ids, cfg, assistant: str | None = None):
+    """`generate(assistant_model=...)` with the draft model the user names."""
+    source = assistant or os.environ.get("SELFSPEC_HF_ASSISTANT")
+    if not source:
+        raise BadInputError(
+            "hf-assist needs a draft model with the same tokenizer: set SELFSPEC_HF_ASSISTANT "
+            "to its source (a HF id or folder, e.g. HuggingFaceTB/SmolLM2-135M-Instruct for "
+            "a larger SmolLM2)."
+        )
+    draft = _assistant(source, str(lm.device), str(lm.dtype).removeprefix("torch."))
+    return hf_generate(lm, prompt_ids, cfg, assistant_model=draft.hf_model)
+
+
+@cache
+def _assistant(source: str, device: str, dtype: str) -> LoadedModel:
+    return load_model(source, device=device, dtype=dtype)
 
 
 def skip_drafter(lm: LoadedModel, profile: str | None = None, **kwargs) -> SkipLayerDrafter:

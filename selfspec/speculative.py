@@ -59,6 +59,13 @@ class Drafter:
     def update(self, drafted: int, accepted: int) -> None:
         """Hook for adaptive drafters; called after every verification."""
 
+    def verify_logits(self, ctx: DraftContext, block: Tensor) -> Tensor | None:
+        """Target logits [k+1, V] for block [1, k+1] (current token + drafts), when the
+        drafter can get them cheaper than a full forward (Kangaroo reuses its shallow
+        layers); it must write the target cache as the full forward would. None: the
+        loop runs the full forward."""
+        return None
+
 
 def check_unit_interval(name: str, value: float | None) -> None:
     if value is not None and not 0.0 < value < 1.0:
@@ -129,7 +136,9 @@ def speculative(
                 draft = d.draft(ctx)
             t1 = time.perf_counter()
             block = torch.tensor([[last, *draft.tokens]], device=engine.device)  # [1, k+1]
-            logits = engine.forward(block, cache, pos)[0]  # [k+1, V]
+            logits = d.verify_logits(ctx, block) if draft.tokens else None
+            if logits is None:
+                logits = engine.forward(block, cache, pos)[0]  # [k+1, V]
             n, bonus = verify(logits, draft, cfg, gen)
             if gate is not None:
                 confident = _top1(logits[n]) >= gate

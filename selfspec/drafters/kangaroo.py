@@ -1,0 +1,149 @@
+"""Kangaroo drafting: layers 0..l-1, the adapter, the LM head; double early exit.
+
+First early exit: the draft leaves the model after layer l. The work of layers 0..l-1 is
+not thrown away: drafting writes the shared target KV cache for those layers at the draft
+positions and keeps the exit-layer hidden states of the current token and of every draft
+token, so verification (`verify_logits`) runs only layers l..L-1 on them. The full
+model's layers < l would compute exactly the same thing, so nothing is lost.
+
+Second early exit: drafting stops after a token whose draft top-1 probability is below
+eta (the token is still proposed, as the skip drafter does), or at `max_draft`.
+
+The adapter's own KV cache holds, for every committed position, keys and values computed
+from exact exit-layer states, so it stays valid after a rejection: entries past the
+accepted prefix are simply overwritten later. Positions the drafter never saw (the prompt,
+or steps the confidence gate decoded plainly) are caught up at the next draft by running
+layers 0..l-1 and the adapter over them in one pass.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from selfspec.adapter import KangarooAdapter
+from selfspec.errors import BadInputError
+from selfspec.model import KVCache
+from selfspec.sampling import probabilities
+from selfspec.speculative import Draft, DraftContext, Drafter, check_unit_interval
+
+__all__ = ["KangarooDrafter", "kangaroo_drafter", "adapter_path"]
+
+SHIPPED = Path(__file__).parent.parent / "data"
+
+
+class KangarooDrafter(Drafter):
+    def __init__(
+        self,
+        adapter: KangarooAdapter,
+        exit_layer: int,
+        eta: float = 0.6,
+        max_draft: int = 6,
+        head_tokens: Tensor | None = None,
+    ) -> None:
+        check_unit_interval("The draft-exit threshold eta", eta)
+        if max_draft < 1:
+            raise BadInputError(f"The maximum draft length must be at least 1, got {max_draft}.")
+        if exit_layer < 1:
+            raise BadInputError(f"The exit layer must be at least 1, got {exit_layer}.")
+        self.adapter = adapter
+        self.exit_layer = exit_layer
+        self.eta = eta
+        self.max_draft = max_draft
+        tokens = adapter.head_tokens if head_tokens is None else head_tokens
+        self.head_tokens = tokens if tokens.numel() else None  # [N] ids of the draft head
+        self.cache: KVCache | None = None  # the adapter's own
+        self._target: KVCache | None = None  # the target cache it was built beside
+        self._filled = 0  # adapter cache positions computed from committed tokens
+        self._pos = 0
+        self._states: list[Tensor] = []  # exit-layer states [1, T, C] of last + drafts
+
+    def draft(self, ctx: DraftContext) -> Draft:
+        engine = ctx.lm.engine
+        if self.exit_layer >= engine.cfg.n_layers:
+            raise BadInputError(
+                f"Exit layer {self.exit_layer} leaves no layer to verify with: the model has "
+                f"{engine.cfg.n_layers} layers."
+            )
+        if self._target is not ctx.cache:
+            self.cache = self.adapter.new_cache(engine, ctx.cache.max_len)
+            self._target, self._filled = ctx.cache, 0
+        head = None if self.head_tokens is None else engine.lm_head[self.head_tokens]
+        start = min(self._filled, ctx.pos)
+        self._pos, self._states = ctx.pos, []
+        a = self._step(ctx, ctx.tokens[start:], start)  # catch-up + the current token
+        tokens, qs = [], []
+        for i in range(min(self.max_draft, ctx.max_tokens)):
+            logits = engine.logits(a, head)[0, -1]  # [V] or [N]
+            tok, conf, q = self._pick(logits, ctx)
+            tokens.append(tok)
+            if q is not None:
+                qs.append(q)
+            a = self._step(ctx, [tok], ctx.pos + 1 + i)
+            if conf < self.eta:
+                break
+        return Draft(tokens, torch.stack(qs) if qs else None)
+
+    def _step(self, ctx: DraftContext, tokens: list[int], pos: int) -> Tensor:
+        """Layers 0..l-1 (writing the shared cache) and the adapter; keeps the newest state."""
+        engine = ctx.lm.engine
+        x = torch.tensor([tokens], device=engine.device)  # [1, T]
+        h = engine.run_layers(engine.embed(x), ctx.cache, pos, stop=self.exit_layer)  # [1, T, C]
+        self._states.append(h[:, -1:])
+        return self.adapter(engine, h, self.cache, pos)[:, -1:]  # [1, 1, C]
+
+    def _pick(self, logits: Tensor, ctx: DraftContext) -> tuple[int, float, Tensor | None]:
+        """Draft token (a full-vocabulary id), its confidence, and q [V] when sampling."""
+        ids = self.head_tokens
+        if ctx.cfg.greedy:
+            j = int(logits.argmax())
+            conf = float(torch.softmax(logits, -1)[j])
+            return (j if ids is None else int(ids[j])), conf, None
+        q = probabilities(logits, ctx.cfg)
+        j = int(torch.multinomial(q, 1, generator=ctx.gen))
+        if ids is not None:
+            full = q.new_zeros(ctx.lm.engine.cfg.vocab_size)
+            q = full.index_copy(0, ids, q)
+            j = int(ids[j])
+        return j, float(q.max()), q
+
+    def verify_logits(self, ctx: DraftContext, block: Tensor) -> Tensor | None:
+        """Target logits [k+1, V]: layers l..L-1 over the kept exit-layer states."""
+        if len(self._states) != block.shape[1] or self._pos != ctx.pos:
+            return None
+        h = torch.cat(self._states, dim=1)  # [1, k+1, C]
+        engine = ctx.lm.engine
+        return engine.logits(engine.run_layers(h, ctx.cache, ctx.pos, start=self.exit_layer))[0]
+
+    def update(self, drafted: int, accepted: int) -> None:
+        # Valid adapter entries: the current token and the accepted drafts.
+        self._filled = self._pos + 1 + accepted
+
+
+def adapter_path(lm, user: bool = True):
+    """Where the default adapter for this model lives (user data folder, or shipped)."""
+    import os
+
+    from selfspec.profiles import model_key
+
+    root = Path(os.environ.get("SELFSPEC_DATA_DIR", "data")) if user else SHIPPED
+    return root / "adapters" / f"{model_key(lm)}.kangaroo.safetensors"
+
+
+def kangaroo_drafter(lm, path=None, **kwargs) -> KangarooDrafter:
+    """The drafter over this model's default adapter (the user's own, else the shipped one)."""
+    from selfspec.adapter import load_adapter
+
+    candidates = [path] if path else [adapter_path(lm), adapter_path(lm, user=False)]
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is None:
+        raise BadInputError(
+            f"No Kangaroo adapter for '{lm.source}' (looked in {', '.join(map(str, candidates))}). "
+            f"Train one with `python -m selfspec train-adapter --model {lm.source} --exit-layer 2 "
+            f"--steps 300 --out {candidates[0]}`."
+        )
+    adapter = load_adapter(lm, found)
+    kwargs.setdefault("eta", adapter.settings.eta)
+    return KangarooDrafter(adapter, adapter.settings.exit_layer, **kwargs)

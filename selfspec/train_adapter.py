@@ -1,0 +1,386 @@
+"""Training the Kangaroo adapter by self-distillation.
+
+The full model writes greedy continuations of a prompt corpus (the built-in prompt set, the
+study seed notes turned into "Summarize: ..." / "Write a question about: ..." requests, and
+an optional user file), cached to disk once. The frozen model then gives, for every
+sequence, the exit-layer hidden states (the adapter's input) and the last layer's states
+at the generated positions (the targets' source); both are computed once under no_grad.
+Each step runs only the adapter (teacher-forced over whole sequences) and the frozen head.
+
+Loss, at the positions that predict a generated token, with p the full model's next-token
+softmax and q the adapter's:
+
+- ``ce``: soft cross-entropy  H(p, q) = -sum_x p(x) log q(x)
+- ``kl``: KL(p || q) = sum_x p(x) log p(x) - sum_x p(x) log q(x) = H(p, q) - H(p)
+
+They differ by the target entropy H(p), which does not depend on the adapter: the two
+losses have the same gradients (only the reported value shifts). KL reads as a distance
+(0 when the draft matches), CE is the paper's formulation.
+
+Progress reports the held-out loss and the expected acceptance sum_x min(p(x), q(x)), the
+probability that speculative sampling accepts a draft token at that position.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from selfspec.adapter import AdapterSettings, KangarooAdapter, save_adapter
+from selfspec.errors import BadInputError
+from selfspec.loading import LoadedModel
+
+__all__ = [
+    "TrainSettings",
+    "Sequence",
+    "corpus_prompts",
+    "build_corpus",
+    "distill_loss",
+    "expected_acceptance",
+    "train_adapter",
+    "split",
+    "add_states",
+    "batch_logits",
+    "evaluate",
+]
+
+LOSSES = ("ce", "kl")
+
+
+@dataclass
+class TrainSettings:
+    exit_layer: int
+    steps: int = 300
+    loss: str = "ce"
+    lr: float = 1e-3  # tiny models and CPU; the paper's 3e-5..5e-5 is for 7B+ on GPUs
+    seed: int = 0
+    batch: int = 8
+    warmup: int = 20
+    clip: float = 1.0
+    weight_decay: float = 0.01
+    max_new_tokens: int = 96  # continuation length per prompt
+    max_prompt_chars: int = 1200
+    held_out: float = 0.15
+    eval_every: int = 25
+    init: str = "layer"
+    head_tokens: int = 0  # restricted draft head size (0: full head)
+    eta: float = 0.6
+    corpus: str | None = None  # user file: JSONL prompt set or plain text, one prompt a line
+
+    def check(self, n_layers: int) -> None:
+        if not 0 < self.exit_layer < n_layers:
+            raise BadInputError(
+                f"The exit layer must be between 1 and {n_layers - 1} for this model, got "
+                f"{self.exit_layer}."
+            )
+        if self.loss not in LOSSES:
+            raise BadInputError(f"Unknown loss '{self.loss}': use ce or kl.")
+        if self.steps < 1 or self.batch < 1 or self.lr <= 0:
+            raise BadInputError("steps and batch must be at least 1 and lr positive.")
+
+
+@dataclass
+class Sequence:
+    """A prompt and the full model's greedy continuation, with the frozen model's states."""
+
+    ids: list[int]
+    n_prompt: int
+    h_exit: Tensor | None = None  # [T, C] hidden states after layer exit_layer - 1
+    h_last: Tensor | None = None  # [G, C] last-layer states at the positions predicting
+    # generated tokens (n_prompt - 1 .. T - 2)
+
+    @property
+    def n_gen(self) -> int:
+        return len(self.ids) - self.n_prompt
+
+
+# ----------------------------------------------------------------------------- corpus
+def corpus_prompts(corpus: str | None = None, max_chars: int = 1200) -> list[str]:
+    """The built-in prompts, the seed notes as summary / question requests, a user file."""
+    from selfspec.prompts import load_prompts
+    from study.notes import seed_notes
+
+    prompts = [p.prompt for p in load_prompts()]
+    for note in seed_notes():
+        for section in re.split(r"\n(?=## )", note.body):
+            text = section.strip()[:max_chars]
+            if text:
+                prompts += [f"Summarize: {text}", f"Write a question about: {text}"]
+    if corpus:
+        prompts += _user_prompts(Path(corpus), max_chars)
+    return prompts
+
+
+def _user_prompts(path: Path, max_chars: int) -> list[str]:
+    if path.suffix == ".jsonl":
+        from selfspec.prompts import load_prompts
+
+        return [p.prompt[:max_chars] for p in load_prompts(path)]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"Cannot read the corpus file {path}: {exc}") from exc
+    return [line.strip()[:max_chars] for line in lines if line.strip()]
+
+
+def build_corpus(
+    lm: LoadedModel, prompts: list[str], max_new_tokens: int, cache: Path | None, progress=False
+) -> list[Sequence]:
+    """Greedy continuations of each prompt by the full model; read from cache if it matches."""
+    from selfspec.decoding import generate, prepare_prompt, run_to_end, vanilla
+    from selfspec.profiles import model_key
+    from selfspec.sampling import SamplingConfig
+
+    key = hashlib.sha256(json.dumps([model_key(lm), max_new_tokens, prompts]).encode()).hexdigest()
+    if cache is not None and cache.is_file():
+        stored = json.loads(cache.read_text())
+        if stored.get("key") == key:
+            return [Sequence(ids, n) for ids, n in stored["sequences"]]
+    cfg = SamplingConfig(max_new_tokens=max_new_tokens)
+    sequences = []
+    for prompt in _bar(prompts, progress, "generating corpus"):
+        try:
+            ids = prepare_prompt(lm, prompt, cfg)
+        except BadInputError:  # longer than this model's context: leave it out
+            continue
+        out = run_to_end(generate(lm, prompt, vanilla, cfg)).tokens
+        if out:
+            sequences.append(Sequence(ids + out, len(ids)))
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        rows = [[s.ids, s.n_prompt] for s in sequences]
+        cache.write_text(json.dumps({"key": key, "sequences": rows}))
+    return sequences
+
+
+@torch.no_grad()
+def add_states(lm: LoadedModel, sequences: list[Sequence], exit_layer: int) -> None:
+    """The frozen model's exit-layer and last-layer states, once per sequence."""
+    engine = lm.engine
+    for s in sequences:
+        cache = engine.new_cache(len(s.ids))
+        x = torch.tensor([s.ids], device=engine.device)  # [1, T]
+        h = engine.run_layers(engine.embed(x), cache, 0, stop=exit_layer)  # [1, T, C]
+        last = engine.run_layers(h, cache, 0, start=exit_layer)
+        s.h_exit = h[0]
+        s.h_last = last[0, s.n_prompt - 1 : -1]  # [G, C]
+
+
+# ----------------------------------------------------------------------------- losses
+def distill_loss(q_logits: Tensor, p_logits: Tensor, kind: str = "ce") -> Tensor:
+    """Mean soft cross-entropy H(p, q) (or KL(p || q)) over rows of logits [M, V]."""
+    log_q = F.log_softmax(q_logits.float(), dim=-1)
+    log_p = F.log_softmax(p_logits.float(), dim=-1)
+    ce = -(log_p.exp() * log_q).sum(-1)  # [M]
+    if kind == "kl":
+        ce = ce + (log_p.exp() * log_p).sum(-1)  # minus the target entropy
+    return ce.mean()
+
+
+def expected_acceptance(q_logits: Tensor, p_logits: Tensor) -> float:
+    """Mean over rows of sum_x min(p(x), q(x)): the chance a sampled draft is accepted."""
+    p = torch.softmax(p_logits.float(), dim=-1)
+    q = torch.softmax(q_logits.float(), dim=-1)
+    return float(torch.minimum(p, q).sum(-1).mean())
+
+
+def _batch(sequences: list[Sequence]) -> tuple[Tensor, Tensor, Tensor]:
+    """Padded exit states [B, T, C], a mask [B, T] of positions predicting generated
+    tokens, and the matching last-layer states [M, C] (M = mask.sum())."""
+    t = max(len(s.ids) for s in sequences)
+    h0 = sequences[0].h_exit
+    h = h0.new_zeros(len(sequences), t, h0.shape[-1])
+    mask = torch.zeros(len(sequences), t, dtype=torch.bool, device=h0.device)
+    for i, s in enumerate(sequences):
+        h[i, : len(s.ids)] = s.h_exit
+        mask[i, s.n_prompt - 1 : len(s.ids) - 1] = True
+    return h, mask, torch.cat([s.h_last for s in sequences])
+
+
+def batch_logits(
+    adapter: KangarooAdapter, lm: LoadedModel, sequences: list[Sequence]
+) -> tuple[Tensor, Tensor]:
+    """Adapter logits and target logits [M, V] at the generated positions of a batch."""
+    engine = lm.engine
+    h, mask, h_last = _batch(sequences)
+    q_logits = engine.logits(adapter(engine, h)[mask])  # [M, V]
+    with torch.no_grad():
+        p_logits = engine.logits(h_last)  # [M, V]
+    return q_logits, p_logits
+
+
+@torch.no_grad()
+def evaluate(
+    adapter: KangarooAdapter, lm: LoadedModel, sequences: list[Sequence], kind: str, batch: int
+) -> tuple[float, float]:
+    """Held-out loss and expected acceptance, weighted by generated positions."""
+    loss = acc = 0.0
+    total = sum(s.n_gen for s in sequences)
+    for i in range(0, len(sequences), batch):
+        chunk = sequences[i : i + batch]
+        q, p = batch_logits(adapter, lm, chunk)
+        loss += float(distill_loss(q, p, kind)) * q.shape[0]
+        acc += expected_acceptance(q, p) * q.shape[0]
+    return loss / total, acc / total
+
+
+# ----------------------------------------------------------------------------- training
+def split(sequences: list[Sequence], held_out: float, seed: int):
+    """Seeded train / held-out split by sequence."""
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(sequences), generator=g).tolist()
+    n_test = max(1, math.ceil(held_out * len(sequences)))
+    if len(sequences) < 2:
+        raise BadInputError("The corpus needs at least two generated sequences.")
+    return [sequences[i] for i in order[n_test:]], [sequences[i] for i in order[:n_test]]
+
+
+def frequent_tokens(sequences: list[Sequence], n: int, vocab: int, device) -> Tensor:
+    """The n most frequent generated tokens (sorted ids): the restricted draft head."""
+    counts = torch.zeros(vocab, dtype=torch.long)
+    for s in sequences:
+        counts += torch.bincount(torch.tensor(s.ids[s.n_prompt :]), minlength=vocab)[:vocab]
+    return counts.topk(min(n, vocab)).indices.sort().values.to(device)
+
+
+def _schedule(step: int, s: TrainSettings) -> float:
+    """Linear warm-up, then cosine decay to a tenth of the peak."""
+    if step < s.warmup:
+        return (step + 1) / s.warmup
+    frac = (step - s.warmup) / max(1, s.steps - s.warmup)
+    return 0.1 + 0.45 * (1 + math.cos(math.pi * min(frac, 1.0)))
+
+
+def train_adapter(
+    lm: LoadedModel,
+    settings: TrainSettings,
+    out: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    sequences: list[Sequence] | None = None,
+) -> KangarooAdapter:
+    """Train, checkpointing beside `out`; write the adapter (safetensors + JSON) to `out`."""
+    from selfspec.profiles import model_key
+
+    cfg = lm.engine.cfg
+    settings.check(cfg.n_layers)
+    out = Path(out)
+    start_time = time.perf_counter()
+    torch.manual_seed(settings.seed)
+    if sequences is None:
+        prompts = corpus_prompts(settings.corpus, settings.max_prompt_chars)
+        cache = out.with_name(out.stem + ".corpus.json")
+        sequences = build_corpus(lm, prompts, settings.max_new_tokens, cache, progress)
+    add_states(lm, sequences, settings.exit_layer)
+    train, test = split(sequences, settings.held_out, settings.seed)
+    meta = AdapterSettings(
+        model=model_key(lm),
+        n_layers=cfg.n_layers,
+        exit_layer=settings.exit_layer,
+        dim=cfg.dim,
+        eta=settings.eta,
+        init=settings.init,
+        data=_describe(settings, train, test),
+        loss=settings.loss,
+        steps=settings.steps,
+        lr=settings.lr,
+        seed=settings.seed,
+        head_tokens=settings.head_tokens,
+    )
+    adapter = KangarooAdapter(lm.engine, meta, seed=settings.seed)
+    if settings.head_tokens:
+        adapter.head_tokens = frequent_tokens(
+            train, settings.head_tokens, cfg.vocab_size, lm.device
+        )
+    params = [p for p in adapter.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(
+        params, lr=settings.lr, betas=(0.9, 0.95), weight_decay=settings.weight_decay
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: _schedule(i, settings))
+    gen = torch.Generator().manual_seed(settings.seed)
+    ckpt = out.with_name(out.stem + ".ckpt.pt")
+    step = _resume(ckpt, adapter, opt, sched, gen, settings) if resume else 0
+    loss_eval, acc = evaluate(adapter, lm, test, settings.loss, settings.batch)
+    bar = _bar(range(step, settings.steps), progress, "training adapter")
+    for step in bar:
+        adapter.train()
+        idx = torch.randint(len(train), (min(settings.batch, len(train)),), generator=gen)
+        q, p = batch_logits(adapter, lm, [train[i] for i in idx.tolist()])
+        loss = distill_loss(q, p, settings.loss)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, settings.clip)
+        opt.step()
+        sched.step()
+        if (step + 1) % settings.eval_every == 0 or step + 1 == settings.steps:
+            loss_eval, acc = evaluate(adapter, lm, test, settings.loss, settings.batch)
+            _save_checkpoint(ckpt, adapter, opt, sched, gen, step + 1, settings)
+        if progress:
+            bar.set_postfix(
+                loss=f"{loss.item():.3f}", held_out=f"{loss_eval:.3f}", acc=f"{acc:.3f}"
+            )
+    adapter.eval().requires_grad_(False)
+    adapter.settings = replace(
+        meta,
+        held_out_loss=loss_eval,
+        expected_acceptance=acc,
+        seconds=round(time.perf_counter() - start_time, 1),
+    )
+    save_adapter(adapter, out)
+    return adapter
+
+
+def _describe(s: TrainSettings, train: list[Sequence], test: list[Sequence]) -> str:
+    extra = f" + {s.corpus}" if s.corpus else ""
+    return (
+        f"self-distillation on greedy continuations (<= {s.max_new_tokens} tokens) of the "
+        f"built-in prompts + seed notes{extra}: {len(train)} train / {len(test)} held-out "
+        f"sequences, {sum(x.n_gen for x in train)} / {sum(x.n_gen for x in test)} tokens"
+    )
+
+
+def _save_checkpoint(path: Path, adapter, opt, sched, gen, step: int, s: TrainSettings) -> None:
+    state = {
+        "adapter": adapter.state_dict(),
+        "opt": opt.state_dict(),
+        "sched": sched.state_dict(),
+        "gen": gen.get_state(),
+        "step": step,
+        "settings": asdict(s),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)
+
+
+def _resume(path: Path, adapter, opt, sched, gen, s: TrainSettings) -> int:
+    """Restore a checkpoint made with the same settings; 0 (a fresh start) if none."""
+    if not path.is_file():
+        return 0
+    state = torch.load(path, map_location=adapter.wqkv.device, weights_only=False)
+    if state["settings"] != asdict(s):
+        raise BadInputError(
+            f"The checkpoint {path} was made with other settings; rerun without --resume "
+            "(or with the same settings) to continue it."
+        )
+    adapter.head_tokens = state["adapter"]["head_tokens"]
+    adapter.load_state_dict(state["adapter"])
+    opt.load_state_dict(state["opt"])
+    sched.load_state_dict(state["sched"])
+    gen.set_state(state["gen"])
+    return int(state["step"])
+
+
+def _bar(items, enabled: bool, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, disable=not enabled, dynamic_ncols=True)
