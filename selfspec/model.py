@@ -79,6 +79,8 @@ class KVCache:
 
 def rms_norm(x: Tensor, w: Tensor, eps: float, offset: float) -> Tensor:
     """RMSNorm as each family rounds it: Llama scales after casting back, Gemma before."""
+    if not offset and x.dtype == torch.float32:
+        return F.rms_norm(x, w.shape, w, eps)  # one fused kernel, the same float32 maths
     xf = x.float()
     xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
     if offset:
@@ -214,13 +216,12 @@ class Transformer:
         b, t, _ = h.shape
         nq, nkv, d = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         qkv = F.linear(self.norm(h, w.attn_norm), w.wqkv, w.bqkv)  # [B, T, (H + 2Hkv) D]
-        q, k, v = qkv.split((nq * d, nkv * d, nkv * d), dim=-1)
-        q = q.view(b, t, nq, d).transpose(1, 2)  # [B, H, T, D]
-        k = k.view(b, t, nkv, d).transpose(1, 2)  # [B, Hkv, T, D]
-        v = v.view(b, t, nkv, d).transpose(1, 2)
+        qkv = qkv.view(b, t, nq + 2 * nkv, d).transpose(1, 2)  # [B, H + 2Hkv, T, D]
         cos, sin = self.rope(pos, t)
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
+        qk = qkv[:, : nq + nkv]  # queries and keys get the same rotation: one pass for both
+        qk = qk * cos + rotate_half(qk) * sin
+        q, k = qk.split((nq, nkv), dim=1)  # [B, H, T, D], [B, Hkv, T, D]
+        v = qkv[:, nq + nkv :]
         cache.k[i][:, :, pos : pos + t] = k
         cache.v[i][:, :, pos : pos + t] = v
         keys = cache.k[i][:, :, : pos + t]  # [B, Hkv, S, D]
