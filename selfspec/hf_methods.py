@@ -45,7 +45,13 @@ def hf_generate(
     from transformers import GenerationConfig
 
     eos = sorted(lm.eos_ids)
+    # Generation settings (prompt_lookup_num_tokens, assistant_early_exit, ...) belong in
+    # the config; objects such as assistant_model go to generate() itself.
+    known = GenerationConfig().to_dict()
+    settings = {k: v for k, v in generate_kwargs.items() if k in known}
+    generate_kwargs = {k: v for k, v in generate_kwargs.items() if k not in known}
     gen_config = GenerationConfig(
+        **settings,
         max_new_tokens=cfg.max_new_tokens,
         do_sample=not cfg.greedy,
         temperature=cfg.temperature if not cfg.greedy else None,

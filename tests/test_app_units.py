@@ -139,7 +139,21 @@ def test_password_protects_the_ui_but_not_the_health_check(tmp_path: Path) -> No
     assert web.post("/login", data={"username": "user", "password": "s3cret"}).status_code == 200
 
 
-def test_spaces_mode_needs_the_oauth_extra_or_serves_the_login_routes(tmp_path: Path) -> None:
+def _route_paths(node, depth: int = 0) -> set[str]:
+    """Every route path under an app, through mounts and included routers."""
+    paths = {p} if isinstance(p := getattr(node, "path", None), str) else set()
+    children = list(getattr(node, "routes", None) or [])
+    if (sub := getattr(node, "app", None)) is not None and depth < 6:
+        children.append(sub)
+    for child in children:
+        if depth < 6:
+            paths |= _route_paths(child, depth + 1)
+    return paths
+
+
+def test_spaces_mode_needs_the_oauth_extra_or_serves_the_login_routes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import importlib.util
 
     from ui.app import build_context, create_app
@@ -155,8 +169,19 @@ def test_spaces_mode_needs_the_oauth_extra_or_serves_the_login_routes(tmp_path: 
         with pytest.raises(RuntimeError, match=r"gradio\[oauth\]"):
             create_app(ctx)
     else:
-        routes = {route.path for route in create_app(ctx).routes}
-        assert "/login/huggingface" in routes
+        import gradio.oauth
+
+        # What a Space with `hf_oauth: true` provides; outside a Space Gradio would mock
+        # the login with the local Hugging Face token instead.
+        monkeypatch.setattr(gradio.oauth, "get_space", lambda: "someone/selfspec-lab")
+        for name, value in {
+            "OAUTH_CLIENT_ID": "client",
+            "OAUTH_CLIENT_SECRET": "secret",
+            "OAUTH_SCOPES": "openid profile",
+            "OPENID_PROVIDER_URL": "https://huggingface.co",
+        }.items():
+            monkeypatch.setattr(gradio.oauth, name, value)
+        assert "/login/huggingface" in _route_paths(create_app(ctx))
 
 
 def test_streamed_batches_carry_every_event_and_raise_the_generation_error() -> None:
