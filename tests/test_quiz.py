@@ -397,3 +397,11 @@ def test_a_cloze_from_a_hard_wrapped_sentence_is_grounded():
     )
     assert validate_card(card, "Kangaroo\n" + plain_text(wrapped)) == ()
     assert validate_card(card, "Kangaroo stops drafting.\n\nProbability falls below eta.") != ()
+
+
+def test_an_answer_found_only_in_an_unrelated_sentence_is_rejected():
+    note = "Spaced repetition schedules reviews.\nThe model keeps 1 parameter per card."
+    stray = CardDraft(CardKind.BASIC, "Which palindrome sentence is most probable?", "1")
+    assert any("links the answer" in r for r in validate_card(stray, note))
+    linked = CardDraft(CardKind.BASIC, "How many parameters does the model keep per card?", "1")
+    assert not any("links the answer" in r for r in validate_card(linked, note))

@@ -14,6 +14,9 @@ their thresholds in :class:`Rules`:
 * **Grounded**: the answer has at least one content word, and at least
   ``grounded_share`` of its content words occur in the note (title and body). For a
   multiple choice, the correct option is the answer.
+* **Question and answer meet in the note** (basic and multiple choice): some sentence of
+  the note holds a content word of the answer and a content word of the question, so an
+  answer such as "1" that occurs somewhere in the note, unrelated to the question, fails.
 * **Multiple choice**: ``min_choices`` to ``max_choices`` options, pairwise distinct
   in their content words, no "all/none of the above", and exactly one correct option
   whose text is the answer.
@@ -90,6 +93,8 @@ def validate_card(
     reasons += _check_give_away(card)
     reasons += _check_duplicate(card, existing, rules)
     reasons += _check_grounded(card.answer, note_text, rules)
+    if card.kind is not CardKind.CLOZE:
+        reasons += _check_context(card, note_text)
     if card.kind is CardKind.MCQ:
         reasons += _check_choices(card, rules)
     if card.kind is CardKind.CLOZE:
@@ -150,6 +155,15 @@ def _check_grounded(answer: str, note_text: str, rules: Rules) -> list[str]:
         missing = ", ".join(sorted(words - found)[:5])
         return [f"answer not grounded in the note (not in the note: {missing})"]
     return []
+
+
+def _check_context(card: CardDraft, note_text: str) -> list[str]:
+    answer, question = content_words(card.answer), content_words(card.question)
+    for sentence in _SENTENCE_END.split(note_text):
+        words = content_words(sentence)
+        if answer & words and question & words:
+            return []
+    return ["no sentence of the note links the answer to the question"]
 
 
 def _check_choices(card: CardDraft, rules: Rules) -> list[str]:
