@@ -171,17 +171,21 @@ def _method_report(lm, prompts, runs, vanilla_runs, cfg) -> dict:
         else None,
         "acceptance_rate": round(sum(s.accepted for s in steps) / drafted, 4) if drafted else None,
         "accepted_histogram": {str(k): v for k, v in sorted(hist.items())} or None,
-        "draft_cost_ratio": _draft_cost_ratio(steps),
+        "draft_cost_ratio": _draft_cost_ratio(steps, vanilla_runs),
         "lossless": all(r["lossless"] for r in rows) if cfg.greedy else None,
         "exact": sum(bool(r["exact"]) for r in rows) if cfg.greedy else None,
         "prompts": rows,
     }
 
 
-def _draft_cost_ratio(steps) -> float | None:
-    """Time of one draft token over the time of one plain (single-token) full forward."""
+def _draft_cost_ratio(steps, vanilla_runs) -> float | None:
+    """Median time of one draft token over the median time of one plain decoding step.
+
+    The plain step is vanilla's in the same run, its first step (the prompt prefill) left
+    out, so the ratio compares like with like: one drafted token against one full pass.
+    """
     drafts = [s.draft_s / s.drafted for s in steps if s.drafted]
-    plain = [s.verify_s for s in steps if not s.drafted]
+    plain = [s.verify_s for r in vanilla_runs for s in r.steps[1:]]
     if not drafts or not plain:
         return None
     return round(statistics.median(drafts) / statistics.median(plain), 4)
