@@ -28,6 +28,7 @@ import json
 import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -267,8 +268,14 @@ def train_adapter(
     resume: bool = False,
     progress: bool = True,
     sequences: list[Sequence] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> KangarooAdapter:
-    """Train, checkpointing beside `out`; write the adapter (safetensors + JSON) to `out`."""
+    """Train, checkpointing beside `out`; write the adapter (safetensors + JSON) to `out`.
+
+    `should_stop` is asked before every step, so a caller (the app's Cancel button) can end
+    training early: the adapter is then evaluated, checkpointed and saved as trained so far,
+    with `steps` recording the steps actually done, and `resume=True` continues it.
+    """
     from selfspec.profiles import model_key
 
     cfg = lm.engine.cfg
@@ -312,6 +319,11 @@ def train_adapter(
     loss_eval, acc = evaluate(adapter, lm, test, settings.loss, settings.batch)
     bar = _bar(range(step, settings.steps), progress, "training adapter")
     for step in bar:
+        if should_stop is not None and should_stop():
+            loss_eval, acc = evaluate(adapter, lm, test, settings.loss, settings.batch)
+            _save_checkpoint(ckpt, adapter, opt, sched, gen, step, settings)
+            meta = replace(meta, steps=step)
+            break
         adapter.train()
         idx = torch.randint(len(train), (min(settings.batch, len(train)),), generator=gen)
         q, p = batch_logits(adapter, lm, [train[i] for i in idx.tolist()])
