@@ -121,7 +121,7 @@ class KangarooAdapter(nn.Module):
             cache.k[0][:, :, pos : pos + t] = k
             cache.v[0][:, :, pos : pos + t] = v
             k, v = cache.k[0][:, :, : pos + t], cache.v[0][:, :, : pos + t]  # [B, Hkv, S, D]
-        out = engine._attend(q, k, v, causal_mask(pos, t, None, h.device))  # [B, H, T, D]
+        out = engine.attend(q, k, v, causal_mask(pos, t, None, h.device))  # [B, H, T, D]
         out = F.linear(out.transpose(1, 2).reshape(b, t, nq * d), self.wo)  # [B, T, C]
         if self.post_attn_norm is not None:
             out = engine.norm(out, self.post_attn_norm)

@@ -227,11 +227,15 @@ class Transformer:
         keys = cache.k[i][:, :, : pos + t]  # [B, Hkv, S, D]
         values = cache.v[i][:, :, : pos + t]
         mask = causal_mask(pos, t, cfg.windows[i], h.device)
-        out = self._attend(q, keys, values, mask)  # [B, H, T, D]
+        out = self.attend(q, keys, values, mask)  # [B, H, T, D]
         out = F.linear(out.transpose(1, 2).reshape(b, t, nq * d), w.wo)
         return self.norm(out, w.post_attn_norm) if w.post_attn_norm is not None else out
 
-    def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+        """Grouped-query attention [B, H, T, D] with this family's scaling and soft-cap.
+
+        Shared with the Kangaroo adapter, whose block must attend exactly as the model does.
+        """
         cfg = self.cfg
         groups = cfg.n_heads // cfg.n_kv_heads
         if cfg.attn_softcap is None:

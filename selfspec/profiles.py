@@ -18,7 +18,14 @@ from selfspec.errors import BadInputError
 from selfspec.loading import LoadedModel
 from selfspec.model import SkipSet
 
-__all__ = ["SkipProfile", "profile_path", "load_profile", "save_profile", "model_key"]
+__all__ = [
+    "SkipProfile",
+    "profile_path",
+    "load_profile",
+    "save_profile",
+    "model_key",
+    "user_profile_dir",
+]
 
 SHIPPED = Path(__file__).parent / "data" / "profiles"
 
@@ -46,12 +53,13 @@ def model_key(lm: LoadedModel) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "--", lm.source).strip("-") or "model"
 
 
-def _user_dir() -> Path:
+def user_profile_dir() -> Path:
+    """Where searches save profiles (`SELFSPEC_DATA_DIR/profiles`), read at call time."""
     return Path(os.environ.get("SELFSPEC_DATA_DIR", "data")) / "profiles"
 
 
 def profile_path(lm: LoadedModel, user: bool = True) -> Path:
-    return (_user_dir() if user else SHIPPED) / f"{model_key(lm)}.skip.json"
+    return (user_profile_dir() if user else SHIPPED) / f"{model_key(lm)}.skip.json"
 
 
 def load_profile(lm: LoadedModel, path: str | Path | None = None) -> SkipProfile:

@@ -185,14 +185,14 @@ def test_spaces_mode_needs_the_oauth_extra_or_serves_the_login_routes(
 
 
 def test_streamed_batches_carry_every_event_and_raise_the_generation_error() -> None:
-    from ui.playground import _batches
+    from ui.playground import stream_batches
 
     def events(fail: bool):  # noqa: ANN202 - a small generator
         yield from range(5)
         if fail:
             raise ValueError("model failed")
 
-    assert [e for batch in _batches(events(False), 0.01) for e in batch] == [0, 1, 2, 3, 4]
+    assert [e for batch in stream_batches(events(False), 0.01) for e in batch] == [0, 1, 2, 3, 4]
     with pytest.raises(ValueError, match="model failed"):
-        for _ in _batches(events(True), 0.01):
+        for _ in stream_batches(events(True), 0.01):
             pass

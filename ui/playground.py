@@ -109,7 +109,7 @@ def metrics_rows(results: dict[str, GenerationResult], greedy: bool) -> pd.DataF
 _END = object()
 
 
-def _batches(events: Iterator, every: float) -> Iterator[list]:
+def stream_batches(events: Iterator, every: float) -> Iterator[list]:
     """Run ``events`` to the end in a worker thread; yield what arrived every ``every`` s.
 
     The generation is timed inside the worker, which never waits for the page. An error
@@ -293,7 +293,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                 warmups.ensure(lm, name)
                 column.status = "generating…"
                 events = generate(lm, text, info.run, cfg, name=name, **info.options)
-                for batch in _batches(events, STREAM_EVERY_S):
+                for batch in stream_batches(events, STREAM_EVERY_S):
                     for event in batch:
                         if isinstance(event, GenerationResult):
                             results[name] = event

@@ -2,7 +2,7 @@
 live progress and cancel, and choose which skip profile the `skip` method uses.
 
 Both jobs are library functions that report through callbacks and poll a stop callback.
-Each runs in a worker thread (the Playground's `_batches` drives it), so the page keeps
+Each runs in a worker thread (the Playground's `stream_batches` drives it), so the page keeps
 streaming while the model works, and Cancel only sets an event the job reads between
 trials or steps. The handlers share the Playground's concurrency slot: the model is one
 CPU-bound resource, and a search next to a generation would spoil both.
@@ -23,8 +23,9 @@ import gradio as gr
 import pandas as pd
 
 from selfspec import SelfSpecError
+from selfspec.profiles import user_profile_dir
 from ui.context import AppContext
-from ui.playground import _batches
+from ui.playground import stream_batches
 
 __all__ = ["ALLOW_ENV", "build", "heavy_refusal", "job_events", "profile_status", "trial_rows"]
 
@@ -61,7 +62,7 @@ def job_events(
     job: Callable[[Callable[[str], None], Callable[[], bool]], object], cancel: threading.Event
 ) -> Iterator[object]:
     """Run ``job(progress, should_stop)`` in a thread; yield its progress lines, then its
-    result. The library jobs report through callbacks, while `_batches` wants a generator;
+    result. The library jobs report through callbacks, while `stream_batches` wants a generator;
     closing this generator (the page went away) sets ``cancel`` so the job stops too."""
     out: queue.Queue = queue.Queue()
 
@@ -122,16 +123,9 @@ def profile_status(ctx: AppContext) -> str:
     )
 
 
-def _profiles_dir() -> Path:
-    """Where searches save profiles (`SELFSPEC_DATA_DIR/profiles`), read at call time."""
-    from selfspec.profiles import _user_dir
-
-    return _user_dir()
-
-
 def profile_files() -> list[str]:
     """Skip profile files in the profiles folder, by name."""
-    folder = _profiles_dir()
+    folder = user_profile_dir()
     return sorted(p.name for p in folder.glob("*.skip.json")) if folder.is_dir() else []
 
 
@@ -146,7 +140,7 @@ def make_active(ctx: AppContext, name: str | None) -> str:
     if not name:
         return "Pick a profile file first."
     lm = ctx.models.default()
-    chosen = _profiles_dir() / Path(name).name
+    chosen = user_profile_dir() / Path(name).name
     try:
         load_profile(lm, chosen)
     except SelfSpecError as exc:
@@ -239,7 +233,7 @@ def build(ctx: AppContext) -> None:
             events = job_events(
                 lambda p, s: run_search(lm, settings, progress=p, should_stop=s), cancel
             )
-            for batch in _batches(events, STREAM_EVERY_S):
+            for batch in stream_batches(events, STREAM_EVERY_S):
                 for item in batch:
                     if isinstance(item, str):
                         lines.append(item)
@@ -282,7 +276,7 @@ def build(ctx: AppContext) -> None:
                 lambda _p, s: train_adapter(lm, settings, out, progress=False, should_stop=s),
                 cancel,
             )
-            for batch in _batches(events, STREAM_EVERY_S):
+            for batch in stream_batches(events, STREAM_EVERY_S):
                 adapter = next(iter(batch), adapter)
                 yield (
                     f"Training on **{lm.name}** (writing the corpus first, then {settings.steps} "
