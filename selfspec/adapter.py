@@ -129,7 +129,7 @@ class KangarooAdapter(nn.Module):
 
     def head(self, engine: Transformer) -> Tensor | None:
         """The restricted draft head [N, C], or None for the full head."""
-        return engine.lm_head[self.head_tokens] if self.head_tokens.numel() else None
+        return engine.head_rows(self.head_tokens) if self.head_tokens.numel() else None
 
 
 def _rope(engine: Transformer, pos: int, t: int) -> tuple[Tensor, Tensor]:

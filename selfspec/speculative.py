@@ -15,13 +15,14 @@ p), which makes the output distribution exactly that of plain sampling from p.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from selfspec.decoding import CACHE_HEADROOM, Chunk, Origin, Step
+from selfspec.draft_length import DraftLengthPolicy, verify_costs
 from selfspec.errors import BadInputError
 from selfspec.loading import LoadedModel
 from selfspec.model import KVCache
@@ -66,6 +67,16 @@ class Drafter:
         loop runs the full forward."""
         return None
 
+    def acceptance_class(self, ctx: DraftContext) -> Hashable:
+        """A cheap label of the next draft's prospects, looked at before the draft length is
+        chosen; drafts with different labels get separate acceptance rates (prompt lookup
+        labels by match length). The default puts every draft in one class."""
+        return None
+
+    def cost_key(self) -> str:
+        """Names how this drafter verifies, for the draft-length policy's cost table."""
+        return "full"
+
 
 def check_unit_interval(name: str, value: float | None) -> None:
     if value is not None and not 0.0 < value < 1.0:
@@ -106,16 +117,28 @@ def speculative(
     cfg: SamplingConfig,
     drafter: Callable[[LoadedModel], Drafter],
     gate: float | None = None,
+    cost_aware: bool = True,
+    max_draft: int = 8,
 ) -> Iterator[Chunk]:
     """Draft-then-verify decoding with any drafter; lossless by construction.
 
     `gate`: when the full model's own top-1 probability at the last verified position is
     below this, skip drafting for that step and decode one token plainly.
+    `cost_aware`: cap each draft at the length with the best expected tokens per second
+    (see `selfspec.draft_length`, which considers caps up to `max_draft`); otherwise
+    drafters draft as long as their own limits allow.
     """
     check_unit_interval("The confidence gate", gate)
+    if max_draft < 1 or max_draft > CACHE_HEADROOM - 1:
+        raise BadInputError(
+            f"The maximum draft length must be between 1 and {CACHE_HEADROOM - 1}, got {max_draft}."
+        )
     engine = lm.engine
     gen = cfg.generator(engine.device)
     d = drafter(lm)
+    policy = None
+    if cost_aware:
+        policy = DraftLengthPolicy(verify_costs(engine, d.cost_key(), max_draft + 1), max_draft)
     limit = len(prompt_ids) + cfg.max_new_tokens + CACHE_HEADROOM
     with torch.inference_mode():
         cache = engine.new_cache(limit)
@@ -131,8 +154,11 @@ def speculative(
         t0 = time.perf_counter()
         with torch.inference_mode():
             draft = Draft([])
-            if confident and budget > 0:
-                ctx = DraftContext(lm, cache, pos, last, tokens, cfg, gen, budget)
+            ctx = DraftContext(lm, cache, pos, last, tokens, cfg, gen, budget)
+            label = d.acceptance_class(ctx) if policy and confident else None
+            if policy:
+                ctx.max_tokens = policy.choose(budget, label)
+            if confident and ctx.max_tokens > 0:
                 draft = d.draft(ctx)
             t1 = time.perf_counter()
             block = torch.tensor([[last, *draft.tokens]], device=engine.device)  # [1, k+1]
@@ -143,6 +169,8 @@ def speculative(
             if gate is not None:
                 confident = _top1(logits[n]) >= gate
         t2 = time.perf_counter()
+        if policy:
+            policy.observe(len(draft.tokens), n, t1 - t0, t2 - t1, label)
         if draft.tokens:
             d.update(len(draft.tokens), n)
         new = [*draft.tokens[:n], bonus]

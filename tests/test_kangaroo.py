@@ -60,6 +60,7 @@ def test_greedy_kangaroo_is_lossless(arch, prompt, exit_layer, eta, max_draft, i
         speculative,
         drafter=lambda lm: KangarooDrafter(adapter, exit_layer, eta, max_draft, head_tokens),
         gate=gate,
+        cost_aware=False,
     )
     cfg = SamplingConfig(max_new_tokens=24)
     assert tokens_of(lm, prompt, method, cfg) == tokens_of(lm, prompt, vanilla, cfg)
@@ -107,7 +108,7 @@ def test_adapter_cache_stays_valid_after_rejections():
         generate(
             lm,
             "hello there",
-            partial(speculative, drafter=lambda lm: drafter),
+            partial(speculative, drafter=lambda lm: drafter, cost_aware=False),
             SamplingConfig(max_new_tokens=48),
         )
     )

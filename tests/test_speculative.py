@@ -35,6 +35,7 @@ def skip_method(skip, max_draft, g, gate=None):
             skip, N_LAYERS, max_draft, AdaptiveThreshold(g=g, alpha=0.85)
         ),
         gate=gate,
+        cost_aware=False,  # draft as the drafter likes: every step tests the mechanism
     )
 
 
@@ -65,11 +66,17 @@ def test_greedy_skip_drafting_is_lossless(arch, prompt, attn, mlp, max_draft, g,
     ngram=st.integers(1, 4),
     k=st.integers(1, 10),
     gate=st.one_of(st.none(), st.floats(0.01, 0.99)),
+    cost_aware=st.booleans(),
 )
-def test_greedy_prompt_lookup_is_lossless(arch, prompt, ngram, k, gate):
+def test_greedy_prompt_lookup_is_lossless(arch, prompt, ngram, k, gate, cost_aware):
     lm = tiny(arch)
     cfg = SamplingConfig(max_new_tokens=24)
-    method = partial(speculative, drafter=lambda lm: PromptLookupDrafter(ngram, k), gate=gate)
+    method = partial(
+        speculative,
+        drafter=lambda lm: PromptLookupDrafter(ngram, k),
+        gate=gate,
+        cost_aware=cost_aware,
+    )
     assert tokens_of(lm, prompt, method, cfg) == tokens_of(lm, prompt, vanilla, cfg)
 
 
@@ -93,7 +100,9 @@ def test_kv_cache_after_rollback_equals_plain_prefill():
             return super().draft(ctx)
 
     method = partial(
-        speculative, drafter=lambda lm: Recording(SkipSet.of([1, 2], [1]), N_LAYERS, 6)
+        speculative,
+        drafter=lambda lm: Recording(SkipSet.of([1, 2], [1]), N_LAYERS, 6),
+        cost_aware=False,
     )
     result = run_to_end(generate(lm, "roll back", method, SamplingConfig(max_new_tokens=40)))
     assert result.acceptance_rate is not None and result.acceptance_rate < 1.0  # rejections
@@ -191,9 +200,9 @@ def test_adaptive_threshold_follows_the_update_rule():
 
 
 def test_prompt_lookup_prefers_longest_most_recent_match():
-    assert lookup([1, 2, 3, 9, 1, 2, 3, 7, 8, 1, 2, 3], 3, 2) == [7, 8]
-    assert lookup([5, 6, 1, 7, 1], 3, 3) == [7, 1]  # falls back to a 1-gram
-    assert lookup([1, 2, 3], 3, 4) == []
+    assert lookup([1, 2, 3, 9, 1, 2, 3, 7, 8, 1, 2, 3], 3, 2) == (3, [7, 8])
+    assert lookup([5, 6, 1, 7, 1], 3, 3) == (1, [7, 1])  # falls back to a 1-gram
+    assert lookup([1, 2, 3], 3, 4) == (0, [])
 
 
 @pytest.mark.parametrize(

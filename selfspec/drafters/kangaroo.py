@@ -25,7 +25,7 @@ from torch import Tensor
 
 from selfspec.adapter import KangarooAdapter
 from selfspec.errors import BadInputError
-from selfspec.model import KVCache
+from selfspec.model import KVCache, Transformer
 from selfspec.sampling import probabilities
 from selfspec.speculative import Draft, DraftContext, Drafter, check_unit_interval
 
@@ -54,11 +54,17 @@ class KangarooDrafter(Drafter):
         self.max_draft = max_draft
         tokens = adapter.head_tokens if head_tokens is None else head_tokens
         self.head_tokens = tokens if tokens.numel() else None  # [N] ids of the draft head
+        self._head: tuple[Transformer, Tensor] | None = None  # restricted head, built once
         self.cache: KVCache | None = None  # the adapter's own
         self._target: KVCache | None = None  # the target cache it was built beside
         self._filled = 0  # adapter cache positions computed from committed tokens
         self._pos = 0
         self._states: list[Tensor] = []  # exit-layer states [1, T, C] of last + drafts
+
+    def _restricted_head(self, engine: Transformer) -> Tensor:
+        if self._head is None or self._head[0] is not engine:
+            self._head = (engine, engine.head_rows(self.head_tokens))
+        return self._head[1]
 
     def draft(self, ctx: DraftContext) -> Draft:
         engine = ctx.lm.engine
@@ -70,7 +76,7 @@ class KangarooDrafter(Drafter):
         if self._target is not ctx.cache:
             self.cache = self.adapter.new_cache(engine, ctx.cache.max_len)
             self._target, self._filled = ctx.cache, 0
-        head = None if self.head_tokens is None else engine.lm_head[self.head_tokens]
+        head = None if self.head_tokens is None else self._restricted_head(engine)
         start = min(self._filled, ctx.pos)
         self._pos, self._states = ctx.pos, []
         a = self._step(ctx, ctx.tokens[start:], start)  # catch-up + the current token
@@ -116,6 +122,9 @@ class KangarooDrafter(Drafter):
         h = torch.cat(self._states, dim=1)  # [1, k+1, C]
         engine = ctx.lm.engine
         return engine.logits(engine.run_layers(h, ctx.cache, ctx.pos, start=self.exit_layer))[0]
+
+    def cost_key(self) -> str:
+        return f"kangaroo-exit-{self.exit_layer}"  # verification runs only the deep layers
 
     def update(self, drafted: int, accepted: int) -> None:
         # Valid adapter entries: the current token and the accepted drafts.

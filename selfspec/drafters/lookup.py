@@ -14,8 +14,9 @@ from selfspec.speculative import Draft, DraftContext, Drafter
 __all__ = ["PromptLookupDrafter", "lookup"]
 
 
-def lookup(tokens: list[int], max_ngram: int, k: int) -> list[int]:
-    """Up to k tokens that followed the most recent earlier match of the context's tail.
+def lookup(tokens: list[int], max_ngram: int, k: int) -> tuple[int, list[int]]:
+    """The matched n-gram size and up to k tokens that followed the most recent earlier
+    match of the context's tail; (0, []) when nothing matches.
 
     Tries the longest n-gram first (n = max_ngram down to 1), so a longer, more specific
     match wins over a common single token.
@@ -28,8 +29,8 @@ def lookup(tokens: list[int], max_ngram: int, k: int) -> list[int]:
         hits = np.flatnonzero((windows == tail).all(axis=1))
         if hits.size:
             start = int(hits[-1]) + n  # most recent occurrence
-            return arr[start : start + k].tolist()
-    return []
+            return n, arr[start : start + k].tolist()
+    return 0, []
 
 
 class PromptLookupDrafter(Drafter):
@@ -40,6 +41,18 @@ class PromptLookupDrafter(Drafter):
             raise BadInputError(f"The n-gram size must be at least 1, got {max_ngram}.")
         self.max_ngram = max_ngram
         self.k = k
+        self._match: tuple[int, list[int]] = (-1, [])  # (context length, proposal) cache
+
+    def acceptance_class(self, ctx: DraftContext) -> int:
+        """The matched n-gram size: on our benchmark's text, drafts after a 3-gram match
+        were accepted ~0.85-0.98 per token in summaries and quizzes, after a 1-gram ~0.35,
+        so each size gets its own acceptance rate in the draft-length policy."""
+        n, proposal = lookup(ctx.tokens, self.max_ngram, self.k)
+        self._match = (len(ctx.tokens), proposal)
+        return n
 
     def draft(self, ctx: DraftContext) -> Draft:
-        return Draft(lookup(ctx.tokens, self.max_ngram, min(self.k, ctx.max_tokens)))
+        length, proposal = self._match
+        if length != len(ctx.tokens):
+            proposal = lookup(ctx.tokens, self.max_ngram, self.k)[1]
+        return Draft(proposal[: ctx.max_tokens])

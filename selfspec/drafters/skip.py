@@ -80,7 +80,7 @@ class SkipLayerDrafter(Drafter):
             tokens.append(tok)
             if conf < self.threshold.g:
                 break
-        self._hit_max = len(tokens) == self.max_draft
+        self._hit_max = len(tokens) == k_max  # stopped by the cap, not by the threshold
         return Draft(tokens, torch.stack(qs) if qs else None)
 
     def update(self, drafted: int, accepted: int) -> None:
