@@ -65,7 +65,8 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo(
             "hf-assist",
             lambda lm, ids, cfg, **kw: hf_assist(lm, ids, cfg, **kw),
-            "Hugging Face assistant_model: a same-tokenizer draft model ($SELFSPEC_HF_ASSISTANT)",
+            "Hugging Face assistant_model drafting with our Kangaroo draft (or the draft model "
+            "named in $SELFSPEC_HF_ASSISTANT)",
             ours=False,
         ),
     ]
@@ -73,16 +74,16 @@ METHODS: dict[str, MethodInfo] = {
 
 
 def hf_assist(lm: LoadedModel, prompt_ids, cfg, assistant: str | None = None):
-    """`generate(assistant_model=...)` with the draft model the user names."""
+    """`generate(assistant_model=...)` with our Kangaroo draft wrapped as a transformers
+    model, or with the same-tokenizer draft model the user names."""
     source = assistant or os.environ.get("SELFSPEC_HF_ASSISTANT")
-    if not source:
-        raise BadInputError(
-            "hf-assist needs a draft model with the same tokenizer: set SELFSPEC_HF_ASSISTANT "
-            "to its source (a HF id or folder, e.g. HuggingFaceTB/SmolLM2-135M-Instruct for "
-            "a larger SmolLM2)."
-        )
-    draft = _assistant(source, str(lm.device), str(lm.dtype).removeprefix("torch."))
-    return hf_generate(lm, prompt_ids, cfg, assistant_model=draft.hf_model)
+    if source:
+        draft = _assistant(source, str(lm.device), str(lm.dtype).removeprefix("torch."))
+        return hf_generate(lm, prompt_ids, cfg, assistant_model=draft.hf_model)
+    from selfspec.hf_draft import kangaroo_as_hf
+
+    adapter = kangaroo_drafter(lm).adapter
+    return hf_generate(lm, prompt_ids, cfg, assistant_model=kangaroo_as_hf(lm, adapter))
 
 
 @cache

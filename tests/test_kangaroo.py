@@ -232,3 +232,36 @@ def test_registered_methods(tmp_path, monkeypatch):
     want = tokens_of(lm, "abc", vanilla, cfg)
     for name in ("kangaroo", "hf-assist"):
         assert tokens_of(lm, "abc", get_method(name).run, cfg) == want, name
+
+
+@pytest.mark.parametrize("arch", ["tiny-llama", "tiny-qwen2", "tiny-mistral"])
+def test_the_hf_wrapped_draft_computes_our_draft(arch):
+    """Hugging Face's view of the Kangaroo draft gives the logits our drafter uses."""
+    from selfspec.hf_draft import kangaroo_as_hf
+
+    lm = tiny(arch)
+    adapter = make_adapter(lm, 2, "random", seed=3)
+    draft = kangaroo_as_hf(lm, adapter)
+    ids = random_ids(9, seed=5)
+    engine = lm.engine
+    with torch.inference_mode():
+        x = torch.tensor([ids], device=lm.device)
+        h = engine.run_layers(engine.embed(x), engine.new_cache(len(ids)), 0, stop=2)
+        ours = engine.logits(adapter(engine, h))[0]  # [T, V]
+        theirs = draft(x).logits[0]
+    torch.testing.assert_close(theirs, ours, rtol=1e-9, atol=1e-9)
+    shared = draft.model.layers[1].self_attn.q_proj.weight
+    assert shared is lm.hf_model.model.layers[1].self_attn.q_proj.weight  # no copy
+
+
+def test_hf_assist_drafts_with_our_kangaroo_adapter_by_default(tmp_path, monkeypatch):
+    from selfspec.methods import get_method
+
+    lm = tiny("tiny-qwen2")
+    save_adapter(make_adapter(lm, 2), tmp_path / "adapters" / "tiny-qwen2.kangaroo.safetensors")
+    monkeypatch.setenv("SELFSPEC_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("SELFSPEC_HF_ASSISTANT", raising=False)
+    cfg = SamplingConfig(max_new_tokens=16)
+    assert tokens_of(lm, "abc", get_method("hf-assist").run, cfg) == tokens_of(
+        lm, "abc", vanilla, cfg
+    )
