@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache, partial
 
@@ -12,6 +13,7 @@ from selfspec.drafters.lookup import PromptLookupDrafter
 from selfspec.drafters.skip import AdaptiveThreshold, SkipLayerDrafter
 from selfspec.errors import BadInputError
 from selfspec.hf_methods import hf_generate
+from selfspec.llamacpp import llamacpp_available, llamacpp_generate
 from selfspec.loading import LoadedModel, load_model
 from selfspec.speculative import speculative
 
@@ -23,8 +25,9 @@ class MethodInfo:
     name: str
     run: Method
     description: str
-    ours: bool  # our engine (True) or a Hugging Face peer (False)
+    ours: bool  # our engine (True) or a peer (False)
     options: dict = field(default_factory=dict)
+    installed: Callable[[], bool] = lambda: True  # optional peers need their package
 
 
 METHODS: dict[str, MethodInfo] = {
@@ -68,6 +71,13 @@ METHODS: dict[str, MethodInfo] = {
             "Hugging Face assistant_model drafting with our Kangaroo draft (or the draft model "
             "named in $SELFSPEC_HF_ASSISTANT)",
             ours=False,
+        ),
+        MethodInfo(
+            "llamacpp",
+            lambda lm, ids, cfg, **kw: llamacpp_generate(lm, ids, cfg, **kw),
+            "llama.cpp on the bundled GGUF file (optional: needs llama-cpp-python)",
+            ours=False,
+            installed=llamacpp_available,
         ),
     ]
 }

@@ -208,7 +208,11 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     prompt = gr.Textbox(label="Prompt", lines=4, placeholder="Ask something…", elem_id="pg-prompt")
     with gr.Row():
         methods = gr.CheckboxGroup(
-            [(f"{name}: {info.description}", name) for name, info in METHODS.items()],
+            [
+                (f"{name}: {info.description}", name)
+                for name, info in METHODS.items()
+                if info.installed()
+            ],
             value=[BASELINE],
             label="Methods",
             scale=3,
