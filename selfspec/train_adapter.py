@@ -48,6 +48,7 @@ __all__ = [
     "distill_loss",
     "expected_acceptance",
     "train_adapter",
+    "TrainProgress",
     "split",
     "add_states",
     "batch_logits",
@@ -261,6 +262,16 @@ def _schedule(step: int, s: TrainSettings) -> float:
     return 0.1 + 0.45 * (1 + math.cos(math.pi * min(frac, 1.0)))
 
 
+@dataclass(frozen=True)
+class TrainProgress:
+    """One training step as a caller sees it (the app draws its curves from these)."""
+
+    step: int
+    loss: float  # training loss of this step's batch
+    held_out_loss: float  # as of the latest evaluation
+    expected_acceptance: float  # held-out mean of sum_x min(p(x), q(x)), latest evaluation
+
+
 def train_adapter(
     lm: LoadedModel,
     settings: TrainSettings,
@@ -269,12 +280,14 @@ def train_adapter(
     progress: bool = True,
     sequences: list[Sequence] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    report: Callable[[TrainProgress], None] | None = None,
 ) -> KangarooAdapter:
     """Train, checkpointing beside `out`; write the adapter (safetensors + JSON) to `out`.
 
     `should_stop` is asked before every step, so a caller (the app's Cancel button) can end
     training early: the adapter is then evaluated, checkpointed and saved as trained so far,
     with `steps` recording the steps actually done, and `resume=True` continues it.
+    `report` hears every step's losses and the latest held-out numbers.
     """
     from selfspec.profiles import model_key
 
@@ -336,6 +349,8 @@ def train_adapter(
         if (step + 1) % settings.eval_every == 0 or step + 1 == settings.steps:
             loss_eval, acc = evaluate(adapter, lm, test, settings.loss, settings.batch)
             _save_checkpoint(ckpt, adapter, opt, sched, gen, step + 1, settings)
+        if report is not None:
+            report(TrainProgress(step + 1, loss.item(), loss_eval, acc))
         if progress:
             bar.set_postfix(
                 loss=f"{loss.item():.3f}", held_out=f"{loss_eval:.3f}", acc=f"{acc:.3f}"

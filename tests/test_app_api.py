@@ -44,18 +44,27 @@ def test_healthz_reports_database_and_model(served: Served) -> None:
 
 def test_playground_run_streams_outputs_metrics_and_records_runs(served: Served) -> None:
     before = count(served, select(func.count()).select_from(DecodeRun))
-    status, html, table, bars, _history = client(served, "pg").predict(
-        "tiny-llama", "Hello <b>there</b>", ["hf"], 8, 0.0, api_name="/playground_run"
+    status, html, table, bars, accepted, _history = client(served, "pg").predict(
+        "tiny-llama",
+        "Hello <b>there</b> there there",
+        ["hf", "pld"],
+        8,
+        0.0,
+        api_name="/playground_run",
     )
     assert "Done" in status
     assert 'data-method="vanilla"' in html and 'data-method="hf"' in html
     rows = {row[0]: dict(zip(table["headers"], row, strict=True)) for row in table["data"]}
-    assert set(rows) == {"vanilla", "hf"}  # vanilla is always run as the reference
+    assert set(rows) == {"vanilla", "hf", "pld"}  # vanilla is always run as the reference
     assert 1 <= rows["vanilla"]["tokens"] <= 8 and rows["vanilla"]["tokens/s"] > 0
     assert rows["vanilla"]["speed-up"] == 1.0 and rows["vanilla"]["mean accepted"] == 1.0
     assert rows["hf"]["lossless"] == "yes"  # greedy HF generate of the same model
     assert bars is not None
-    assert count(served, select(func.count()).select_from(DecodeRun)) == before + 2
+    steps = {row[0]: 0 for row in accepted["data"]}
+    for method, _n, count_ in accepted["data"]:
+        steps[method] += count_
+    assert set(steps) <= {"pld"}  # only drafting methods have accepted lengths
+    assert count(served, select(func.count()).select_from(DecodeRun)) == before + 3
     assert httpx.get(served.url + "healthz", timeout=10).json()["model_loaded"] is True
 
 

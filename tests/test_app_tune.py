@@ -15,7 +15,14 @@ from selfspec.search import SearchSettings, run_search
 from selfspec.train_adapter import Sequence, TrainSettings, train_adapter
 from tests.app_helpers import Served, serve_app
 from ui.config import AppConfig
-from ui.tune import ALLOW_ENV, heavy_refusal, job_events, make_active, trial_rows
+from ui.tune import (
+    ALLOW_ENV,
+    heavy_refusal,
+    job_events,
+    make_active,
+    training_rows,
+    trial_rows,
+)
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +126,31 @@ def test_should_stop_ends_adapter_training_early_and_saves_it(tmp_path: Path) ->
     adapter = train_adapter(lm, settings, out, progress=False, sequences=seqs, should_stop=stop)
     assert adapter.settings.steps == 3 and len(asked) == 4
     assert out.is_file() and (tmp_path / "a.ckpt.pt").is_file()
+
+
+def test_training_reports_every_step_for_the_curves(tmp_path: Path) -> None:
+    lm = load_model("tiny-llama", dtype="float32")
+    seqs = [Sequence(list(range(3 + i, 19 + i)), 4) for i in range(8)]
+    reports: list = []
+    settings = TrainSettings(exit_layer=2, steps=6, batch=2, warmup=1, eval_every=3)
+    train_adapter(
+        lm,
+        settings,
+        tmp_path / "a.safetensors",
+        progress=False,
+        sequences=seqs,
+        report=reports.append,
+    )
+    assert [r.step for r in reports] == [1, 2, 3, 4, 5, 6]
+    assert len({r.held_out_loss for r in reports}) >= 2  # re-evaluated at steps 3 and 6
+    loss, acceptance = training_rows(reports, "loss"), training_rows(reports, "acceptance")
+    assert set(loss["series"]) == {"training loss", "held-out loss"} and len(loss) == 12
+    assert list(acceptance["value"]) == [r.expected_acceptance for r in reports]
+
+
+def test_training_from_the_page_streams_its_curves(served: Served, data_dir: Path) -> None:
+    job = Client(served.url, verbose=False).submit(2, 4, "ce", api_name="/tune_train")
+    final_status, loss_plot, acceptance_plot = job.result()
+    assert "Saved" in final_status and "after 4 steps" in final_status
+    assert sorted({step for step, _v, _s in loss_plot["data"]}) == [1, 2, 3, 4]
+    assert len(acceptance_plot["data"]) == 4

@@ -34,7 +34,14 @@ from ui.context import AppContext
 from ui.queries import decode_history
 from ui.render import columns_html
 
-__all__ = ["MAX_PROMPT_CHARS", "BASELINE", "build", "check_prompt", "metrics_rows"]
+__all__ = [
+    "MAX_PROMPT_CHARS",
+    "BASELINE",
+    "build",
+    "check_prompt",
+    "metrics_rows",
+    "accepted_rows",
+]
 
 MAX_PROMPT_CHARS = 20_000
 BASELINE = "vanilla"
@@ -104,6 +111,16 @@ def metrics_rows(results: dict[str, GenerationResult], greedy: bool) -> pd.DataF
             }
         )
     return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+
+
+def accepted_rows(results: dict[str, GenerationResult]) -> pd.DataFrame:
+    """How many verification steps accepted 0, 1, 2, ... drafts, per drafting method."""
+    rows = [
+        {"method": name, "accepted drafts": str(n), "steps": count}
+        for name, result in results.items()
+        for n, count in result.accepted_histogram().items()
+    ]
+    return pd.DataFrame(rows, columns=["method", "accepted drafts", "steps"])
 
 
 _END = object()
@@ -222,7 +239,9 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             temperature = gr.Slider(
                 0.0, 2.0, value=0.0, step=0.05, label="Temperature (0 = greedy)"
             )
-    run = gr.Button("Run", variant="primary", elem_id="pg-run")
+    with gr.Row():
+        run = gr.Button("Run", variant="primary", elem_id="pg-run", scale=3)
+        stop = gr.Button("Stop", variant="stop", elem_id="pg-stop", scale=1)
     status = gr.Markdown(elem_id="pg-status")
     outputs = gr.HTML(elem_id="pg-output")
     table = gr.Dataframe(
@@ -231,6 +250,14 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     with gr.Row():
         bars = gr.BarPlot(
             x="method", y="tokens/s", title="Tokens per second", label="tokens/s", elem_id="pg-bars"
+        )
+        accepted = gr.BarPlot(
+            x="accepted drafts",
+            y="steps",
+            color="method",
+            title="Accepted drafts per verification step",
+            label="accepted lengths",
+            elem_id="pg-accepted",
         )
         history = gr.LinePlot(
             x="time",
@@ -260,13 +287,13 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         problem = check_prompt(text)
         if problem:
             gr.Warning(problem)
-            yield problem, "", pd.DataFrame(columns=METRIC_COLUMNS), None, gr.skip()
+            yield problem, "", pd.DataFrame(columns=METRIC_COLUMNS), None, None, gr.skip()
             return
         try:
             cfg = SamplingConfig(max_new_tokens=int(max_new_tokens), temperature=float(temp))
         except SelfSpecError as exc:
             gr.Warning(str(exc))
-            yield str(exc), "", pd.DataFrame(columns=METRIC_COLUMNS), None, gr.skip()
+            yield str(exc), "", pd.DataFrame(columns=METRIC_COLUMNS), None, None, gr.skip()
             return
         choice = ctx.models.get(model_id)
         lm = choice.model
@@ -284,6 +311,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                 message,
                 columns_html(cols),
                 metrics_rows(results, cfg.greedy),
+                gr.skip(),
                 gr.skip(),
                 gr.skip(),
             )
@@ -321,6 +349,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             columns_html([(n, c.pieces, c.status) for n, c in columns.items()]),
             frame,
             frame[["method", "tokens/s"]],
+            accepted_rows(results),
             decode_history(ctx.db, uid),
         )
 
@@ -344,13 +373,16 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     demo.load(note_choices, None, preset, api_visibility="private")
     preset.input(from_note, preset, prompt, api_name="playground_preset")
     check_hub.click(hub_check, None, hub_status, api_name="hub_status")
-    run.click(
+    running = run.click(
         run_methods,
         [model, prompt, methods, max_new, temperature],
-        [status, outputs, table, bars, history],
+        [status, outputs, table, bars, accepted, history],
         api_name="playground_run",
         concurrency_id="model",
     )
+    # Cancelling closes the stream, whose worker then stops the generation; an unfinished
+    # comparison is not stored.
+    stop.click(None, None, None, cancels=[running], api_visibility="private")
 
 
 def _record(

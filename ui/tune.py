@@ -27,12 +27,21 @@ from selfspec.profiles import user_profile_dir
 from ui.context import AppContext
 from ui.playground import stream_batches
 
-__all__ = ["ALLOW_ENV", "build", "heavy_refusal", "job_events", "profile_status", "trial_rows"]
+__all__ = [
+    "ALLOW_ENV",
+    "build",
+    "heavy_refusal",
+    "job_events",
+    "profile_status",
+    "trial_rows",
+    "training_rows",
+]
 
 ALLOW_ENV = "SELFSPEC_ALLOW_TUNING"
 STREAM_EVERY_S = 0.25
 TRIAL_LINE = re.compile(r"trial (\d+): score (-?[\d.]+) \(best (-?[\d.]+)")
 PLOT_COLUMNS = ["trial", "value", "series"]
+CURVE_COLUMNS = ["step", "value", "series"]
 
 
 def heavy_refusal(ctx: AppContext) -> str | None:
@@ -101,6 +110,22 @@ def trial_rows(lines: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=PLOT_COLUMNS)
 
 
+def training_rows(reports: list, what: str) -> pd.DataFrame:
+    """Long-format curves from the trainer's reports: `loss` (training and held-out) or
+    `acceptance` (held-out expected acceptance)."""
+    series = (
+        [("training loss", "loss"), ("held-out loss", "held_out_loss")]
+        if what == "loss"
+        else [("expected acceptance", "expected_acceptance")]
+    )
+    rows = [
+        {"step": r.step, "value": getattr(r, attr), "series": label}
+        for r in reports
+        for label, attr in series
+    ]
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
 def profile_status(ctx: AppContext) -> str:
     """Markdown: the active skip profile of the default model, or why there is none."""
     from selfspec.profiles import load_profile
@@ -160,7 +185,7 @@ def build(ctx: AppContext) -> None:
     from selfspec.drafters.kangaroo import adapter_path
     from selfspec.profiles import profile_path
     from selfspec.search import OBJECTIVES, SearchSettings, run_search
-    from selfspec.train_adapter import LOSSES, TrainSettings, train_adapter
+    from selfspec.train_adapter import LOSSES, TrainProgress, TrainSettings, train_adapter
 
     cancel = threading.Event()  # one model slot, so at most one job to cancel
     gr.Markdown(
@@ -199,6 +224,17 @@ def build(ctx: AppContext) -> None:
             train_btn = gr.Button("Train adapter", variant="primary", elem_id="tune-train")
             train_cancel = gr.Button("Cancel", elem_id="tune-train-cancel")
         train_log = gr.Markdown(elem_id="tune-train-log")
+        with gr.Row():
+            loss_plot = gr.LinePlot(
+                x="step", y="value", color="series", title="Distillation loss", label="loss"
+            )
+            acceptance_plot = gr.LinePlot(
+                x="step",
+                y="value",
+                color="series",
+                title="Expected acceptance (held out)",
+                label="acceptance",
+            )
     with gr.Accordion("Active profile", open=False):
         files = gr.Dropdown(profile_files(), label="Profile files", allow_custom_value=False)
         with gr.Row():
@@ -252,11 +288,14 @@ def build(ctx: AppContext) -> None:
             trial_rows(lines),
         )
 
-    def train(layer: float, n_steps: float, loss_name: str) -> Iterator[str]:
+    def train(layer: float, n_steps: float, loss_name: str) -> Iterator[tuple]:
+        def view(message: str, reports: list) -> tuple:
+            return message, training_rows(reports, "loss"), training_rows(reports, "acceptance")
+
         refusal = heavy_refusal(ctx)
         if refusal:
             gr.Warning(refusal)
-            yield refusal
+            yield view(refusal, [])
             return
         lm = ctx.models.default()
         out = adapter_path(lm)
@@ -266,32 +305,43 @@ def build(ctx: AppContext) -> None:
         try:
             settings.check(lm.engine.cfg.n_layers)
         except SelfSpecError as exc:
-            yield str(exc)
+            yield view(str(exc), [])
             return
         cancel.clear()
         start = time.perf_counter()
-        adapter = None
+        adapter, reports = None, []
         try:
             events = job_events(
-                lambda _p, s: train_adapter(lm, settings, out, progress=False, should_stop=s),
+                lambda p, s: train_adapter(
+                    lm, settings, out, progress=False, should_stop=s, report=p
+                ),
                 cancel,
             )
             for batch in stream_batches(events, STREAM_EVERY_S):
-                adapter = next(iter(batch), adapter)
-                yield (
-                    f"Training on **{lm.name}** (writing the corpus first, then {settings.steps} "
-                    f"steps)… {time.perf_counter() - start:.0f} s. The trainer reports loss "
-                    "and acceptance only when it ends."
+                for item in batch:
+                    if isinstance(item, TrainProgress):
+                        reports.append(item)
+                    else:
+                        adapter = item
+                done = (
+                    f"step {reports[-1].step} of {settings.steps}, loss {reports[-1].loss:.3f}"
+                    if reports
+                    else "writing the training corpus with the full model"
+                )
+                yield view(
+                    f"Training on **{lm.name}**: {done}… {time.perf_counter() - start:.0f} s.",
+                    reports,
                 )
         except SelfSpecError as exc:
-            yield f"Training failed: {exc}"
+            yield view(f"Training failed: {exc}", reports)
             return
         s = adapter.settings
-        yield (
+        yield view(
             f"Saved `{out}` after {s.steps} steps ({s.seconds} s)"
             + (" — cancelled early" if s.steps < settings.steps else "")
             + f": held-out {s.loss} loss {s.held_out_loss:.4f}, expected acceptance "
-            f"{s.expected_acceptance:.3f}. The `kangaroo` method loads it from there."
+            f"{s.expected_acceptance:.3f}. The `kangaroo` method loads it from there.",
+            reports,
         )
 
     def stop() -> str:
@@ -307,7 +357,11 @@ def build(ctx: AppContext) -> None:
         concurrency_id="model",
     )
     train_btn.click(
-        train, [exit_layer, steps, loss], train_log, api_name="tune_train", concurrency_id="model"
+        train,
+        [exit_layer, steps, loss],
+        [train_log, loss_plot, acceptance_plot],
+        api_name="tune_train",
+        concurrency_id="model",
     )
     search_cancel.click(stop, None, status, api_name="tune_cancel", concurrency_limit=None)
     train_cancel.click(stop, None, status, api_visibility="private", concurrency_limit=None)
