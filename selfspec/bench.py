@@ -131,7 +131,21 @@ def run_bench(
             "logit_tolerance": LOGIT_TOLERANCE.get(lm.dtype, 1e-3),
         },
         "methods": report_methods,
+        "verify_cost": verify_cost_curve(lm),
     }
+
+
+def verify_cost_curve(lm: LoadedModel, max_m: int = 9) -> dict[str, float]:
+    """Time of a forward pass over M tokens relative to one token, M = 1..max_m.
+
+    The curve the draft-length policy works from (its running values after the run when
+    speculative methods ran, else a fresh calibration): on a GPU it is nearly flat, on a
+    CPU it says how long a draft must be, and how often right, to pay for its verification.
+    """
+    from selfspec.draft_length import verify_costs
+
+    seconds = verify_costs(lm.engine, "full", max_m).seconds
+    return {str(m): round(seconds[m] / seconds[1], 3) for m in sorted(seconds)}
 
 
 def _method_report(lm, prompts, runs, vanilla_runs, cfg) -> dict:
@@ -212,6 +226,9 @@ def format_table(report: dict) -> str:
         lines.append(
             f"{name:<16}{m['tokens_per_s']:>8.1f}{m['speedup']:>8.2f}x{acc:>10}{rate:>10}  {ok}"
         )
+    if report.get("verify_cost"):
+        curve = ", ".join(f"{m}: {c:.2f}" for m, c in report["verify_cost"].items())
+        lines.append(f"verify cost over M tokens, relative to one: {curve}")
     env = report["env"]
     lines.append(
         f"model {env['model']} on {env['device']} ({env['device_name']}), {env['dtype']}, "

@@ -43,6 +43,9 @@ def test_bench_writes_the_report(tmp_path, capsys):
         ].keys()
     assert report["methods"]["vanilla"]["speedup"] == 1.0
     assert report["methods"]["vanilla"]["mean_accepted"] == 1.0
+    curve = report["verify_cost"]
+    assert list(curve) == [str(m) for m in range(1, 10)] and curve["1"] == 1.0
+    assert all(c > 0 for c in curve.values())
     assert "vanilla" in capsys.readouterr().out
 
 
