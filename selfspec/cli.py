@@ -15,6 +15,11 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16, float64")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the engine's layer stack (slow to compile, minutes on a CPU)",
+    )
 
 
 def _sampling_args(p: argparse.ArgumentParser, max_new: int) -> None:
@@ -107,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
 
         lm = load_model(args.model, device=args.device, dtype=args.dtype)
+        if args.compile:
+            lm.engine.compile()
         if args.command == "search":
             return _search(args, lm, settings)
         if args.command == "train-adapter":

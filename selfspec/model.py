@@ -214,6 +214,15 @@ class Transformer:
             rope_scale=float(getattr(rotary, "attention_scaling", 1.0)),
         )
 
+    def compile(self, backend: str = "inductor") -> None:
+        """Compile the layer stack with torch.compile (dynamic shapes: any position, token
+        count and layer range), fusing the many small element-wise ops of a decoding step.
+
+        Optional: compiling takes minutes on a CPU, and each new skip set or layer range
+        compiles once more. Every method runs through `run_layers`, so all of them use it.
+        """
+        self.run_layers = torch.compile(self.run_layers, backend=backend, dynamic=True)
+
     def new_cache(self, max_len: int, batch: int = 1) -> KVCache:
         return KVCache(self.cfg, max_len, batch, self.device, self.dtype)
 

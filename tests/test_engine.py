@@ -170,3 +170,19 @@ def test_row_grouped_linear_equals_one_matrix_product(rows):
         for name, value in small.items():
             mp.setattr(f"selfspec.model.{name}", value)
         torch.testing.assert_close(linear(x, w, None), torch.nn.functional.linear(x, w))
+
+
+def test_compiled_engine_decodes_the_same_tokens():
+    """The compile flag's wiring (the eager backend keeps the test fast; the default
+    inductor backend compiles C++ for minutes)."""
+    from selfspec.decoding import generate, run_to_end, vanilla
+    from selfspec.loading import load_model
+    from selfspec.sampling import SamplingConfig
+
+    cfg = SamplingConfig(max_new_tokens=4)
+    plain = load_model("tiny-llama", dtype="float64")
+    compiled = load_model("tiny-llama", dtype="float64")
+    compiled.engine.compile(backend="eager")
+    want = run_to_end(generate(plain, "hello", vanilla, cfg)).tokens
+    assert run_to_end(generate(compiled, "hello", vanilla, cfg)).tokens == want
+    assert compiled.engine.run_layers is not plain.engine.run_layers
