@@ -138,14 +138,14 @@ def run_bench(
 def verify_cost_curve(lm: LoadedModel, max_m: int = 9) -> dict[str, float]:
     """Time of a forward pass over M tokens relative to one token, M = 1..max_m.
 
-    The curve the draft-length policy works from (its running values after the run when
-    speculative methods ran, else a fresh calibration): on a GPU it is nearly flat, on a
-    CPU it says how long a draft must be, and how often right, to pay for its verification.
+    The curve the draft-length policy works from (measured once per process): on a GPU it
+    is nearly flat, on a CPU it says how long a draft must be, and how often right, to
+    pay for its verification.
     """
     from selfspec.draft_length import verify_costs
 
-    seconds = verify_costs(lm.engine, "full", max_m).seconds
-    return {str(m): round(seconds[m] / seconds[1], 3) for m in sorted(seconds)}
+    costs = verify_costs(lm.engine, max_m)
+    return {str(m): round(costs.relative(m), 3) for m in range(1, max_m + 1)}
 
 
 def _method_report(lm, prompts, runs, vanilla_runs, cfg) -> dict:

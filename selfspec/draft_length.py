@@ -16,14 +16,18 @@ it follows the text and drifts back to the prior while no drafts are tested; one
 acceptance class the drafter names, e.g. prompt lookup's match length), d the
 measured time to draft one token, and v(M) the time of a verification pass over M tokens.
 E(k) counts the accepted drafts plus the full model's bonus token when acceptances are
-independent with rate a; k = 0 is a plain one-token step. v is measured once per model and
-verification kind with a short calibration (one forward per M) and then follows the loop's
-own timings. The choice only caps the draft length, so it cannot change the output:
-every method stays lossless.
+independent with rate a; k = 0 is a plain one-token step. The curve v(M) / v(1) is
+measured once per model with a short calibration (a few forwards per M, the fastest of
+each kept); the draft time is taken relative to the loop's own plain steps, so a machine
+that slows down as a whole changes neither. Kangaroo verifies with only its deep layers,
+a little cheaper than the full forward the curve measures, so for it the policy errs on
+the side of shorter drafts. The choice only caps the draft length, so it cannot change
+the output: every method stays lossless.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 import weakref
 from collections.abc import Hashable
@@ -43,7 +47,7 @@ class AcceptanceRate:
     """Per-token acceptance rate from discounted counts under a Beta(a0, b0) prior."""
 
     prior: float = 0.6
-    strength: float = 2.0  # the prior counts as this many tested tokens
+    strength: float = 1.0  # the prior counts as this many tested tokens
     decay: float = 0.9  # per step: recent text matters more
     accepted: float = 0.0
     tested: float = 0.0
@@ -68,47 +72,47 @@ class VerifyCosts:
 
     seconds: dict[int, float] = field(default_factory=dict)
 
-    def observe(self, m: int, seconds: float) -> None:
-        old = self.seconds.get(m)
-        self.seconds[m] = seconds if old is None else (1 - _EMA) * old + _EMA * seconds
-
-    def get(self, m: int) -> float:
-        """v(M); an unmeasured M is assumed to cost what the nearest measured M does."""
-        if m in self.seconds:
-            return self.seconds[m]
+    def relative(self, m: int) -> float:
+        """v(M) / v(1); an unmeasured M costs what the nearest measured M does."""
         nearest = min(self.seconds, key=lambda n: (abs(n - m), n))
-        return self.seconds[nearest]
+        return self.seconds[nearest] / self.seconds[1]
 
 
-_COSTS: weakref.WeakKeyDictionary[Transformer, dict[str, VerifyCosts]] = weakref.WeakKeyDictionary()
+_COSTS: weakref.WeakKeyDictionary[Transformer, VerifyCosts] = weakref.WeakKeyDictionary()
+
+CALIBRATION_CONTEXT = 64  # cached tokens before the timed passes, as in a short chat
+CALIBRATION_REPEATS = 5
 
 
-def verify_costs(engine: Transformer, kind: str, max_m: int) -> VerifyCosts:
-    """The cost table for this engine and verification kind, calibrated on first use.
+def verify_costs(engine: Transformer, max_m: int) -> VerifyCosts:
+    """The cost curve of this engine, measured on first use and kept for the process.
 
-    Calibration times one forward pass over M = 1..max_m tokens (after one warm-up pass)
-    on a scratch cache; a kind whose verification is cheaper than a full forward (Kangaroo
-    runs only the deep layers) starts from these numbers and is corrected by its own timings.
+    Each M = 1..max_m is timed CALIBRATION_REPEATS times, interleaved, after a context of
+    CALIBRATION_CONTEXT tokens; the median is kept. On a shared machine a burst of load
+    hits one sample of one M, and the median drops it, so the curve's shape survives
+    noise that would otherwise stop (or force) drafting for the rest of the process.
     """
-    tables = _COSTS.setdefault(engine, {})
-    if kind not in tables:
-        tables[kind] = VerifyCosts(_calibrate(engine, max_m))
-    return tables[kind]
+    if engine not in _COSTS or max(_COSTS[engine].seconds) < max_m:
+        _COSTS[engine] = VerifyCosts(_calibrate(engine, max_m))
+    return _COSTS[engine]
 
 
 def _calibrate(engine: Transformer, max_m: int) -> dict[int, float]:
-    cache = engine.new_cache(max_m)
-    tokens = torch.zeros(1, max_m, dtype=torch.long, device=engine.device)
-    seconds = {}
+    n = CALIBRATION_CONTEXT
+    cache = engine.new_cache(n + max_m)
+    tokens = torch.zeros(1, n + max_m, dtype=torch.long, device=engine.device)
+    samples: dict[int, list[float]] = {m: [] for m in range(1, max_m + 1)}
     with torch.inference_mode():
-        engine.forward(tokens[:, :1], cache, 0)  # warm-up
-        for m in range(1, max_m + 1):
-            _sync(engine)
-            t0 = time.perf_counter()
-            engine.forward(tokens[:, :m], cache, 0)
-            _sync(engine)
-            seconds[m] = time.perf_counter() - t0
-    return seconds
+        engine.forward(tokens[:, :n], cache, 0)
+        engine.forward(tokens[:, n : n + 1], cache, n)  # warm-up
+        for _ in range(CALIBRATION_REPEATS):
+            for m, times in samples.items():
+                _sync(engine)
+                t0 = time.perf_counter()
+                engine.forward(tokens[:, n : n + m], cache, n)
+                _sync(engine)
+                times.append(time.perf_counter() - t0)
+    return {m: statistics.median(times) for m, times in samples.items()}
 
 
 def _sync(engine: Transformer) -> None:
@@ -124,16 +128,22 @@ class DraftLengthPolicy:
         self.max_draft = max_draft
         self.acceptance: dict[Hashable, AcceptanceRate] = {}
         self.draft_s: float | None = None  # seconds per drafted token, running average
+        self.step_s: float | None = None  # seconds of a plain step, running average
 
-    def choose(self, budget: int, label: Hashable = None) -> int:
-        """The draft cap k in 0..min(max_draft, budget) with the best expected rate."""
-        a = self.acceptance.setdefault(label, AcceptanceRate()).rate
-        d = self.draft_s or 0.0
+    def choose(self, budget: int, label: Hashable = None, prior: float = 0.6) -> int:
+        """The draft cap k in 0..min(max_draft, budget) with the best expected rate.
+
+        `prior` is the acceptance rate assumed for a class not yet seen (and the one its
+        estimate drifts back to while untested).
+        """
+        a = self.acceptance.setdefault(label, AcceptanceRate(prior=prior)).rate
+        step = self.step_s or self.costs.seconds[1]
+        d = (self.draft_s or 0.0) / step  # one draft token, in plain steps
         best_k, best_rate = 0, 0.0
         expected = 0.0
         for k in range(min(self.max_draft, budget) + 1):
             expected += a**k  # E(k)
-            rate = expected / (k * d + self.costs.get(k + 1))
+            rate = expected / (k * d + self.costs.relative(k + 1))
             if rate > best_rate:
                 best_k, best_rate = k, rate
         return best_k
@@ -146,11 +156,13 @@ class DraftLengthPolicy:
         verify_s: float,
         label: Hashable = None,
     ) -> None:
-        self.costs.observe(drafted + 1, verify_s)
         for key, rate in self.acceptance.items():  # every class decays; only one is tested
             rate.update(drafted if key == label else 0, accepted if key == label else 0)
         if drafted:
-            per_token = draft_s / drafted
-            self.draft_s = (
-                per_token if self.draft_s is None else (1 - _EMA) * self.draft_s + _EMA * per_token
-            )
+            self.draft_s = _ema(self.draft_s, draft_s / drafted)
+        else:
+            self.step_s = _ema(self.step_s, verify_s)
+
+
+def _ema(old: float | None, new: float) -> float:
+    return new if old is None else (1 - _EMA) * old + _EMA * new

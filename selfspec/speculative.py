@@ -67,15 +67,12 @@ class Drafter:
         loop runs the full forward."""
         return None
 
-    def acceptance_class(self, ctx: DraftContext) -> Hashable:
+    def acceptance_class(self, ctx: DraftContext) -> tuple[Hashable, float]:
         """A cheap label of the next draft's prospects, looked at before the draft length is
-        chosen; drafts with different labels get separate acceptance rates (prompt lookup
-        labels by match length). The default puts every draft in one class."""
-        return None
-
-    def cost_key(self) -> str:
-        """Names how this drafter verifies, for the draft-length policy's cost table."""
-        return "full"
+        chosen, and the acceptance rate to assume for that label before any evidence.
+        Drafts with different labels get separate acceptance rates (prompt lookup labels
+        by match length). The default puts every draft in one class."""
+        return None, 0.6
 
 
 def check_unit_interval(name: str, value: float | None) -> None:
@@ -138,7 +135,7 @@ def speculative(
     d = drafter(lm)
     policy = None
     if cost_aware:
-        policy = DraftLengthPolicy(verify_costs(engine, d.cost_key(), max_draft + 1), max_draft)
+        policy = DraftLengthPolicy(verify_costs(engine, max_draft + 1), max_draft)
     limit = len(prompt_ids) + cfg.max_new_tokens + CACHE_HEADROOM
     with torch.inference_mode():
         cache = engine.new_cache(limit)
@@ -155,9 +152,10 @@ def speculative(
         with torch.inference_mode():
             draft = Draft([])
             ctx = DraftContext(lm, cache, pos, last, tokens, cfg, gen, budget)
-            label = d.acceptance_class(ctx) if policy and confident else None
-            if policy:
-                ctx.max_tokens = policy.choose(budget, label)
+            label = None
+            if policy and confident:
+                label, prior = d.acceptance_class(ctx)
+                ctx.max_tokens = policy.choose(budget, label, prior)
             if confident and ctx.max_tokens > 0:
                 draft = d.draft(ctx)
             t1 = time.perf_counter()

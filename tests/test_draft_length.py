@@ -66,19 +66,29 @@ def test_each_acceptance_class_learns_separately():
 
 
 def test_unmeasured_lengths_cost_what_the_nearest_measured_one_does():
-    costs = VerifyCosts({1: 1.0, 4: 3.0})
-    assert costs.get(2) == 1.0 and costs.get(3) == 3.0 and costs.get(9) == 3.0
-    costs.observe(4, 1.0)  # a running average, not the last sample
-    assert 1.0 < costs.get(4) < 3.0
+    costs = VerifyCosts({1: 2.0, 4: 6.0})
+    assert costs.relative(1) == 1.0 and costs.relative(2) == 1.0
+    assert costs.relative(3) == 3.0 and costs.relative(9) == 3.0
 
 
-def test_calibration_is_measured_once_per_model_and_kind():
+def test_draft_time_is_taken_relative_to_the_loops_own_plain_steps():
+    """A machine that slows down as a whole (both timings double) keeps the same choice."""
+    cpu = {1: 1.0, 2: 1.6, 3: 1.8, 4: 1.8, 5: 2.1, 6: 2.3, 7: 2.5, 8: 2.7, 9: 3.2}
+    quiet, loaded = policy(cpu, 0.95), policy(cpu, 0.95)
+    for p, scale in ((quiet, 1.0), (loaded, 2.0)):
+        p.observe(0, 0, 0.0, 1.0 * scale)  # a plain step
+        p.observe(3, 3, 0.3 * scale, 2.0 * scale)  # three drafts at 0.1 s each
+    assert quiet.draft_s == pytest.approx(0.1) and loaded.step_s == pytest.approx(2.0)
+    assert quiet.choose(20) == loaded.choose(20) > 0
+
+
+def test_calibration_is_measured_once_per_model():
     lm = tiny("tiny-llama")
-    table = verify_costs(lm.engine, "full", 5)
+    table = verify_costs(lm.engine, 5)
     assert sorted(table.seconds) == [1, 2, 3, 4, 5]
     assert all(s > 0 for s in table.seconds.values())
-    assert verify_costs(lm.engine, "full", 5) is table
-    assert verify_costs(lm.engine, "other", 5) is not table
+    assert verify_costs(lm.engine, 5) is table and verify_costs(lm.engine, 3) is table
+    assert sorted(verify_costs(lm.engine, 7).seconds) == list(range(1, 8))  # extended
 
 
 @pytest.mark.parametrize("max_draft", [0, 16])

@@ -123,9 +123,6 @@ class KangarooDrafter(Drafter):
         engine = ctx.lm.engine
         return engine.logits(engine.run_layers(h, ctx.cache, ctx.pos, start=self.exit_layer))[0]
 
-    def cost_key(self) -> str:
-        return f"kangaroo-exit-{self.exit_layer}"  # verification runs only the deep layers
-
     def update(self, drafted: int, accepted: int) -> None:
         # Valid adapter entries: the current token and the accepted drafts.
         self._filled = self._pos + 1 + accepted
