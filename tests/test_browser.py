@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from db import Review
 from selfspec import METHODS
+from selfspec.draft_length import DraftLengthPolicy
 from tests.app_helpers import Served, add_cards, serve_app, user_headers
 
 pytestmark = pytest.mark.browser
@@ -77,8 +78,13 @@ def open_tab(page: Page, name: str) -> None:
 
 
 def test_a_user_runs_the_playground_adds_a_note_reviews_and_sees_stats(
-    browser: Browser, served: Served
+    browser: Browser, served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # This test is about the page showing drafted tokens; whether drafting pays on a tiny
+    # model is the draft-length policy's call (tested on its own), so draft at full length.
+    monkeypatch.setattr(
+        DraftLengthPolicy, "choose", lambda self, budget, *_: min(budget, self.max_draft)
+    )
     user = "browser-user"
     card_ids = add_cards(
         served.ctx,
