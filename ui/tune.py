@@ -96,6 +96,17 @@ def job_events(
             cancel.set()
 
 
+def collect(batch: list, progress: type, into: list, result: object) -> object:
+    """Sort one batch of a job's events: progress items (of type `progress`) are appended
+    to `into`; anything else is the job's result, returned (else `result` unchanged)."""
+    for item in batch:
+        if isinstance(item, progress):
+            into.append(item)
+        else:
+            result = item
+    return result
+
+
 def trial_rows(lines: list[str]) -> pd.DataFrame:
     """The plot's long-format frame: score and best-so-far per trial, from progress lines."""
     rows = []
@@ -270,11 +281,7 @@ def build(ctx: AppContext) -> None:
                 lambda p, s: run_search(lm, settings, progress=p, should_stop=s), cancel
             )
             for batch in stream_batches(events, STREAM_EVERY_S):
-                for item in batch:
-                    if isinstance(item, str):
-                        lines.append(item)
-                    else:
-                        result = item
+                result = collect(batch, str, lines, result)
                 if batch:
                     yield (lines[-1] if lines else "Calibrating…"), trial_rows(lines)
         except SelfSpecError as exc:
@@ -318,11 +325,7 @@ def build(ctx: AppContext) -> None:
                 cancel,
             )
             for batch in stream_batches(events, STREAM_EVERY_S):
-                for item in batch:
-                    if isinstance(item, TrainProgress):
-                        reports.append(item)
-                    else:
-                        adapter = item
+                adapter = collect(batch, TrainProgress, reports, adapter)
                 done = (
                     f"step {reports[-1].step} of {settings.steps}, loss {reports[-1].loss:.3f}"
                     if reports
