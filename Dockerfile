@@ -9,6 +9,11 @@ ENV PYTHONUNBUFFERED=1 \
     SELFSPEC_PORT=7860 \
     SELFSPEC_DATA_DIR=/data
 
+# A C compiler for our few-row matrix kernel (selfspec/csrc/rows_dot.c), built below.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+
 # Spaces runs the container as uid 1000.
 RUN useradd --create-home --uid 1000 user \
     && mkdir -p /data \
@@ -32,8 +37,9 @@ COPY --chown=user:user ui ./ui
 
 USER user
 
-# Convert the bundled GGUF model once at build time, so the first start is quick.
-RUN python -c "from selfspec import load_model; load_model('bundled', device='cpu')"
+# Convert the bundled GGUF model and build the kernel once at build time, so the first
+# start is quick.
+RUN python -c "from selfspec import load_model, rows_kernel; load_model('bundled', device='cpu'); print('kernel:', rows_kernel.available())"
 
 EXPOSE 7860
 CMD ["python", "app.py"]

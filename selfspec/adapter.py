@@ -22,12 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from selfspec.errors import BadInputError
 from selfspec.loading import LoadedModel
-from selfspec.model import KVCache, Transformer, causal_mask, rotate_half
+from selfspec.model import KVCache, Transformer, causal_mask, linear, rotate_half
 
 __all__ = ["AdapterSettings", "KangarooAdapter", "save_adapter", "load_adapter", "settings_path"]
 
@@ -109,7 +108,7 @@ class KangarooAdapter(nn.Module):
         cfg = engine.cfg
         b, t, _ = h.shape
         nq, nkv, d = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
-        qkv = F.linear(engine.norm(h, self.attn_norm), self.wqkv, self.bqkv)
+        qkv = linear(engine.norm(h, self.attn_norm), self.wqkv, self.bqkv)
         q, k, v = qkv.split((nq * d, nkv * d, nkv * d), dim=-1)
         q = q.view(b, t, nq, d).transpose(1, 2)  # [B, H, T, D]
         k = k.view(b, t, nkv, d).transpose(1, 2)  # [B, Hkv, T, D]
@@ -122,7 +121,7 @@ class KangarooAdapter(nn.Module):
             cache.v[0][:, :, pos : pos + t] = v
             k, v = cache.k[0][:, :, : pos + t], cache.v[0][:, :, : pos + t]  # [B, Hkv, S, D]
         out = engine.attend(q, k, v, causal_mask(pos, t, None, h.device))  # [B, H, T, D]
-        out = F.linear(out.transpose(1, 2).reshape(b, t, nq * d), self.wo)  # [B, T, C]
+        out = linear(out.transpose(1, 2).reshape(b, t, nq * d), self.wo)  # [B, T, C]
         if self.post_attn_norm is not None:
             out = engine.norm(out, self.post_attn_norm)
         return engine.norm(h + out, self.final_norm)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from selfspec.cache import cache_root
 from selfspec.errors import BadInputError, ModelLoadError
 from selfspec.model import Transformer
 from selfspec.tokens import ByteTokenizer, encode_prompt
@@ -150,8 +151,7 @@ def _load_bundled(dtype: torch.dtype):
 
 
 def _converted_cache_dir() -> Path:
-    root = os.environ.get("SELFSPEC_CACHE_DIR") or Path.home() / ".cache" / "selfspec"
-    return Path(root) / "smollm2-135m-instruct-q4_1-v0.1.2"
+    return cache_root() / "smollm2-135m-instruct-q4_1-v0.1.2"
 
 
 def _save_converted(model: nn.Module, tokenizer: Any, cache: Path) -> None:

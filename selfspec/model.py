@@ -9,14 +9,12 @@ resume from cached hidden states) are built on.
 The weights are the Hugging Face model's own tensors. q/k/v and gate/up are fused into
 one matrix each (one matmul instead of three or two: on a CPU at batch 1 the call overhead
 matters), and the Hugging Face modules are re-pointed at views of the fused matrices, so
-no weight is held twice and the Hugging Face model keeps working as the baseline.
+no weight is held twice and the Hugging Face model keeps working as the baseline, on the
+usual [out, in] layout, exactly as transformers loads it.
 
-Every matrix is stored input-major ([in, out] contiguous) and used through its transposed
-view, which has the usual [out, in] shape. On the AVX2 CPU we measure on, MKL's
-matrix-vector product streams that layout from memory at about 13 GB/s against 7 GB/s for
-the row-major one, so one-token decoding gets ~1.25x faster end to end, and two-token
-verification ~1.5x. The Hugging Face twin shares the same storage and gets the same gain,
-which keeps the baseline honest.
+On x86 CPUs in float32 the few-row products of decoding and verification go through our
+own kernel (`selfspec.rows_kernel`), whose cost grows far more slowly with the number of
+rows than MKL's and whose rounding does not depend on it; elsewhere through F.linear.
 """
 
 from __future__ import annotations
@@ -27,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from selfspec import rows_kernel
 from selfspec.config import ModelConfig
 from selfspec.errors import BadInputError
 
@@ -60,7 +59,7 @@ class SkipSet:
 @dataclass
 class LayerWeights:
     attn_norm: Tensor
-    wqkv: Tensor  # [(H + 2 Hkv) D, C], a view of input-major storage (as all matrices)
+    wqkv: Tensor  # [(H + 2 Hkv) D, C]
     bqkv: Tensor | None
     wo: Tensor  # [C, H D]
     mlp_norm: Tensor
@@ -95,32 +94,11 @@ def rms_norm(x: Tensor, w: Tensor, eps: float, offset: float) -> Tensor:
     return w * xf.to(x.dtype)
 
 
-ROWS_PER_CALL = 3  # MKL keeps its streaming matrix-vector kernel up to this many rows
-SPLIT_ROWS_UP_TO = 16  # verification sizes; longer inputs (prefill) are real GEMMs
-BLOCK_BYTES = 4 << 20  # weight columns per block: stays in the last-level cache
-
-
 def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
-    """F.linear, computed in small row groups for the few-token inputs of verification.
-
-    On the CPU we measure on, MKL multiplies 1-3 rows with a kernel that streams the weight
-    at memory speed, but from 4 rows on it switches to a packing GEMM that costs 3-4x a
-    one-row product. Splitting the weight into cache-sized column blocks and each block's
-    rows into groups of 3 keeps the fast kernel: the first group streams the block from
-    memory and the later ones find it in cache. On a GPU the plain call is already right.
-    """
-    rows = x.shape[:-1].numel()
-    if x.device.type != "cpu" or rows <= ROWS_PER_CALL or rows > SPLIT_ROWS_UP_TO:
-        return F.linear(x, w, b)
-    x2 = x.reshape(rows, x.shape[-1])  # [M, in]
-    out = x2.new_empty(rows, w.shape[0])  # [M, out]
-    block = max(1, BLOCK_BYTES // (w.shape[1] * w.element_size()))
-    for c in range(0, w.shape[0], block):
-        wc = w[c : c + block]
-        bc = None if b is None else b[c : c + block]
-        for r in range(0, rows, ROWS_PER_CALL):
-            out[r : r + ROWS_PER_CALL, c : c + block] = F.linear(x2[r : r + ROWS_PER_CALL], wc, bc)
-    return out.view(*x.shape[:-1], w.shape[0])
+    """F.linear, through our few-row kernel where it applies (see selfspec.rows_kernel)."""
+    if not torch.compiler.is_compiling() and rows_kernel.usable_for(x, w, b):
+        return rows_kernel.rows_linear(x, w, b)
+    return F.linear(x, w, b)
 
 
 def rotate_half(x: Tensor) -> Tensor:
@@ -185,12 +163,12 @@ class Transformer:
                     attn_norm=layer.input_layernorm.weight.detach(),
                     wqkv=_fuse(qkv, "weight"),
                     bqkv=_fuse(qkv, "bias") if attn.q_proj.bias is not None else None,
-                    wo=_input_major(attn.o_proj),
+                    wo=attn.o_proj.weight.detach(),
                     mlp_norm=(
                         layer.pre_feedforward_layernorm if gemma else layer.post_attention_layernorm
                     ).weight.detach(),
                     w_gate_up=_fuse([mlp.gate_proj, mlp.up_proj], "weight"),
-                    w_down=_input_major(mlp.down_proj),
+                    w_down=mlp.down_proj.weight.detach(),
                     post_attn_norm=layer.post_attention_layernorm.weight.detach()
                     if gemma
                     else None,
@@ -200,16 +178,12 @@ class Transformer:
                 )
             )
         rotary = base.rotary_emb
-        tied = hf_model.lm_head.weight is base.embed_tokens.weight
-        lm_head = _input_major(hf_model.lm_head)
-        if tied:  # one matrix serves both; the embedding gathers columns of it
-            base.embed_tokens.weight = hf_model.lm_head.weight
         return cls(
             cfg,
             layers,
             embedding=base.embed_tokens.weight.detach(),
             final_norm=base.norm.weight.detach(),
-            lm_head=lm_head,
+            lm_head=hf_model.lm_head.weight.detach(),
             inv_freq=rotary.inv_freq,
             rope_scale=float(getattr(rotary, "attention_scaling", 1.0)),
         )
@@ -246,9 +220,8 @@ class Transformer:
         return out
 
     def head_rows(self, tokens: Tensor) -> Tensor:
-        """A restricted LM head [N, C] for the given token ids, stored input-major like the
-        full head so that drafting with it takes the fast matrix-vector path."""
-        return self.lm_head[tokens].t().contiguous().t()
+        """A restricted LM head [N, C]: the full head's rows for the given token ids."""
+        return self.lm_head[tokens]
 
     def rope(self, pos: int, t: int) -> tuple[Tensor, Tensor]:
         if self._cos.shape[0] < pos + t:
@@ -349,26 +322,12 @@ class Transformer:
 
 
 def _fuse(linears: list[nn.Linear], attr: str) -> Tensor:
-    """Concatenate the linears' weights (or biases) and point each module at its slice.
-
-    Weights are stored input-major (see the module docstring); the result and every module's
-    weight are [out, in] views of that storage.
-    """
+    """Concatenate the linears' weights (or biases) and point each module at its slice."""
     parts = [getattr(lin, attr).detach() for lin in linears]
-    if attr == "bias":
-        fused = torch.cat(parts)
-    else:
-        fused = torch.cat([p.t() for p in parts], dim=1).t()  # [in, out] storage, [out, in] view
+    fused = torch.cat(parts)
     offset = 0
     for lin, part in zip(linears, parts, strict=True):
         n = part.shape[0]
         setattr(lin, attr, nn.Parameter(fused[offset : offset + n], requires_grad=False))
         offset += n
     return fused
-
-
-def _input_major(linear: nn.Module) -> Tensor:
-    """Re-store a module's weight input-major in place; returns its [out, in] view."""
-    weight = linear.weight.detach().t().contiguous().t()  # [out, in] view of [in, out] storage
-    linear.weight = nn.Parameter(weight, requires_grad=False)
-    return weight
