@@ -194,6 +194,8 @@ class Transformer:
 
         Optional: compiling takes minutes on a CPU, and each new skip set or layer range
         compiles once more. Every method runs through `run_layers`, so all of them use it.
+        Compiled graphs use torch's matrix product, not our few-row kernel; on the CPU we
+        measure on, eager decoding was faster (see the README).
         """
         self.run_layers = torch.compile(self.run_layers, backend=backend, dynamic=True)
 

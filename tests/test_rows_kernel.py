@@ -4,6 +4,7 @@ fallbacks (where it cannot be built or does not apply, torch's product is used).
 from __future__ import annotations
 
 import logging
+import shutil
 
 import pytest
 import torch
@@ -13,7 +14,8 @@ from selfspec import rows_kernel
 from selfspec.model import linear
 
 needs_kernel = pytest.mark.skipif(
-    not rows_kernel._cpu_supported(), reason="the kernel needs an x86 CPU with AVX2 and FMA"
+    not rows_kernel._cpu_supported() or not (shutil.which("cc") or shutil.which("gcc")),
+    reason="the kernel needs an x86 CPU with AVX2 and FMA, and a C compiler",
 )
 
 
