@@ -1,4 +1,5 @@
-"""Our few-row matrix product for float32 on x86 CPUs with AVX2 (see csrc/rows_dot.c).
+"""Our few-row matrix product for float32 and bfloat16 on x86 CPUs with AVX2 (see
+csrc/rows_dot.c).
 
 Decoding multiplies 1-16 rows by each weight matrix per step, and those products decide
 both plain decoding's speed and what a verification pass costs relative to a plain step,
@@ -31,7 +32,7 @@ from torch import Tensor
 
 from selfspec.cache import cache_root
 
-__all__ = ["MAX_ROWS", "available", "rows_linear", "usable_for"]
+__all__ = ["MAX_ROWS", "DTYPES", "available", "rows_linear", "usable_for"]
 
 log = logging.getLogger(__name__)
 
@@ -86,19 +87,9 @@ def _library() -> ctypes.CDLL | None:
         log.warning("Few-row kernel unavailable (%s); using torch's matrix product.", err)
         return None
     c_long, ptr = ctypes.c_long, ctypes.c_void_p
-    lib.rows_dot.argtypes = [
-        ptr,
-        c_long,
-        c_long,
-        ptr,
-        c_long,
-        c_long,
-        ptr,
-        ptr,
-        c_long,
-        ctypes.c_int,
-    ]
-    lib.rows_dot.restype = None
+    for fn in (lib.rows_dot, lib.rows_dot_bf16):
+        fn.argtypes = [ptr, c_long, c_long, ptr, c_long, c_long, ptr, ptr, c_long, ctypes.c_int]
+        fn.restype = None
     return lib
 
 
@@ -107,16 +98,20 @@ def available() -> bool:
     return _library() is not None
 
 
+DTYPES = (torch.float32, torch.bfloat16)
+
+
 def usable_for(x: Tensor, w: Tensor, b: Tensor | None = None) -> bool:
-    """Whether `rows_linear(x, w, b)` applies: float32 on the CPU, no autograd, at most
-    MAX_ROWS rows, and a weight whose rows are contiguous ([out, in] layout)."""
+    """Whether `rows_linear(x, w, b)` applies: float32 or bfloat16 on the CPU, no
+    autograd, at most MAX_ROWS rows, and a weight whose rows are contiguous ([out, in])."""
     rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
     return (
         0 < rows <= MAX_ROWS
         and x.device.type == "cpu"
-        and x.dtype == w.dtype == torch.float32
+        and x.dtype == w.dtype
+        and w.dtype in DTYPES
         and w.stride(-1) == 1
-        and (b is None or (b.dtype == torch.float32 and b.is_contiguous()))
+        and (b is None or (b.dtype == w.dtype and b.is_contiguous()))
         and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad))
         and available()
     )
@@ -124,12 +119,18 @@ def usable_for(x: Tensor, w: Tensor, b: Tensor | None = None) -> bool:
 
 def rows_linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     """F.linear(x, w, b) for x [..., K] and w [N, K] through the kernel; check `usable_for`
-    first. Uses torch's thread count."""
+    first. Uses torch's thread count. bfloat16 weights are widened in the kernel and
+    summed in float32 (as bf16 matrix products are); the result is rounded to bfloat16 once.
+    """
     k = x.shape[-1]
-    x2 = x.reshape(-1, k).contiguous()  # [M, K]
+    x2 = x.reshape(-1, k).float().contiguous()  # [M, K]
     n = w.shape[0]
-    out = x2.new_empty(x2.shape[0], n)  # [M, N]
-    _library().rows_dot(
+    out = x2.new_empty(x2.shape[0], n)  # [M, N] float32
+    bf16 = w.dtype == torch.bfloat16
+    if bf16 and b is not None:
+        b = b.float()
+    fn = _library().rows_dot_bf16 if bf16 else _library().rows_dot
+    fn(
         x2.data_ptr(),
         x2.shape[0],
         k,
@@ -141,4 +142,4 @@ def rows_linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
         BLOCK,
         torch.get_num_threads(),
     )
-    return out.view(*x.shape[:-1], n)
+    return out.to(w.dtype).view(*x.shape[:-1], n)

@@ -13,7 +13,7 @@ from selfspec.errors import BadInputError
 from selfspec.model import SkipSet, causal_mask
 from tests.model_helpers import ARCHS, random_ids, tiny
 
-TOL = {"float64": 1e-9, "float32": 1e-4}
+TOL = {"float64": 1e-9, "float32": 1e-4, "bfloat16": 0.05}  # bf16: logits of magnitude ~4
 
 
 def engine_logits(lm, ids, skip=None):
@@ -35,6 +35,29 @@ def test_logits_match_hugging_face(arch, dtype):
         atol=TOL[dtype],
         rtol=0,
     )
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_decoding_and_verification_sizes_match_hugging_face(arch, dtype, monkeypatch):
+    """One-token steps and a 6-token verification block, the sizes our few-row kernel
+    serves (where it is available), against the Hugging Face model's full forward."""
+    from selfspec import rows_kernel
+
+    used = []
+    real = rows_kernel.rows_linear
+    monkeypatch.setattr(rows_kernel, "rows_linear", lambda *a: used.append(1) or real(*a))
+    lm = tiny(arch, dtype)
+    ids = random_ids(32, seed=3)
+    with torch.inference_mode():
+        ref = lm.hf_model(torch.tensor([ids])).logits[0].float()  # [T, V]
+        cache = lm.engine.new_cache(40)
+        lm.engine.forward(torch.tensor([ids[:24]]), cache, 0)
+        steps = [lm.engine.forward(torch.tensor([[ids[p]]]), cache, p)[0] for p in (24, 25)]
+        block = lm.engine.forward(torch.tensor([ids[26:]]), cache, 26)[0]
+    ours = torch.cat([*steps, block]).float()  # positions 24..31
+    assert torch.allclose(ours, ref[24:], atol=TOL[dtype], rtol=0)
+    assert bool(used) == rows_kernel.available()
 
 
 @pytest.mark.parametrize("arch", ARCHS)

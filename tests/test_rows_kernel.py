@@ -85,6 +85,7 @@ def test_kernel_does_not_apply_outside_its_domain():
     assert not rows_kernel.usable_for(torch.randn(2, 16), torch.randn(16, 8).t())  # [in, out]
     assert not rows_kernel.usable_for(torch.randn(2, 16, requires_grad=True), w)
     assert not rows_kernel.usable_for(torch.randn(2, 16), w, torch.randn(8, dtype=torch.float64))
+    assert not rows_kernel.usable_for(torch.randn(2, 16).bfloat16(), w)  # mixed dtypes
 
 
 def test_engine_linear_falls_back_to_torch_for_training():
@@ -112,3 +113,20 @@ def test_a_failed_build_falls_back_with_a_warning(fresh_kernel, monkeypatch, cap
     assert not list((fresh_kernel / "kernels").glob("*"))  # no half-written library left
     x, w = torch.randn(3, 16), torch.randn(8, 16)
     torch.testing.assert_close(linear(x, w), F.linear(x, w))
+
+
+@needs_kernel
+@pytest.mark.parametrize("k", [13, 64, 96])
+def test_bfloat16_weights_are_widened_exactly_and_summed_in_float32(k):
+    """The bf16 kernel equals a float32 product of the same bf16 values, rounded once."""
+    torch.manual_seed(k)
+    w = torch.randn(70, k).bfloat16()
+    b = torch.randn(70).bfloat16()
+    for rows in (1, 2, 5, rows_kernel.MAX_ROWS):
+        x = torch.randn(rows, k).bfloat16()
+        got = rows_kernel.rows_linear(x, w, b)
+        assert got.dtype == torch.bfloat16
+        want = F.linear(x.double(), w.double(), b.double())
+        torch.testing.assert_close(got.double(), want, rtol=8e-3, atol=1e-2)
+        alone = torch.cat([rows_kernel.rows_linear(x[i : i + 1], w, b) for i in range(rows)])
+        assert torch.equal(got, alone)
