@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from selfspec.adapter import KangarooAdapter
+from selfspec.draft_length import best_draft_length
 from selfspec.drafters.kangaroo import SHIPPED, kangaroo_drafter
 from selfspec.loading import LoadedModel, load_model
 from selfspec.train_adapter import (
@@ -122,12 +123,10 @@ def costs(lm: LoadedModel, adapter: KangarooAdapter, exit_layer: int) -> tuple[f
 
 
 def predicted(a: float, d: float, verify: dict) -> tuple[float, int]:
-    best, best_k = 1.0, 0  # k = 0: a plain step
-    for k in range(1, MAX_M):
-        gain = sum(a**i for i in range(k + 1)) / (k * d + verify[k + 1])
-        if gain > best:
-            best, best_k = gain, k
-    return best, best_k
+    """The policy's own choice (selfspec.draft_length): k = 0 is a plain step (cost 1),
+    k > 0 verifies k + 1 tokens through layers l..L-1 only."""
+    k, rate = best_draft_length(a, d, lambda m: 1.0 if m == 1 else verify[m], MAX_M - 1)
+    return rate, k
 
 
 def main() -> None:

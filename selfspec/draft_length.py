@@ -30,14 +30,20 @@ from __future__ import annotations
 import statistics
 import time
 import weakref
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 import torch
 
 from selfspec.model import Transformer
 
-__all__ = ["AcceptanceRate", "VerifyCosts", "DraftLengthPolicy", "verify_costs"]
+__all__ = [
+    "AcceptanceRate",
+    "VerifyCosts",
+    "DraftLengthPolicy",
+    "best_draft_length",
+    "verify_costs",
+]
 
 _EMA = 0.3  # weight of a new timing in the running averages
 
@@ -120,6 +126,24 @@ def _sync(engine: Transformer) -> None:
         torch.cuda.synchronize(engine.device)
 
 
+def best_draft_length(
+    a: float, d: float, verify: Callable[[int], float], max_k: int
+) -> tuple[int, float]:
+    """The draft length k in 0..max_k maximising E(k) / (k d + v(k+1)), and that rate.
+
+    a: per-token acceptance rate; d: one draft token's cost in plain steps; verify(m): a
+    forward over m tokens in plain steps (so k = 0, a plain step, has rate 1 / verify(1)).
+    """
+    best_k, best_rate = 0, 0.0
+    expected = 0.0
+    for k in range(max_k + 1):
+        expected += a**k  # E(k)
+        rate = expected / (k * d + verify(k + 1))
+        if rate > best_rate:
+            best_k, best_rate = k, rate
+    return best_k, best_rate
+
+
 class DraftLengthPolicy:
     """Chooses each step's draft cap and learns from how the step went."""
 
@@ -139,14 +163,7 @@ class DraftLengthPolicy:
         a = self.acceptance.setdefault(label, AcceptanceRate(prior=prior)).rate
         step = self.step_s or self.costs.seconds[1]
         d = (self.draft_s or 0.0) / step  # one draft token, in plain steps
-        best_k, best_rate = 0, 0.0
-        expected = 0.0
-        for k in range(min(self.max_draft, budget) + 1):
-            expected += a**k  # E(k)
-            rate = expected / (k * d + self.costs.relative(k + 1))
-            if rate > best_rate:
-                best_k, best_rate = k, rate
-        return best_k
+        return best_draft_length(a, d, self.costs.relative, min(self.max_draft, budget))[0]
 
     def observe(
         self,

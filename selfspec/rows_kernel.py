@@ -5,13 +5,14 @@ Decoding multiplies 1-16 rows by each weight matrix per step, and those products
 both plain decoding's speed and what a verification pass costs relative to a plain step,
 which is what makes drafting pay or not. The C kernel streams each weight row once per
 group of input rows, so on the machine we measure on a whole forward pass over 2 tokens
-costs ~1.2x one over 1 token and over 8 tokens ~2.3x, where with MKL's kernels it cost
-1.5x and 2.7x; and every output is summed in the same
-order for any number of rows, so a token's logits are bit-identical alone or among drafts.
+costs ~1.4x one over 1 token and over 8 tokens ~1.9x, where with MKL's kernels it cost
+1.5x and 2.7x (the benchmark's calibrated curves); and every output is summed in the same
+order for any number of rows, so a token's products are bit-identical alone or among
+drafts.
 
 The kernel is compiled on first use with the system C compiler into the selfspec cache
 folder (about a second) and called through ctypes, which releases the GIL. Where it cannot
-be used (no compiler, a CPU without AVX2/FMA, another dtype, autograd, a GPU, or
+be used (no compiler, a CPU without AVX2/FMA, float16/float64, autograd, a GPU, or
 ``SELFSPEC_KERNEL=0``) `available()` is False and callers use torch's own product.
 """
 
@@ -36,10 +37,10 @@ __all__ = ["MAX_ROWS", "DTYPES", "available", "rows_linear", "usable_for"]
 
 log = logging.getLogger(__name__)
 
+DTYPES = (torch.float32, torch.bfloat16)  # weight types the kernel reads
 MAX_ROWS = 16  # decoding and verification sizes; longer inputs (prefill) are real GEMMs
-BLOCK = (
-    64  # output rows per work unit: ~150 KB of weights at C=576, kept in L2 for the next row group
-)
+# Output rows per work unit: ~150 KB of weights at C=576, kept in L2 for the next row group.
+BLOCK = 64
 SOURCE = Path(__file__).with_name("csrc") / "rows_dot.c"
 FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-shared", "-fPIC"]
 
@@ -98,9 +99,6 @@ def available() -> bool:
     return _library() is not None
 
 
-DTYPES = (torch.float32, torch.bfloat16)
-
-
 def usable_for(x: Tensor, w: Tensor, b: Tensor | None = None) -> bool:
     """Whether `rows_linear(x, w, b)` applies: float32 or bfloat16 on the CPU, no
     autograd, at most MAX_ROWS rows, and a weight whose rows are contiguous ([out, in])."""
@@ -129,7 +127,8 @@ def rows_linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     bf16 = w.dtype == torch.bfloat16
     if bf16 and b is not None:
         b = b.float()
-    fn = _library().rows_dot_bf16 if bf16 else _library().rows_dot
+    lib = _library()
+    fn = lib.rows_dot_bf16 if bf16 else lib.rows_dot
     fn(
         x2.data_ptr(),
         x2.shape[0],
