@@ -19,6 +19,7 @@ rows than MKL's and whose rounding does not depend on it; elsewhere through F.li
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import torch
@@ -107,7 +108,16 @@ def rotate_half(x: Tensor) -> Tensor:
 
 
 def causal_mask(pos: int, t: int, window: int | None, device) -> Tensor | None:
-    """Boolean mask [T, pos+T] (True = attend) for T new queries after `pos` cached keys."""
+    """Boolean mask [T, pos+T] (True = attend) for T new queries after `pos` cached keys.
+
+    Every layer of a pass asks for the same mask: it is built once and shared (read-only),
+    separately inside and outside inference mode (autograd refuses inference tensors).
+    """
+    return _causal_mask(pos, t, window, torch.device(device), torch.is_inference_mode_enabled())
+
+
+@functools.lru_cache(maxsize=8)
+def _causal_mask(pos: int, t: int, window: int | None, device, _inference: bool):
     s = pos + t
     if t == 1 and (window is None or s <= window):
         return None

@@ -121,7 +121,9 @@ def rows_linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     summed in float32 (as bf16 matrix products are); the result is rounded to bfloat16 once.
     """
     k = x.shape[-1]
-    x2 = x.reshape(-1, k).float().contiguous()  # [M, K]
+    x2 = x.reshape(-1, k)  # [M, K]
+    if x2.dtype != torch.float32 or not x2.is_contiguous():
+        x2 = x2.float().contiguous()
     n = w.shape[0]
     out = x2.new_empty(x2.shape[0], n)  # [M, N] float32
     bf16 = w.dtype == torch.bfloat16
@@ -141,4 +143,6 @@ def rows_linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
         BLOCK,
         torch.get_num_threads(),
     )
-    return out.to(w.dtype).view(*x.shape[:-1], n)
+    if bf16:
+        out = out.to(w.dtype)
+    return out.view(*x.shape[:-1], n)

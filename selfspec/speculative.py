@@ -60,6 +60,12 @@ class Drafter:
     def update(self, drafted: int, accepted: int) -> None:
         """Hook for adaptive drafters; called after every verification."""
 
+    def prepare(self, ctx: DraftContext) -> None:
+        """Bring the drafter's own state up to the committed text before a draft (Kangaroo
+        runs its adapter over the prompt here). Its time counts as drafting time in the
+        records, but the draft-length policy, which prices each drafted token, does not see
+        it: a one-off pass over a long prompt would otherwise price drafting out for good."""
+
     def verify_logits(self, ctx: DraftContext, block: Tensor) -> Tensor | None:
         """Target logits [k+1, V] for block [1, k+1] (current token + drafts), when the
         drafter can get them cheaper than a full forward (Kangaroo reuses its shallow
@@ -156,7 +162,10 @@ def speculative(
             if policy and confident:
                 label, prior = d.acceptance_class(ctx)
                 ctx.max_tokens = policy.choose(budget, label, prior)
+            tp = t0
             if confident and ctx.max_tokens > 0:
+                d.prepare(ctx)
+                tp = time.perf_counter()
                 draft = d.draft(ctx)
             t1 = time.perf_counter()
             block = torch.tensor([[last, *draft.tokens]], device=engine.device)  # [1, k+1]
@@ -168,7 +177,7 @@ def speculative(
                 confident = _top1(logits[n]) >= gate
         t2 = time.perf_counter()
         if policy:
-            policy.observe(len(draft.tokens), n, t1 - t0, t2 - t1, label)
+            policy.observe(len(draft.tokens), n, t1 - tp, t2 - t1, label)
         if draft.tokens:
             d.update(len(draft.tokens), n)
         new = [*draft.tokens[:n], bonus]

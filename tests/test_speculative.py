@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from functools import partial
 
 import pytest
@@ -18,7 +19,7 @@ from selfspec.errors import BadInputError
 from selfspec.model import SkipSet
 from selfspec.profiles import SkipProfile, load_profile, save_profile
 from selfspec.sampling import SamplingConfig, probabilities
-from selfspec.speculative import Draft, speculative, verify
+from selfspec.speculative import Draft, Drafter, speculative, verify
 from tests.model_helpers import ARCHS, tiny
 
 N_LAYERS = 4  # the tiny models
@@ -235,3 +236,41 @@ def test_profile_for_another_model_is_refused(tmp_path):
     path.write_text(json.dumps({"model": "tiny-llama"}))
     with pytest.raises(BadInputError, match="malformed"):
         load_profile(lm, path)
+
+
+def test_one_off_preparation_is_recorded_but_not_priced_per_drafted_token(monkeypatch):
+    """Kangaroo's first draft runs its adapter over the whole prompt. That time belongs in
+    the records, but if the draft-length policy priced it per drafted token it would find
+    drafting too dear and never draft again."""
+    from selfspec.draft_length import DraftLengthPolicy
+
+    priced = []
+    real = DraftLengthPolicy.observe
+
+    def observe(self, drafted, accepted, draft_s, verify_s, label=None):
+        priced.append((drafted, draft_s))
+        real(self, drafted, accepted, draft_s, verify_s, label)
+
+    monkeypatch.setattr(DraftLengthPolicy, "observe", observe)
+
+    class SlowStart(Drafter):
+        started = False
+
+        def prepare(self, ctx):
+            if not self.started:
+                time.sleep(0.3)
+                self.started = True
+
+        def draft(self, ctx):
+            return Draft([0])
+
+        def acceptance_class(self, ctx):
+            return None, 0.99  # confident enough that the policy drafts at once
+
+    method = partial(speculative, drafter=lambda lm: SlowStart())
+    result = run_to_end(
+        generate(tiny("tiny-llama"), "hi", method, SamplingConfig(max_new_tokens=4))
+    )
+    first_draft = next(s for s in result.steps if s.drafted)
+    assert first_draft.draft_s >= 0.3  # recorded
+    assert all(s < 0.3 for d, s in priced if d)  # not priced

@@ -4,11 +4,13 @@
  * rows) by every weight matrix. Those products are bound by reading the weights from
  * memory, so M rows should cost about what one does; MKL's float32 kernels on the AVX2
  * CPU we measure on make 2 rows cost 1.5x one and 8 rows 2.7x, which is what decides
- * whether drafting pays. Here each weight row is streamed once per group of up to 4 input
- * rows, sequentially through memory, and the next group finds it in cache.
+ * whether drafting pays. Here each weight row is streamed once, sequentially, for up to
+ * 6 input rows at a time (each weight vector loaded once, used by every row), with one
+ * accumulator pair per input row; more rows take more passes over each block of weights,
+ * which the later passes find in cache.
  *
- * Every output is summed in the same order whatever M, the grouping or the thread count
- * (8 lanes x 4 accumulators over k, then a fixed reduction), so the logits of a token
+ * Every output is summed in the same order whatever M, the pass split or the thread count
+ * (8 lanes x 2 accumulators over k, then a fixed reduction), so the logits of a token
  * are bit-identical whether it is decoded alone or verified among drafts.
  *
  * W is [N, K] row-major (the usual [out, in] weight layout) with row stride ldw; x is
@@ -16,6 +18,8 @@
  * x and y float32. Compiled with -mavx2 -mfma -fopenmp.
  */
 #include <immintrin.h>
+
+#define MAX_PASS_ROWS 6 /* 12 accumulators + 2 weight vectors + 1 input: 15 of 16 registers */
 
 static inline float hsum(__m256 v) {
     __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -36,65 +40,64 @@ static inline float scalar_bf16(const unsigned short* p) {
     return v.f;
 }
 
-/* Outputs n0..n1-1 for G input rows (G a constant, so the accumulators stay in registers),
+#define UNROLL _Pragma("GCC unroll 8")
+
+/* Outputs n0..n1-1 for R input rows (R a constant, so the accumulators stay in registers),
  * with weights of type WT read by LOAD / SCALAR. */
-#define GROUP(NAME, G, WT, LOAD, SCALAR)                                                     \
-    static void NAME(const float* x, long K, const WT* W, long ldw, long n0, long n1,        \
-                     const float* bias, float* y, long ldy) {                                 \
-        const long K32 = K & ~31L, K8 = K & ~7L;                                              \
-        for (long n = n0; n < n1; n++) {                                                      \
-            const WT* w = W + n * ldw;                                                        \
-            __m256 a[G][4];                                                                   \
-            for (int g = 0; g < G; g++)                                                       \
-                for (int u = 0; u < 4; u++) a[g][u] = _mm256_setzero_ps();                    \
-            for (long k = 0; k < K32; k += 32) {                                              \
-                const __m256 w0 = LOAD(w + k), w1 = LOAD(w + k + 8);                          \
-                const __m256 w2 = LOAD(w + k + 16), w3 = LOAD(w + k + 24);                    \
-                for (int g = 0; g < G; g++) {                                                 \
-                    const float* xg = x + g * K + k;                                          \
-                    a[g][0] = _mm256_fmadd_ps(_mm256_loadu_ps(xg), w0, a[g][0]);              \
-                    a[g][1] = _mm256_fmadd_ps(_mm256_loadu_ps(xg + 8), w1, a[g][1]);          \
-                    a[g][2] = _mm256_fmadd_ps(_mm256_loadu_ps(xg + 16), w2, a[g][2]);         \
-                    a[g][3] = _mm256_fmadd_ps(_mm256_loadu_ps(xg + 24), w3, a[g][3]);         \
-                }                                                                             \
-            }                                                                                 \
-            for (int g = 0; g < G; g++) {                                                     \
-                const float* xg = x + g * K;                                                  \
-                for (long k = K32; k < K8; k += 8)                                            \
-                    a[g][0] = _mm256_fmadd_ps(_mm256_loadu_ps(xg + k), LOAD(w + k), a[g][0]); \
-                float s = hsum(_mm256_add_ps(_mm256_add_ps(a[g][0], a[g][1]),                 \
-                                             _mm256_add_ps(a[g][2], a[g][3])));               \
-                for (long k = K8; k < K; k++) s += xg[k] * SCALAR(w + k);                     \
-                y[g * ldy + n] = bias ? s + bias[n] : s;                                      \
-            }                                                                                 \
-        }                                                                                     \
+#define PASS(NAME, R, WT, LOAD, SCALAR)                                                       \
+    static void NAME(const float* x, long K, const WT* W, long ldw, long n0, long n1,         \
+                     const float* bias, float* y, long ldy) {                                  \
+        const long K16 = K & ~15L, K8 = K & ~7L;                                               \
+        for (long n = n0; n < n1; n++) {                                                       \
+            const WT* w = W + n * ldw;                                                         \
+            __m256 a[R][2];                                                                    \
+            UNROLL for (int r = 0; r < R; r++) a[r][0] = a[r][1] = _mm256_setzero_ps();        \
+            for (long k = 0; k < K16; k += 16) {                                               \
+                const __m256 w0 = LOAD(w + k), w1 = LOAD(w + k + 8);                           \
+                UNROLL for (int r = 0; r < R; r++) {                                           \
+                    a[r][0] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * K + k), w0, a[r][0]);    \
+                    a[r][1] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * K + k + 8), w1, a[r][1]);\
+                }                                                                              \
+            }                                                                                  \
+            UNROLL for (int r = 0; r < R; r++) {                                               \
+                const float* xr = x + r * K;                                                   \
+                if (K8 > K16) a[r][0] = _mm256_fmadd_ps(_mm256_loadu_ps(xr + K16), LOAD(w + K16), a[r][0]); \
+                float s = hsum(_mm256_add_ps(a[r][0], a[r][1]));                               \
+                for (long k = K8; k < K; k++) s += xr[k] * SCALAR(w + k);                      \
+                y[r * ldy + n] = bias ? s + bias[n] : s;                                       \
+            }                                                                                  \
+        }                                                                                      \
     }
 
-GROUP(f32_1, 1, float, LOAD_F32, scalar_f32)
-GROUP(f32_2, 2, float, LOAD_F32, scalar_f32)
-GROUP(f32_3, 3, float, LOAD_F32, scalar_f32)
-GROUP(f32_4, 4, float, LOAD_F32, scalar_f32)
-GROUP(bf16_1, 1, unsigned short, LOAD_BF16, scalar_bf16)
-GROUP(bf16_2, 2, unsigned short, LOAD_BF16, scalar_bf16)
-GROUP(bf16_3, 3, unsigned short, LOAD_BF16, scalar_bf16)
-GROUP(bf16_4, 4, unsigned short, LOAD_BF16, scalar_bf16)
+#define PASSES(P, WT, LOAD, SCALAR)         \
+    PASS(P##_1, 1, WT, LOAD, SCALAR)        \
+    PASS(P##_2, 2, WT, LOAD, SCALAR)        \
+    PASS(P##_3, 3, WT, LOAD, SCALAR)        \
+    PASS(P##_4, 4, WT, LOAD, SCALAR)        \
+    PASS(P##_5, 5, WT, LOAD, SCALAR)        \
+    PASS(P##_6, 6, WT, LOAD, SCALAR)        \
+    typedef void (*P##_fn)(const float*, long, const WT*, long, long, long, const float*, float*, long); \
+    static const P##_fn P##_pass[MAX_PASS_ROWS + 1] = {0, P##_1, P##_2, P##_3, P##_4, P##_5, P##_6};
 
-/* Row groups of 3 (4 and 2 for the remainders that 3 does not divide into), per block of
- * `block` outputs: the first group streams the block's weights from memory, the later
- * groups read them from cache. Blocks are shared out among `threads` OpenMP threads. */
+PASSES(f32, float, LOAD_F32, scalar_f32)
+PASSES(bf16, unsigned short, LOAD_BF16, scalar_bf16)
+
+/* Per block of `block` outputs, the M rows in as few passes as possible, of near-equal
+ * size (9 rows: 5 + 4); the first pass streams the block's weights from memory, the later
+ * ones read them from cache. Blocks are shared out among `threads` OpenMP threads. */
 #define ROWS(NAME, WT, P)                                                                     \
     void NAME(const float* x, long M, long K, const WT* W, long ldw, long N, const float* bias, \
               float* y, long block, int threads) {                                            \
         const long nblocks = (N + block - 1) / block;                                         \
+        const long passes = (M + MAX_PASS_ROWS - 1) / MAX_PASS_ROWS;                          \
         _Pragma("omp parallel for num_threads(threads) schedule(static) if (threads > 1)")   \
         for (long b = 0; b < nblocks; b++) {                                                  \
             const long n0 = b * block, n1 = n0 + block < N ? n0 + block : N;                  \
-            long m = 0;                                                                       \
-            for (; M - m > 4 || M - m == 3; m += 3)                                           \
-                P##_3(x + m * K, K, W, ldw, n0, n1, bias, y + m * N, N);                      \
-            if (M - m == 4) P##_4(x + m * K, K, W, ldw, n0, n1, bias, y + m * N, N);          \
-            if (M - m == 2) P##_2(x + m * K, K, W, ldw, n0, n1, bias, y + m * N, N);          \
-            if (M - m == 1) P##_1(x + m * K, K, W, ldw, n0, n1, bias, y + m * N, N);          \
+            for (long m = 0, p = 0; m < M; p++) {                                             \
+                const long r = (M - m + passes - p - 1) / (passes - p);                       \
+                P##_pass[r](x + m * K, K, W, ldw, n0, n1, bias, y + m * N, N);                \
+                m += r;                                                                       \
+            }                                                                                 \
         }                                                                                     \
     }
 

@@ -66,7 +66,9 @@ class KangarooDrafter(Drafter):
             self._head = (engine, engine.head_rows(self.head_tokens))
         return self._head[1]
 
-    def draft(self, ctx: DraftContext) -> Draft:
+    def prepare(self, ctx: DraftContext) -> None:
+        """Catch the adapter cache up with committed positions it never saw: the prompt, and
+        steps decoded plainly. One pass, apart from drafting (see `Drafter.prepare`)."""
         engine = ctx.lm.engine
         if self.exit_layer >= engine.cfg.n_layers:
             raise BadInputError(
@@ -76,10 +78,17 @@ class KangarooDrafter(Drafter):
         if self._target is not ctx.cache:
             self.cache = self.adapter.new_cache(engine, ctx.cache.max_len)
             self._target, self._filled = ctx.cache, 0
+        if self._filled < ctx.pos:
+            self._step(ctx, ctx.tokens[self._filled : ctx.pos], self._filled)
+            self._filled = ctx.pos
+
+    def draft(self, ctx: DraftContext) -> Draft:
+        self.prepare(ctx)
+        engine = ctx.lm.engine
         head = None if self.head_tokens is None else self._restricted_head(engine)
-        start = min(self._filled, ctx.pos)
         self._pos, self._states = ctx.pos, []
-        a = self._step(ctx, ctx.tokens[start:], start)  # catch-up + the current token
+        h, a = self._step(ctx, [ctx.last], ctx.pos)
+        self._states.append(h)
         tokens, qs = [], []
         for i in range(min(self.max_draft, ctx.max_tokens)):
             logits = engine.logits(a, head)[0, -1]  # [V] or [N]
@@ -87,18 +96,19 @@ class KangarooDrafter(Drafter):
             tokens.append(tok)
             if q is not None:
                 qs.append(q)
-            a = self._step(ctx, [tok], ctx.pos + 1 + i)
+            h, a = self._step(ctx, [tok], ctx.pos + 1 + i)
+            self._states.append(h)
             if conf < self.eta:
                 break
         return Draft(tokens, torch.stack(qs) if qs else None)
 
-    def _step(self, ctx: DraftContext, tokens: list[int], pos: int) -> Tensor:
-        """Layers 0..l-1 (writing the shared cache) and the adapter; keeps the newest state."""
+    def _step(self, ctx: DraftContext, tokens: list[int], pos: int) -> tuple[Tensor, Tensor]:
+        """Layers 0..l-1 (writing the shared cache) and the adapter over tokens at pos..;
+        the newest exit-layer state and adapter output, [1, 1, C] each."""
         engine = ctx.lm.engine
         x = torch.tensor([tokens], device=engine.device)  # [1, T]
         h = engine.run_layers(engine.embed(x), ctx.cache, pos, stop=self.exit_layer)  # [1, T, C]
-        self._states.append(h[:, -1:])
-        return self.adapter(engine, h, self.cache, pos)[:, -1:]  # [1, 1, C]
+        return h[:, -1:], self.adapter(engine, h, self.cache, pos)[:, -1:]
 
     def _pick(self, logits: Tensor, ctx: DraftContext) -> tuple[int, float, Tensor | None]:
         """Draft token (a full-vocabulary id), its confidence, and q [V] when sampling."""
