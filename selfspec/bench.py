@@ -28,6 +28,7 @@ __all__ = [
     "environment",
     "divergence",
     "format_table",
+    "markdown_table",
     "write_report",
     "category_speedups",
 ]
@@ -211,6 +212,35 @@ def category_speedups(report: dict, method: str) -> dict[str, float]:
     for r in rows:
         cats.setdefault(r["category"], []).append(r["speedup"])
     return {c: round(statistics.fmean(v), 3) for c, v in cats.items()}
+
+
+def markdown_table(report: dict) -> str:
+    """The report as the README's Markdown tables: per method, overall and per category
+    speed-ups (means of per-prompt ratios), acceptance, draft cost, losslessness; then
+    the verify-cost curve. `python -m selfspec table REPORT.json` prints it."""
+    cats = list(
+        dict.fromkeys(r["category"] for m in report["methods"].values() for r in m["prompts"])
+    )
+    head = ["method", "tok/s", "speed-up", *cats, "mean accepted", "acceptance", "draft cost"]
+    lines = [_md_row([*head, "lossless (exact)"]), _md_row(["---"] * (len(head) + 1))]
+    for name, m in report["methods"].items():
+        by_cat = category_speedups(report, name)
+        cells = [f"`{name}`", f"{m['tokens_per_s']:.1f}", f"{m['speedup']:.2f}x"]
+        cells += [f"{by_cat[c]:.2f}x" if c in by_cat else "-" for c in cats]
+        for key in ("mean_accepted", "acceptance_rate", "draft_cost_ratio"):
+            cells.append("-" if m[key] is None else f"{m[key]:.2f}")
+        n = len(m["prompts"])
+        cells.append("-" if m["lossless"] is None else f"{m['lossless']} ({m['exact']}/{n})")
+        lines.append(_md_row(cells))
+    curve = report.get("verify_cost")
+    if curve:
+        lines += ["", _md_row(["M", *curve]), _md_row(["---"] * (len(curve) + 1))]
+        lines.append(_md_row(["cost", *(f"{c:.2f}" for c in curve.values())]))
+    return "\n".join(lines)
+
+
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
 
 
 def format_table(report: dict) -> str:

@@ -1,11 +1,11 @@
-"""Command line: `python -m selfspec {generate,bench,search,train-adapter}`."""
+"""Command line: `python -m selfspec {generate,bench,table,search,train-adapter}`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from selfspec.errors import SelfSpecError
+from selfspec.errors import BadInputError, SelfSpecError
 
 __all__ = ["main"]
 
@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--categories", default=None, help="only these categories (comma list)")
     bench.add_argument("--limit", type=int, default=None, help="at most this many prompts")
     bench.add_argument("--out", default=None, help="where to write the JSON report")
+    table = sub.add_parser("table", help="print a bench report as Markdown tables")
+    table.add_argument("report", help="JSON report written by bench --out")
     search = sub.add_parser("search", help="find the sub-layers to skip (optuna)")
     _model_args(search)
     search.add_argument("--trials", type=int, default=200)
@@ -91,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "table":
+            return _table(args.report)
         cfg = _sampling(args) if args.command in ("generate", "bench") else None
         if args.command == "bench":
             _check_methods(args.methods)
@@ -125,6 +129,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _table(path: str) -> int:
+    import json
+    from pathlib import Path
+
+    from selfspec.bench import markdown_table
+
+    try:
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
+        print(markdown_table(report))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BadInputError(
+            f"Cannot read a bench report from {path} ({exc.__class__.__name__}: {exc}). "
+            "Give the JSON file that `python -m selfspec bench --out` wrote."
+        ) from exc
+    return 0
 
 
 def _check_methods(spec: str) -> list[str]:

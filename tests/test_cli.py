@@ -48,6 +48,22 @@ def test_bench_writes_the_report(tmp_path, capsys):
     assert all(c > 0 for c in curve.values())
     assert "vanilla" in capsys.readouterr().out
 
+    assert main(["table", str(out)]) == 0  # the README's tables, from the same report
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| method | tok/s | speed-up |")
+    pld = next(line for line in lines if line.startswith("| `pld` |"))
+    assert f"| {report['methods']['pld']['tokens_per_s']:.1f} |" in pld
+    assert pld.endswith("| True (2/2) |")
+    assert any(line.startswith("| cost | 1.00 |") for line in lines)
+
+
+def test_table_of_a_file_that_is_not_a_report(tmp_path, capsys):
+    bad = tmp_path / "notes.md"
+    bad.write_text("# not json")
+    assert main(["table", str(bad)]) == 2
+    assert "Give the JSON file" in capsys.readouterr().err
+    assert main(["table", str(tmp_path / "missing.json")]) == 2
+
 
 def test_malformed_prompt_file_names_the_line(tmp_path, capsys):
     bad = tmp_path / "p.jsonl"
