@@ -53,6 +53,7 @@ __all__ = [
     "add_states",
     "batch_logits",
     "evaluate",
+    "frequent_tokens",
 ]
 
 LOSSES = ("ce", "kl")
@@ -137,8 +138,12 @@ def _user_prompts(path: Path, max_chars: int) -> list[str]:
 def build_corpus(
     lm: LoadedModel, prompts: list[str], max_new_tokens: int, cache: Path | None, progress=False
 ) -> list[Sequence]:
-    """Greedy continuations of each prompt by the full model; read from cache if it matches."""
-    from selfspec.decoding import generate, prepare_prompt, run_to_end, vanilla
+    """Greedy continuations of each prompt by the full model; read from cache if it matches.
+
+    Written with the product's fast lossless method (prompt lookup): the same greedy text
+    as plain decoding, sooner."""
+    from selfspec.decoding import generate, prepare_prompt, run_to_end
+    from selfspec.methods import FAST_METHOD, get_method
     from selfspec.profiles import model_key
     from selfspec.sampling import SamplingConfig
 
@@ -154,7 +159,7 @@ def build_corpus(
             ids = prepare_prompt(lm, prompt, cfg)
         except BadInputError:  # longer than this model's context: leave it out
             continue
-        out = run_to_end(generate(lm, prompt, vanilla, cfg)).tokens
+        out = run_to_end(generate(lm, prompt, get_method(FAST_METHOD).run, cfg)).tokens
         if out:
             sequences.append(Sequence(ids + out, len(ids)))
     if cache is not None:
@@ -188,9 +193,14 @@ def distill_loss(q_logits: Tensor, p_logits: Tensor, kind: str = "ce") -> Tensor
     return ce.mean()
 
 
-def expected_acceptance(q_logits: Tensor, p_logits: Tensor) -> float:
-    """Mean over rows of sum_x min(p(x), q(x)): the chance a sampled draft is accepted."""
+def expected_acceptance(q_logits: Tensor, p_logits: Tensor, ids: Tensor | None = None) -> float:
+    """Mean over rows of sum_x min(p(x), q(x)): the chance a sampled draft is accepted.
+
+    q_logits [M, N] may cover only the token ids `ids` (a restricted head) while p_logits
+    [M, V] covers the vocabulary: q is zero elsewhere, so only p at `ids` can match."""
     p = torch.softmax(p_logits.float(), dim=-1)
+    if ids is not None:
+        p = p[:, ids]
     q = torch.softmax(q_logits.float(), dim=-1)
     return float(torch.minimum(p, q).sum(-1).mean())
 
@@ -211,12 +221,19 @@ def _batch(sequences: list[Sequence]) -> tuple[Tensor, Tensor, Tensor]:
 def batch_logits(
     adapter: KangarooAdapter, lm: LoadedModel, sequences: list[Sequence]
 ) -> tuple[Tensor, Tensor]:
-    """Adapter logits and target logits [M, V] at the generated positions of a batch."""
+    """Adapter logits and target logits [M, N] at the generated positions of a batch.
+
+    With a restricted draft head (N frequent tokens) both are scored over those N tokens
+    only, as drafting scores them: the adapter then learns the target's distribution
+    renormalised over its own vocabulary, and a step costs N / V of the full head's
+    products. Without one, N = V.
+    """
     engine = lm.engine
+    head = adapter.head(engine)
     h, mask, h_last = _batch(sequences)
-    q_logits = engine.logits(adapter(engine, h)[mask])  # [M, V]
+    q_logits = engine.logits(adapter(engine, h)[mask], head)  # [M, N]
     with torch.no_grad():
-        p_logits = engine.logits(h_last)  # [M, V]
+        p_logits = engine.logits(h_last, head)  # [M, N]
     return q_logits, p_logits
 
 
@@ -224,14 +241,20 @@ def batch_logits(
 def evaluate(
     adapter: KangarooAdapter, lm: LoadedModel, sequences: list[Sequence], kind: str, batch: int
 ) -> tuple[float, float]:
-    """Held-out loss and expected acceptance, weighted by generated positions."""
+    """Held-out loss and expected acceptance, weighted by generated positions.
+
+    The acceptance compares the draft with the full model's distribution over the whole
+    vocabulary, so target mass outside a restricted head counts as rejected."""
     loss = acc = 0.0
     total = sum(s.n_gen for s in sequences)
+    ids = adapter.head_tokens if adapter.head_tokens.numel() else None
     for i in range(0, len(sequences), batch):
         chunk = sequences[i : i + batch]
         q, p = batch_logits(adapter, lm, chunk)
         loss += float(distill_loss(q, p, kind)) * q.shape[0]
-        acc += expected_acceptance(q, p) * q.shape[0]
+        if ids is not None:
+            p = lm.engine.logits(torch.cat([s.h_last for s in chunk]))  # [M, V]
+        acc += expected_acceptance(q, p, ids) * q.shape[0]
     return loss / total, acc / total
 
 

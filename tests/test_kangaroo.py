@@ -22,8 +22,11 @@ from selfspec.train_adapter import (
     TrainSettings,
     add_states,
     batch_logits,
+    build_corpus,
     distill_loss,
     evaluate,
+    expected_acceptance,
+    frequent_tokens,
     split,
     train_adapter,
 )
@@ -158,13 +161,37 @@ def corpus():
     return lm, seqs
 
 
-def test_training_lowers_loss_and_raises_acceptance(corpus, tmp_path):
+def test_corpus_is_the_models_greedy_text_and_is_reused(tmp_path, monkeypatch):
+    import selfspec.decoding
+
+    lm = tiny("tiny-llama")
+    prompts = ["abc abc abc", "the cat sat", "xyz"]
+    cache = tmp_path / "c.corpus.json"
+    seqs = build_corpus(lm, prompts, 16, cache)
+    cfg = SamplingConfig(max_new_tokens=16)
+    for prompt, seq in zip(prompts, seqs, strict=True):
+        assert seq.ids[seq.n_prompt :] == tokens_of(lm, prompt, vanilla, cfg)
+    monkeypatch.setattr(selfspec.decoding, "generate", None)  # a second run must not decode
+    again = build_corpus(lm, prompts, 16, cache)
+    assert [(s.ids, s.n_prompt) for s in again] == [(s.ids, s.n_prompt) for s in seqs]
+
+
+@pytest.mark.parametrize("head_tokens", [0, 40])
+def test_training_lowers_loss_and_raises_acceptance(corpus, tmp_path, head_tokens):
     lm, seqs = corpus
-    s = TrainSettings(exit_layer=2, steps=40, lr=3e-3, batch=4, warmup=5, eval_every=40)
+    s = TrainSettings(
+        exit_layer=2, steps=40, lr=3e-3, batch=4, warmup=5, eval_every=40, head_tokens=head_tokens
+    )
     add_states(lm, seqs, 2)
-    _, held_out = split(seqs, s.held_out, s.seed)  # the split train_adapter makes
-    start = evaluate(make_adapter(lm, 2), lm, held_out, "ce", 8)
+    train, held_out = split(seqs, s.held_out, s.seed)  # the split train_adapter makes
+    untrained = make_adapter(lm, 2)
+    if head_tokens:  # the same restricted head as training picks
+        untrained.head_tokens = frequent_tokens(
+            train, head_tokens, lm.engine.cfg.vocab_size, lm.device
+        )
+    start = evaluate(untrained, lm, held_out, "ce", 8)
     adapter = train_adapter(lm, s, tmp_path / "a.safetensors", progress=False, sequences=seqs)
+    assert adapter.head_tokens.numel() == head_tokens
     end = evaluate(adapter, lm, held_out, "ce", 8)
     assert end[0] < start[0] and end[1] > start[1]
     assert adapter.settings.expected_acceptance == pytest.approx(end[1])
@@ -174,6 +201,14 @@ def test_training_lowers_loss_and_raises_acceptance(corpus, tmp_path):
         lm, s, tmp_path / "a.safetensors", resume=True, progress=False, sequences=seqs
     )
     torch.testing.assert_close(again.wqkv, adapter.wqkv)
+
+
+def test_expected_acceptance_counts_target_mass_outside_a_restricted_head_as_rejected():
+    p = torch.tensor([[0.5, 0.3, 0.2]]).log()
+    ids = torch.tensor([0, 1])
+    same_over_ids = torch.tensor([[0.5, 0.3]]).log()  # renormalised: 0.625, 0.375
+    assert expected_acceptance(same_over_ids, p, ids) == pytest.approx(0.8)
+    assert expected_acceptance(p, p) == pytest.approx(1.0)
 
 
 def test_ce_and_kl_give_the_same_gradients(corpus):
