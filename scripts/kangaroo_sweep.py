@@ -64,7 +64,7 @@ def draft_vs_target(adapter: KangarooAdapter, lm: LoadedModel, held_out) -> tupl
         probs = torch.softmax(lm.engine.logits(a[None], head)[0], -1)  # [G, N]
         top, q = probs.max(-1)
         draft = ids[q] if head is not None else q
-        target = lm.engine.logits(s.h_last[None])[0].argmax(-1)  # [G]
+        target = lm.engine.logits(s.h_last[None, s.n_prompt - 1 :])[0].argmax(-1)  # [G]
         same.append(draft == target)
         conf.append(top)
     return torch.cat(same), torch.cat(conf)

@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--eta", type=float, default=0.6, help="draft-exit threshold to record")
     train.add_argument("--init", default="layer", choices=["layer", "random"])
     train.add_argument("--corpus", default=None, help="extra prompts: JSONL set or one a line")
+    train.add_argument(
+        "--generated-only",
+        action="store_true",
+        help="learn only at generated tokens, not also at the prompts' text",
+    )
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     train.add_argument("--out", required=True, help="adapter path (.safetensors)")
     return parser
@@ -237,6 +242,7 @@ def _train_adapter(args, lm) -> int:
         eta=args.eta,
         init=args.init,
         corpus=args.corpus,
+        prompt_text=not args.generated_only,
     )
     adapter = train_adapter(lm, settings, args.out, resume=args.resume)
     s = adapter.settings

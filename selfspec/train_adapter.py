@@ -54,6 +54,7 @@ __all__ = [
     "batch_logits",
     "evaluate",
     "frequent_tokens",
+    "learn_positions",
 ]
 
 LOSSES = ("ce", "kl")
@@ -78,6 +79,7 @@ class TrainSettings:
     head_tokens: int = 0  # restricted draft head size (0: full head)
     eta: float = 0.6
     corpus: str | None = None  # user file: JSONL prompt set or plain text, one prompt a line
+    prompt_text: bool = True  # learn from the prompts' positions too (see learn_positions)
 
     def check(self, n_layers: int) -> None:
         if not 0 < self.exit_layer < n_layers:
@@ -98,8 +100,9 @@ class Sequence:
     ids: list[int]
     n_prompt: int
     h_exit: Tensor | None = None  # [T, C] hidden states after layer exit_layer - 1
-    h_last: Tensor | None = None  # [G, C] last-layer states at the positions predicting
-    # generated tokens (n_prompt - 1 .. T - 2)
+    h_last: Tensor | None = None  # [T - 1, C] last-layer states at positions 0 .. T - 2,
+    # each predicting the next token
+    first: int = 0  # the first position training learns from (see `learn_positions`)
 
     @property
     def n_gen(self) -> int:
@@ -179,7 +182,7 @@ def add_states(lm: LoadedModel, sequences: list[Sequence], exit_layer: int) -> N
         h = engine.run_layers(engine.embed(x), cache, 0, stop=exit_layer)  # [1, T, C]
         last = engine.run_layers(h, cache, 0, start=exit_layer)
         s.h_exit = h[0]
-        s.h_last = last[0, s.n_prompt - 1 : -1]  # [G, C]
+        s.h_last = last[0, :-1]  # [T - 1, C]
 
 
 # ----------------------------------------------------------------------------- losses
@@ -205,23 +208,49 @@ def expected_acceptance(q_logits: Tensor, p_logits: Tensor, ids: Tensor | None =
     return float(torch.minimum(p, q).sum(-1).mean())
 
 
-def _batch(sequences: list[Sequence]) -> tuple[Tensor, Tensor, Tensor]:
-    """Padded exit states [B, T, C], a mask [B, T] of positions predicting generated
-    tokens, and the matching last-layer states [M, C] (M = mask.sum())."""
+def _batch(sequences: list[Sequence], generated_only: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Padded exit states [B, T, C], a mask [B, T] of the positions learnt from (those
+    predicting generated tokens, or all from each sequence's `first`), and the matching
+    last-layer states [M, C] (M = mask.sum())."""
     t = max(len(s.ids) for s in sequences)
     h0 = sequences[0].h_exit
     h = h0.new_zeros(len(sequences), t, h0.shape[-1])
     mask = torch.zeros(len(sequences), t, dtype=torch.bool, device=h0.device)
+    lasts = []
     for i, s in enumerate(sequences):
+        start = s.n_prompt - 1 if generated_only else s.first
         h[i, : len(s.ids)] = s.h_exit
-        mask[i, s.n_prompt - 1 : len(s.ids) - 1] = True
-    return h, mask, torch.cat([s.h_last for s in sequences])
+        mask[i, start : len(s.ids) - 1] = True
+        lasts.append(s.h_last[start:])
+    return h, mask, torch.cat(lasts)
+
+
+def learn_positions(sequences: list[Sequence]) -> None:
+    """Let training learn from the prompts' text too, not only from the generated tokens.
+
+    The target is the full model's next-token distribution wherever it is computed, and
+    the prompts (notes, paragraphs, questions) are text of the kind the draft will meet:
+    on the shipped corpus this adds about twice as many positions as the generations
+    give, at no generation cost. Only the prefix that every sequence shares (the chat
+    template's system prompt) is left out: it would count the same positions ~100 times.
+    Held-out numbers are still measured on generated tokens only.
+    """
+    ids = [s.ids for s in sequences]
+    shared = 0
+    while all(len(x) > shared + 1 and x[shared] == ids[0][shared] for x in ids):
+        shared += 1
+    for s in sequences:
+        s.first = min(shared, s.n_prompt - 1)
 
 
 def batch_logits(
-    adapter: KangarooAdapter, lm: LoadedModel, sequences: list[Sequence]
+    adapter: KangarooAdapter,
+    lm: LoadedModel,
+    sequences: list[Sequence],
+    generated_only: bool = True,
 ) -> tuple[Tensor, Tensor]:
-    """Adapter logits and target logits [M, N] at the generated positions of a batch.
+    """Adapter logits and target logits [M, N] at the generated positions of a batch (or
+    at every position from each sequence's `first`, with generated_only=False).
 
     With a restricted draft head (N frequent tokens) both are scored over those N tokens
     only, as drafting scores them: the adapter then learns the target's distribution
@@ -230,7 +259,7 @@ def batch_logits(
     """
     engine = lm.engine
     head = adapter.head(engine)
-    h, mask, h_last = _batch(sequences)
+    h, mask, h_last = _batch(sequences, generated_only)
     q_logits = engine.logits(adapter(engine, h)[mask], head)  # [M, N]
     with torch.no_grad():
         p_logits = engine.logits(h_last, head)  # [M, N]
@@ -253,7 +282,7 @@ def evaluate(
         q, p = batch_logits(adapter, lm, chunk)
         loss += float(distill_loss(q, p, kind)) * q.shape[0]
         if ids is not None:
-            p = lm.engine.logits(torch.cat([s.h_last for s in chunk]))  # [M, V]
+            p = lm.engine.logits(torch.cat([s.h_last[s.n_prompt - 1 :] for s in chunk]))
         acc += expected_acceptance(q, p, ids) * q.shape[0]
     return loss / total, acc / total
 
@@ -324,6 +353,8 @@ def train_adapter(
         cache = out.with_name(out.stem + ".corpus.json")
         sequences = build_corpus(lm, prompts, settings.max_new_tokens, cache, progress)
     add_states(lm, sequences, settings.exit_layer)
+    if settings.prompt_text:
+        learn_positions(sequences)
     train, test = split(sequences, settings.held_out, settings.seed)
     meta = AdapterSettings(
         model=model_key(lm),
@@ -362,7 +393,8 @@ def train_adapter(
             break
         adapter.train()
         idx = torch.randint(len(train), (min(settings.batch, len(train)),), generator=gen)
-        q, p = batch_logits(adapter, lm, [train[i] for i in idx.tolist()])
+        batch = [train[i] for i in idx.tolist()]
+        q, p = batch_logits(adapter, lm, batch, generated_only=not settings.prompt_text)
         loss = distill_loss(q, p, settings.loss)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -391,10 +423,16 @@ def train_adapter(
 
 def _describe(s: TrainSettings, train: list[Sequence], test: list[Sequence]) -> str:
     extra = f" + {s.corpus}" if s.corpus else ""
+    learnt = (
+        f", learning also at {sum(x.n_prompt - 1 - x.first for x in train)} prompt positions"
+        if s.prompt_text
+        else ""
+    )
     return (
         f"self-distillation on greedy continuations (<= {s.max_new_tokens} tokens) of the "
         f"built-in prompts + seed notes{extra}: {len(train)} train / {len(test)} held-out "
-        f"sequences, {sum(x.n_gen for x in train)} / {sum(x.n_gen for x in test)} tokens"
+        f"sequences, {sum(x.n_gen for x in train)} / {sum(x.n_gen for x in test)} generated "
+        f"tokens{learnt}"
     )
 
 

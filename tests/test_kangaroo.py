@@ -27,6 +27,7 @@ from selfspec.train_adapter import (
     evaluate,
     expected_acceptance,
     frequent_tokens,
+    learn_positions,
     split,
     train_adapter,
 )
@@ -209,6 +210,26 @@ def test_expected_acceptance_counts_target_mass_outside_a_restricted_head_as_rej
     same_over_ids = torch.tensor([[0.5, 0.3]]).log()  # renormalised: 0.625, 0.375
     assert expected_acceptance(same_over_ids, p, ids) == pytest.approx(0.8)
     assert expected_acceptance(p, p) == pytest.approx(1.0)
+
+
+def test_training_also_learns_at_prompt_positions_after_the_shared_prefix(corpus):
+    lm, seqs = corpus
+    seqs = [Sequence([7, 7, 7, *s.ids], s.n_prompt + 3) for s in seqs]  # a shared prefix
+    add_states(lm, seqs, 2)
+    learn_positions(seqs)
+    first = seqs[0].first  # the shared prefix ([7, 7, 7] and whatever follows) is left out
+    assert first >= 3 and all(s.first == first for s in seqs)
+    assert all(s.ids[:first] == seqs[0].ids[:first] for s in seqs)
+    assert len({s.ids[first] for s in seqs}) > 1
+    adapter = make_adapter(lm, 2)
+    q_gen, _ = batch_logits(adapter, lm, seqs[:3])
+    q_all, p_all = batch_logits(adapter, lm, seqs[:3], generated_only=False)
+    assert q_gen.shape[0] == sum(s.n_gen for s in seqs[:3])
+    assert q_all.shape[0] == p_all.shape[0] == sum(len(s.ids) - 1 - first for s in seqs[:3])
+    # The positions it adds are the prompt's, with the targets of those positions.
+    s = seqs[0]
+    want = lm.engine.logits(s.h_last[None, first:])[0]
+    torch.testing.assert_close(p_all[: len(s.ids) - 1 - first], want)
 
 
 def test_ce_and_kl_give_the_same_gradients(corpus):
