@@ -90,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="learn only at generated tokens, not also at the prompts' text",
     )
+    train.add_argument(
+        "--no-builtin-prompts",
+        action="store_true",
+        help="leave the built-in (benchmark) prompt set out of the corpus",
+    )
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     train.add_argument("--out", required=True, help="adapter path (.safetensors)")
     return parser
@@ -243,6 +248,7 @@ def _train_adapter(args, lm) -> int:
         init=args.init,
         corpus=args.corpus,
         prompt_text=not args.generated_only,
+        builtin=not args.no_builtin_prompts,
     )
     adapter = train_adapter(lm, settings, args.out, resume=args.resume)
     s = adapter.settings

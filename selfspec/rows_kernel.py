@@ -3,12 +3,12 @@ csrc/rows_dot.c).
 
 Decoding multiplies 1-16 rows by each weight matrix per step, and those products decide
 both plain decoding's speed and what a verification pass costs relative to a plain step,
-which is what makes drafting pay or not. The C kernel streams each weight row once per
-group of input rows, so on the machine we measure on a whole forward pass over 2 tokens
-costs ~1.4x one over 1 token and over 8 tokens ~1.9x, where with MKL's kernels it cost
-1.5x and 2.7x (the benchmark's calibrated curves); and every output is summed in the same
-order for any number of rows, so a token's products are bit-identical alone or among
-drafts.
+which is what makes drafting pay or not. The C kernel streams each weight row once for up
+to 6 input rows, so on the machine we measure on a whole forward pass over 2 tokens costs
+~1.1x one over 1 token, over 6 tokens ~1.3x and over 9 ~1.7x, where with MKL's kernels
+it cost 1.5x, 2.4x and 3.2x (the benchmark's calibrated curves); and every output is
+summed in the same order for any number of rows, so a token's products are bit-identical
+alone or among drafts.
 
 The kernel is compiled on first use with the system C compiler into the selfspec cache
 folder (about a second) and called through ctypes, which releases the GIL. Where it cannot

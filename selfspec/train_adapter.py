@@ -80,6 +80,7 @@ class TrainSettings:
     eta: float = 0.6
     corpus: str | None = None  # user file: JSONL prompt set or plain text, one prompt a line
     prompt_text: bool = True  # learn from the prompts' positions too (see learn_positions)
+    builtin: bool = True  # the built-in prompt set in the corpus (see corpus_prompts)
 
     def check(self, n_layers: int) -> None:
         if not 0 < self.exit_layer < n_layers:
@@ -110,12 +111,17 @@ class Sequence:
 
 
 # ----------------------------------------------------------------------------- corpus
-def corpus_prompts(corpus: str | None = None, max_chars: int = 1200) -> list[str]:
-    """The built-in prompts, the seed notes as summary / question requests, a user file."""
+def corpus_prompts(
+    corpus: str | None = None, max_chars: int = 1200, builtin: bool = True
+) -> list[str]:
+    """The built-in prompts, the seed notes as summary / question requests, a user file.
+
+    `builtin=False` leaves out the built-in prompt set, which is also the benchmark's: an
+    adapter trained without it can be benchmarked on text it has not seen."""
     from selfspec.prompts import load_prompts
     from study.notes import seed_notes
 
-    prompts = [p.prompt for p in load_prompts()]
+    prompts = [p.prompt for p in load_prompts()] if builtin else []
     for note in seed_notes():
         for section in re.split(r"\n(?=## )", note.body):
             text = section.strip()[:max_chars]
@@ -349,7 +355,7 @@ def train_adapter(
     start_time = time.perf_counter()
     torch.manual_seed(settings.seed)
     if sequences is None:
-        prompts = corpus_prompts(settings.corpus, settings.max_prompt_chars)
+        prompts = corpus_prompts(settings.corpus, settings.max_prompt_chars, settings.builtin)
         cache = out.with_name(out.stem + ".corpus.json")
         sequences = build_corpus(lm, prompts, settings.max_new_tokens, cache, progress)
     add_states(lm, sequences, settings.exit_layer)
@@ -430,7 +436,8 @@ def _describe(s: TrainSettings, train: list[Sequence], test: list[Sequence]) -> 
     )
     return (
         f"self-distillation on greedy continuations (<= {s.max_new_tokens} tokens) of the "
-        f"built-in prompts + seed notes{extra}: {len(train)} train / {len(test)} held-out "
+        f"{'built-in prompts + ' if s.builtin else ''}seed notes{extra}: "
+        f"{len(train)} train / {len(test)} held-out "
         f"sequences, {sum(x.n_gen for x in train)} / {sum(x.n_gen for x in test)} generated "
         f"tokens{learnt}"
     )

@@ -23,6 +23,7 @@ from selfspec.train_adapter import (
     add_states,
     batch_logits,
     build_corpus,
+    corpus_prompts,
     distill_loss,
     evaluate,
     expected_acceptance,
@@ -160,6 +161,15 @@ def corpus():
         ids = lm.encode(text)
         seqs.append(Sequence(ids + tokens_of(lm, text, vanilla, cfg), len(ids)))
     return lm, seqs
+
+
+def test_corpus_can_leave_out_the_benchmark_prompts():
+    from selfspec.prompts import load_prompts
+
+    builtin = {p.prompt for p in load_prompts()}
+    full, clean = corpus_prompts(), corpus_prompts(builtin=False)
+    assert builtin <= set(full) and not builtin & set(clean)
+    assert set(clean) == set(full) - builtin and clean  # the notes stay
 
 
 def test_corpus_is_the_models_greedy_text_and_is_reused(tmp_path, monkeypatch):
