@@ -112,8 +112,10 @@ def causal_mask(pos: int, t: int, window: int | None, device) -> Tensor | None:
 
     Every layer of a pass asks for the same mask: it is built once and shared (read-only),
     separately inside and outside inference mode (autograd refuses inference tensors).
+    A compiled graph builds it itself (the cache is Python state the compiler would skip).
     """
-    return _causal_mask(pos, t, window, torch.device(device), torch.is_inference_mode_enabled())
+    build = _causal_mask.__wrapped__ if torch.compiler.is_compiling() else _causal_mask
+    return build(pos, t, window, torch.device(device), torch.is_inference_mode_enabled())
 
 
 @functools.lru_cache(maxsize=8)
