@@ -95,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="leave the built-in (benchmark) prompt set out of the corpus",
     )
+    train.add_argument(
+        "--self-instruct",
+        type=int,
+        default=0,
+        metavar="TOPICS",
+        help="add the model's own text on this many shipped topics (100: ~11 min here)",
+    )
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     train.add_argument("--out", required=True, help="adapter path (.safetensors)")
     return parser
@@ -249,6 +256,7 @@ def _train_adapter(args, lm) -> int:
         corpus=args.corpus,
         prompt_text=not args.generated_only,
         builtin=not args.no_builtin_prompts,
+        topics=args.self_instruct,
     )
     adapter = train_adapter(lm, settings, args.out, resume=args.resume)
     s = adapter.settings

@@ -45,6 +45,8 @@ __all__ = [
     "Sequence",
     "corpus_prompts",
     "build_corpus",
+    "self_instruct_corpus",
+    "write_one_by_one",
     "distill_loss",
     "expected_acceptance",
     "train_adapter",
@@ -81,6 +83,7 @@ class TrainSettings:
     corpus: str | None = None  # user file: JSONL prompt set or plain text, one prompt a line
     prompt_text: bool = True  # learn from the prompts' positions too (see learn_positions)
     builtin: bool = True  # the built-in prompt set in the corpus (see corpus_prompts)
+    topics: int = 0  # self-instruct text on this many shipped topics (see self_instruct)
 
     def check(self, n_layers: int) -> None:
         if not 0 < self.exit_layer < n_layers:
@@ -92,6 +95,13 @@ class TrainSettings:
             raise BadInputError(f"Unknown loss '{self.loss}': use ce or kl.")
         if self.steps < 1 or self.batch < 1 or self.lr <= 0:
             raise BadInputError("steps and batch must be at least 1 and lr positive.")
+        from selfspec.self_instruct import load_topics
+
+        if self.topics and not 0 < self.topics <= len(load_topics()):
+            raise BadInputError(
+                f"Self-instruct text takes 1 to {len(load_topics())} topics (the shipped "
+                f"list), got {self.topics}."
+            )
 
 
 @dataclass
@@ -144,15 +154,35 @@ def _user_prompts(path: Path, max_chars: int) -> list[str]:
     return [line.strip()[:max_chars] for line in lines if line.strip()]
 
 
+Writer = Callable[[LoadedModel, list[str], int], list[list[int]]]
+
+
+def write_one_by_one(lm: LoadedModel, prompts: list[str], max_new_tokens: int) -> list[list[int]]:
+    """Greedy replies with the product's fast lossless method (prompt lookup): the same
+    text as plain decoding, sooner."""
+    from selfspec.decoding import generate, run_to_end
+    from selfspec.methods import FAST_METHOD, get_method
+    from selfspec.sampling import SamplingConfig
+
+    cfg = SamplingConfig(max_new_tokens=max_new_tokens)
+    method = get_method(FAST_METHOD).run
+    return [run_to_end(generate(lm, p, method, cfg)).tokens for p in prompts]
+
+
 def build_corpus(
-    lm: LoadedModel, prompts: list[str], max_new_tokens: int, cache: Path | None, progress=False
+    lm: LoadedModel,
+    prompts: list[str],
+    max_new_tokens: int,
+    cache: Path | None,
+    progress=False,
+    writer: Writer = write_one_by_one,
+    chunk: int = 1,
 ) -> list[Sequence]:
     """Greedy continuations of each prompt by the full model; read from cache if it matches.
 
-    Written with the product's fast lossless method (prompt lookup): the same greedy text
-    as plain decoding, sooner."""
-    from selfspec.decoding import generate, prepare_prompt, run_to_end
-    from selfspec.methods import FAST_METHOD, get_method
+    `writer` turns prompts into replies, `chunk` prompts per call (the progress bar's
+    step); prompts longer than the model's context are left out."""
+    from selfspec.decoding import prepare_prompt
     from selfspec.profiles import model_key
     from selfspec.sampling import SamplingConfig
 
@@ -162,20 +192,45 @@ def build_corpus(
         if stored.get("key") == key:
             return [Sequence(ids, n) for ids, n in stored["sequences"]]
     cfg = SamplingConfig(max_new_tokens=max_new_tokens)
-    sequences = []
-    for prompt in _bar(prompts, progress, "generating corpus"):
+    kept = []
+    for prompt in prompts:
         try:
-            ids = prepare_prompt(lm, prompt, cfg)
+            kept.append((prompt, prepare_prompt(lm, prompt, cfg)))
         except BadInputError:  # longer than this model's context: leave it out
             continue
-        out = run_to_end(generate(lm, prompt, get_method(FAST_METHOD).run, cfg)).tokens
-        if out:
-            sequences.append(Sequence(ids + out, len(ids)))
+    sequences = []
+    for i in _bar(range(0, len(kept), chunk), progress, "generating corpus"):
+        part = kept[i : i + chunk]
+        replies = writer(lm, [prompt for prompt, _ in part], max_new_tokens)
+        for (_, ids), out in zip(part, replies, strict=True):
+            if out:
+                sequences.append(Sequence(ids + out, len(ids)))
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         rows = [[s.ids, s.n_prompt] for s in sequences]
         cache.write_text(json.dumps({"key": key, "sequences": rows}))
     return sequences
+
+
+def self_instruct_corpus(
+    lm: LoadedModel, topics: list[str], max_new_tokens: int, cache: Path | None, progress=False
+) -> list[Sequence]:
+    """The model's own paragraphs on the topics, then its replies to requests about them
+    (see `selfspec.self_instruct`); each stage cached like `build_corpus`."""
+    from selfspec.self_instruct import PARAGRAPH, batch_greedy, task_prompts
+
+    def stage(name: str, prompts: list[str]) -> list[Sequence]:
+        path = cache.with_name(f"{cache.stem}-{name}.json") if cache else None
+        return build_corpus(lm, prompts, max_new_tokens, path, progress, batch_greedy, 64)
+
+    first = stage("paragraphs", [PARAGRAPH.format(topic=t) for t in topics])
+    paragraphs = {tuple(s.ids[: s.n_prompt]): lm.decode(s.ids[s.n_prompt :]) for s in first}
+    requests = []
+    for topic in topics:
+        text = paragraphs.get(tuple(lm.encode(PARAGRAPH.format(topic=topic))))
+        if text:
+            requests += task_prompts(topic, text)
+    return first + stage("requests", requests)
 
 
 @torch.no_grad()
@@ -358,6 +413,17 @@ def train_adapter(
         prompts = corpus_prompts(settings.corpus, settings.max_prompt_chars, settings.builtin)
         cache = out.with_name(out.stem + ".corpus.json")
         sequences = build_corpus(lm, prompts, settings.max_new_tokens, cache, progress)
+        if settings.topics:
+            from selfspec.self_instruct import load_topics
+
+            topics = load_topics()[: settings.topics]
+            sequences += self_instruct_corpus(
+                lm,
+                topics,
+                settings.max_new_tokens,
+                cache.with_name(out.stem + ".self.json"),
+                progress,
+            )
     add_states(lm, sequences, settings.exit_layer)
     if settings.prompt_text:
         learn_positions(sequences)
@@ -429,6 +495,8 @@ def train_adapter(
 
 def _describe(s: TrainSettings, train: list[Sequence], test: list[Sequence]) -> str:
     extra = f" + {s.corpus}" if s.corpus else ""
+    if s.topics:
+        extra += f" + self-instruct text on {s.topics} topics"
     learnt = (
         f", learning also at {sum(x.n_prompt - 1 - x.first for x in train)} prompt positions"
         if s.prompt_text
