@@ -6,9 +6,9 @@ names (study notes) gives only ~14,000 positions, and an adapter trained on it f
 epochs fits those and little else: 0.14 greedy agreement with the full model on the
 benchmark's (unseen) outputs. Here the model first writes a paragraph about each topic of
 a list, and the paragraphs then become summary and quiz requests next to explanation and
-fact requests about the same topic: five sequences per topic, ~440 tokens of text each
-(prompt and reply, both learnt from). With the 100 shipped topics that is ~40,000
-generated tokens and ~75,000 positions in all, and the agreement rose to 0.21.
+fact requests about the same topic: five sequences per topic, ~160 tokens each (prompt
+and reply, both learnt from). With the 100 shipped topics that is ~39,000 generated tokens,
+~72,000 training positions with the notes' (5x), and the agreement rose to 0.21.
 
 The topics (`data/topics.txt`) avoid those of the benchmark's prompts, so the benchmark
 stays text the adapter has not seen. Generation is greedy and batched (the Hugging Face

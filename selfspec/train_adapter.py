@@ -1,8 +1,9 @@
 """Training the Kangaroo adapter by self-distillation.
 
 The full model writes greedy continuations of a prompt corpus (the built-in prompt set, the
-study seed notes turned into "Summarize: ..." / "Write a question about: ..." requests, and
-an optional user file), cached to disk once. The frozen model then gives, for every
+study seed notes turned into "Summarize: ..." / "Write a question about: ..." requests, an
+optional user file, and optionally its own self-instruct text, see `selfspec.self_instruct`),
+cached to disk once. The frozen model then gives, for every
 sequence, the exit-layer hidden states (the adapter's input) and the last layer's states
 at the generated positions (the targets' source); both are computed once under no_grad.
 Each step runs only the adapter (teacher-forced over whole sequences) and the frozen head.
