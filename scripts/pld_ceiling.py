@@ -51,7 +51,7 @@ def accepted(draft: list[int], truth: list[int]) -> int:
 def replay(prompt: list[int], out: list[int], curve: dict[int, float], mode: str) -> float:
     """Cost of producing `out` after the first token, in plain steps."""
     drafter = PromptLookupDrafter(k=MAX_DRAFT)
-    policy = DraftLengthPolicy(VerifyCosts({m: curve[m] for m in curve}), MAX_DRAFT)
+    policy = DraftLengthPolicy(VerifyCosts(dict(curve)), MAX_DRAFT)
     policy.draft_s, policy.step_s = 0.0, 1.0  # lookup is free; costs are in plain steps
     tokens, t, cost = [*prompt, out[0]], 1, 0.0
     while t < len(out):

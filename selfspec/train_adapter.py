@@ -96,13 +96,15 @@ class TrainSettings:
             raise BadInputError(f"Unknown loss '{self.loss}': use ce or kl.")
         if self.steps < 1 or self.batch < 1 or self.lr <= 0:
             raise BadInputError("steps and batch must be at least 1 and lr positive.")
-        from selfspec.self_instruct import load_topics
+        if self.topics:
+            from selfspec.self_instruct import load_topics
 
-        if self.topics and not 0 < self.topics <= len(load_topics()):
-            raise BadInputError(
-                f"Self-instruct text takes 1 to {len(load_topics())} topics (the shipped "
-                f"list), got {self.topics}."
-            )
+            shipped = len(load_topics())
+            if not 0 < self.topics <= shipped:
+                raise BadInputError(
+                    f"Self-instruct text takes 1 to {shipped} topics (the shipped list), "
+                    f"got {self.topics}."
+                )
 
 
 @dataclass
@@ -422,7 +424,7 @@ def train_adapter(
                 lm,
                 topics,
                 settings.max_new_tokens,
-                cache.with_name(out.stem + ".self.json"),
+                out.with_name(out.stem + ".self.json"),
                 progress,
             )
     add_states(lm, sequences, settings.exit_layer)
