@@ -104,6 +104,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             x="time",
             y="rating",
             title="Reviews of this card (rating 1-4)",
+            y_lim=[0.5, 4.5],  # the whole rating scale, also when every rating is the same
             label="reviews",
             elem_id="stats-reviews",
         )
