@@ -156,7 +156,9 @@ def save_adapter(adapter: KangarooAdapter, path: str | Path) -> Path:
     return path
 
 
-def load_adapter(lm: LoadedModel, path: str | Path, exit_layer: int | None = None):
+def load_adapter(
+    lm: LoadedModel, path: str | Path, exit_layer: int | None = None
+) -> KangarooAdapter:
     """The adapter at path, refused unless it was made for this model (and exit layer)."""
     from safetensors.torch import load_file
 

@@ -8,8 +8,12 @@ windows, q/k/v biases) rather than separate model classes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from selfspec.errors import ModelLoadError
+
+if TYPE_CHECKING:  # transformers is only needed at run time by the loader
+    from transformers import PretrainedConfig
 
 __all__ = ["ModelConfig", "SUPPORTED_ARCHITECTURES"]
 
@@ -43,7 +47,7 @@ class ModelConfig:
         return 2 * self.n_layers
 
     @classmethod
-    def from_hf(cls, hf) -> ModelConfig:
+    def from_hf(cls, hf: PretrainedConfig) -> ModelConfig:
         """Translate a transformers config; refuse architectures the engine does not run."""
         arch = hf.model_type
         if arch not in SUPPORTED_ARCHITECTURES:

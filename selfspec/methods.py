@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache, partial
 
-from selfspec.decoding import Method, vanilla
+from selfspec.decoding import Chunk, Method, vanilla
 from selfspec.drafters.kangaroo import kangaroo_drafter
 from selfspec.drafters.lookup import PromptLookupDrafter
 from selfspec.drafters.skip import AdaptiveThreshold, SkipLayerDrafter
@@ -15,6 +15,7 @@ from selfspec.errors import BadInputError
 from selfspec.hf_methods import hf_generate
 from selfspec.llamacpp import llamacpp_available, llamacpp_generate
 from selfspec.loading import LoadedModel, load_model
+from selfspec.sampling import SamplingConfig
 from selfspec.speculative import speculative
 
 __all__ = ["MethodInfo", "METHODS", "get_method", "FAST_METHOD"]
@@ -83,7 +84,9 @@ METHODS: dict[str, MethodInfo] = {
 }
 
 
-def hf_assist(lm: LoadedModel, prompt_ids, cfg, assistant: str | None = None):
+def hf_assist(
+    lm: LoadedModel, prompt_ids: list[int], cfg: SamplingConfig, assistant: str | None = None
+) -> Iterator[Chunk]:
     """`generate(assistant_model=...)` with our Kangaroo draft wrapped as a transformers
     model, or with the same-tokenizer draft model the user names."""
     source = assistant or os.environ.get("SELFSPEC_HF_ASSISTANT")

@@ -20,6 +20,7 @@ rows than MKL's and whose rounding does not depend on it; elsewhere through F.li
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -41,7 +42,7 @@ class SkipSet:
     mlp: frozenset[int] = field(default_factory=frozenset)
 
     @classmethod
-    def of(cls, attn=(), mlp=()) -> SkipSet:
+    def of(cls, attn: Iterable[int] = (), mlp: Iterable[int] = ()) -> SkipSet:
         return cls(frozenset(int(i) for i in attn), frozenset(int(i) for i in mlp))
 
     @property
@@ -77,7 +78,9 @@ class KVCache:
     earlier position and the stale entries beyond it are overwritten before they are read.
     """
 
-    def __init__(self, cfg: ModelConfig, max_len: int, batch: int, device, dtype) -> None:
+    def __init__(
+        self, cfg: ModelConfig, max_len: int, batch: int, device: torch.device, dtype: torch.dtype
+    ) -> None:
         shape = (batch, cfg.n_kv_heads, max_len, cfg.head_dim)
         self.max_len = max_len
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layers)]
@@ -107,7 +110,7 @@ def rotate_half(x: Tensor) -> Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
-def causal_mask(pos: int, t: int, window: int | None, device) -> Tensor | None:
+def causal_mask(pos: int, t: int, window: int | None, device: torch.device | str) -> Tensor | None:
     """Boolean mask [T, pos+T] (True = attend) for T new queries after `pos` cached keys.
 
     Every layer of a pass asks for the same mask: it is built once and shared (read-only),

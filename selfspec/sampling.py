@@ -45,7 +45,7 @@ class SamplingConfig:
     def greedy(self) -> bool:
         return self.temperature == 0.0
 
-    def generator(self, device) -> torch.Generator | None:
+    def generator(self, device: torch.device | str) -> torch.Generator | None:
         if self.greedy:
             return None
         gen = torch.Generator(device=device)

@@ -177,7 +177,7 @@ def build_corpus(
     prompts: list[str],
     max_new_tokens: int,
     cache: Path | None,
-    progress=False,
+    progress: bool = False,
     writer: Writer = write_one_by_one,
     chunk: int = 1,
 ) -> list[Sequence]:
@@ -216,7 +216,11 @@ def build_corpus(
 
 
 def self_instruct_corpus(
-    lm: LoadedModel, topics: list[str], max_new_tokens: int, cache: Path | None, progress=False
+    lm: LoadedModel,
+    topics: list[str],
+    max_new_tokens: int,
+    cache: Path | None,
+    progress: bool = False,
 ) -> list[Sequence]:
     """The model's own paragraphs on the topics, then its replies to requests about them
     (see `selfspec.self_instruct`); each stage cached like `build_corpus`."""
@@ -352,7 +356,9 @@ def evaluate(
 
 
 # ----------------------------------------------------------------------------- training
-def split(sequences: list[Sequence], held_out: float, seed: int):
+def split(
+    sequences: list[Sequence], held_out: float, seed: int
+) -> tuple[list[Sequence], list[Sequence]]:
     """Seeded train / held-out split by sequence."""
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(sequences), generator=g).tolist()
@@ -362,7 +368,9 @@ def split(sequences: list[Sequence], held_out: float, seed: int):
     return [sequences[i] for i in order[n_test:]], [sequences[i] for i in order[:n_test]]
 
 
-def frequent_tokens(sequences: list[Sequence], n: int, vocab: int, device) -> Tensor:
+def frequent_tokens(
+    sequences: list[Sequence], n: int, vocab: int, device: torch.device | str
+) -> Tensor:
     """The n most frequent generated tokens (sorted ids): the restricted draft head."""
     counts = torch.zeros(vocab, dtype=torch.long)
     for s in sequences:

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from selfspec.adapter import KangarooAdapter
 from selfspec.errors import BadInputError
+from selfspec.loading import LoadedModel
 from selfspec.model import KVCache, Transformer
 from selfspec.sampling import probabilities
 from selfspec.speculative import Draft, DraftContext, Drafter, check_unit_interval
@@ -138,7 +139,7 @@ class KangarooDrafter(Drafter):
         self._filled = self._pos + 1 + accepted
 
 
-def adapter_path(lm, user: bool = True):
+def adapter_path(lm: LoadedModel, user: bool = True) -> Path:
     """Where the default adapter for this model lives (user data folder, or shipped)."""
     import os
 
@@ -148,7 +149,9 @@ def adapter_path(lm, user: bool = True):
     return root / "adapters" / f"{model_key(lm)}.kangaroo.safetensors"
 
 
-def kangaroo_drafter(lm, path=None, **kwargs) -> KangarooDrafter:
+def kangaroo_drafter(
+    lm: LoadedModel, path: Path | None = None, **kwargs: object
+) -> KangarooDrafter:
     """The drafter over this model's default adapter (the user's own, else the shipped one)."""
     from selfspec.adapter import load_adapter
 
