@@ -249,7 +249,12 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     )
     with gr.Row():
         bars = gr.BarPlot(
-            x="method", y="tokens/s", title="Tokens per second", label="tokens/s", elem_id="pg-bars"
+            x="method",
+            y="tokens/s",
+            y_lim=[0, None],  # bars from zero, so their heights compare as the speeds do
+            title="Tokens per second",
+            label="tokens/s",
+            elem_id="pg-bars",
         )
         accepted = gr.BarPlot(
             x="accepted drafts",
