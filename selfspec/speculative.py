@@ -67,10 +67,10 @@ class Drafter:
         it: a one-off pass over a long prompt would otherwise price drafting out for good."""
 
     def verify_logits(self, ctx: DraftContext, block: Tensor) -> Tensor | None:
-        """Target logits [k+1, V] for block [1, k+1] (current token + drafts), when the
-        drafter can get them cheaper than a full forward (Kangaroo reuses its shallow
-        layers); it must write the target cache as the full forward would. None: the
-        loop runs the full forward."""
+        """Target logits [k+1, V] for block [1, k+1] (current token + drafts, k >= 0),
+        when the drafter can get them cheaper than a full forward (Kangaroo reuses its
+        shallow layers); it must write the target cache as the full forward would. None:
+        the loop runs the full forward."""
         return None
 
     def acceptance_class(self, ctx: DraftContext) -> tuple[Hashable, float]:
@@ -169,15 +169,16 @@ def speculative(
                 draft = d.draft(ctx)
             t1 = time.perf_counter()
             block = torch.tensor([[last, *draft.tokens]], device=engine.device)  # [1, k+1]
-            logits = d.verify_logits(ctx, block) if draft.tokens else None
+            logits = d.verify_logits(ctx, block)
             if logits is None:
                 logits = engine.forward(block, cache, pos)[0]  # [k+1, V]
             n, bonus = verify(logits, draft, cfg, gen)
             if gate is not None:
                 confident = _top1(logits[n]) >= gate
         t2 = time.perf_counter()
-        if policy:
-            policy.observe(len(draft.tokens), n, t1 - tp, t2 - t1, label)
+        if policy:  # a step that drafts nothing costs all it took, probing included
+            verify_s = t2 - t1 if draft.tokens else t2 - t0
+            policy.observe(len(draft.tokens), n, t1 - tp, verify_s, label)
         if draft.tokens:
             d.update(len(draft.tokens), n)
         new = [*draft.tokens[:n], bonus]

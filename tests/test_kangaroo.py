@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from selfspec.adapter import AdapterSettings, KangarooAdapter, load_adapter, save_adapter
 from selfspec.decoding import generate, run_to_end, vanilla
-from selfspec.drafters.kangaroo import KangarooDrafter, kangaroo_drafter
+from selfspec.drafters.kangaroo import BANDS, KangarooDrafter, kangaroo_drafter
 from selfspec.errors import BadInputError
 from selfspec.profiles import model_key
 from selfspec.sampling import SamplingConfig
@@ -56,8 +56,11 @@ def tokens_of(lm, prompt, method, cfg):
     init=st.sampled_from(["layer", "random"]),
     head=st.sampled_from([0, 64]),
     gate=st.one_of(st.none(), st.floats(0.01, 0.99)),
+    cost_aware=st.booleans(),
 )
-def test_greedy_kangaroo_is_lossless(arch, prompt, exit_layer, eta, max_draft, init, head, gate):
+def test_greedy_kangaroo_is_lossless(
+    arch, prompt, exit_layer, eta, max_draft, init, head, gate, cost_aware
+):
     lm = tiny(arch)  # float64: rounding cannot flip a token
     adapter = make_adapter(lm, exit_layer, init)
     head_tokens = torch.arange(head, device=lm.device) * 5 if head else None
@@ -65,7 +68,7 @@ def test_greedy_kangaroo_is_lossless(arch, prompt, exit_layer, eta, max_draft, i
         speculative,
         drafter=lambda lm: KangarooDrafter(adapter, exit_layer, eta, max_draft, head_tokens),
         gate=gate,
-        cost_aware=False,
+        cost_aware=cost_aware,  # with the policy, probes it does not draft from are reused
     )
     cfg = SamplingConfig(max_new_tokens=24)
     assert tokens_of(lm, prompt, method, cfg) == tokens_of(lm, prompt, vanilla, cfg)
@@ -102,6 +105,51 @@ def test_shared_shallow_layer_verification_equals_full_forward(arch):
     for i in range(N_LAYERS):
         torch.testing.assert_close(ctx.cache.k[i][:, :, :n], full_cache.k[i][:, :, :n])
         torch.testing.assert_close(ctx.cache.v[i][:, :, :n], full_cache.v[i][:, :, :n])
+
+
+def test_a_probe_without_a_draft_serves_the_plain_step():
+    """The policy looks at the first draft's confidence (a probe through layers 0..l-1);
+    when it then drafts nothing, verification runs only the deep layers on the probe's
+    state, and the logits and cache are those of a full forward. A probe never serves
+    another generation's cache."""
+    lm = tiny("tiny-qwen2")
+    drafter = KangarooDrafter(make_adapter(lm, 2, "random"), 2, eta=0.5, max_draft=4)
+    ids = random_ids(20, seed=4)
+    engine = lm.engine
+    cfg = SamplingConfig(max_new_tokens=8)
+    with torch.inference_mode():
+        cache = engine.new_cache(40)
+        pos = len(ids) - 1
+        engine.forward(torch.tensor([ids[:pos]], device=lm.device), cache, 0)
+        ctx = DraftContext(lm, cache, pos, ids[-1], list(ids), cfg, None, 8)
+        band, prior = drafter.acceptance_class(ctx)
+        other = DraftContext(lm, engine.new_cache(40), pos, ids[-1], list(ids), cfg, None, 8)
+        block = torch.tensor([[ids[-1]]], device=lm.device)
+        assert drafter.verify_logits(other, block) is None
+        shared = drafter.verify_logits(ctx, block)
+        full_cache = engine.new_cache(40)
+        full = engine.forward(torch.tensor([ids], device=lm.device), full_cache, 0)
+    assert band in range(4) and 0 < prior < 1
+    torch.testing.assert_close(shared, full[0, pos:], rtol=1e-9, atol=1e-9)
+    for i in range(N_LAYERS):
+        torch.testing.assert_close(cache.k[i][:, :, : pos + 1], full_cache.k[i][:, :, : pos + 1])
+
+
+def test_the_first_draft_s_confidence_names_its_band():
+    lm = tiny("tiny-llama")
+    drafter = KangarooDrafter(make_adapter(lm, 2, "random"), 2, eta=0.5, max_draft=4)
+    ids = random_ids(12, seed=6)
+    cfg = SamplingConfig(max_new_tokens=8)
+    with torch.inference_mode():
+        cache = lm.engine.new_cache(30)
+        pos = len(ids) - 1
+        lm.engine.forward(torch.tensor([ids[:pos]], device=lm.device), cache, 0)
+        ctx = DraftContext(lm, cache, pos, ids[-1], list(ids), cfg, None, 8)
+        band, _ = drafter.acceptance_class(ctx)
+        tok, conf, _ = drafter._first
+        draft = drafter.draft(ctx)
+    assert draft.tokens[0] == tok  # drafting starts from the probed token, not a new one
+    assert band == next(i for i, edge in enumerate(BANDS) if conf >= edge)
 
 
 def test_adapter_cache_stays_valid_after_rejections():

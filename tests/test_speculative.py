@@ -12,12 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.stats import chisquare
 
+from selfspec.adapter import AdapterSettings, KangarooAdapter
 from selfspec.decoding import generate, run_to_end, vanilla
+from selfspec.drafters.kangaroo import KangarooDrafter
 from selfspec.drafters.lookup import PromptLookupDrafter, lookup
 from selfspec.drafters.skip import AdaptiveThreshold, SkipLayerDrafter
 from selfspec.errors import BadInputError
 from selfspec.model import SkipSet
-from selfspec.profiles import SkipProfile, load_profile, save_profile
+from selfspec.profiles import SkipProfile, load_profile, model_key, save_profile
 from selfspec.sampling import SamplingConfig, probabilities
 from selfspec.speculative import Draft, Drafter, speculative, verify
 from tests.model_helpers import ARCHS, tiny
@@ -154,8 +156,11 @@ def test_the_statistical_check_catches_a_wrong_residual():
     assert chisquare(counts.numpy(), (P * n).numpy()).pvalue < 1e-6
 
 
-def test_speculative_sampling_matches_model_probabilities_end_to_end():
-    """First and second tokens of seeded skip-drafted runs follow the model's own p."""
+@pytest.mark.parametrize("drafting", ["skip", "kangaroo"])
+def test_speculative_sampling_matches_model_probabilities_end_to_end(drafting):
+    """First and second tokens of seeded drafted runs follow the model's own p (Kangaroo:
+    with the draft-length policy, so the sampled probe token is the first draft or is
+    dropped when the policy drafts nothing)."""
     lm = tiny("tiny-qwen2")
     cfg_base = dict(max_new_tokens=2, temperature=1.5, top_k=3)
     prompt = "ab"
@@ -166,6 +171,11 @@ def test_speculative_sampling_matches_model_probabilities_end_to_end():
     p1 = probabilities(logits, SamplingConfig(**cfg_base)).cpu()
     support = p1.nonzero().flatten().tolist()
     method = skip_method(SkipSet.of([1, 2], [2]), 4, 0.05)
+    if drafting == "kangaroo":
+        adapter = KangarooAdapter(
+            lm.engine, AdapterSettings(model_key(lm), 4, 2, lm.engine.cfg.dim, init="random")
+        ).requires_grad_(False)
+        method = partial(speculative, drafter=lambda lm: KangarooDrafter(adapter, 2, eta=0.05))
     n = 900
     firsts, pairs = torch.zeros(len(p1), device="cpu"), {}
     for seed in range(n):
