@@ -16,7 +16,7 @@ probe is nearly free: its shallow layers are work the verification would do anyw
 it is kept even when the policy then drafts nothing (`verify_logits` runs only layers
 l..L-1 on it), and only the adapter and the small head are extra. On this model the
 draft's confidence is what tells good drafts apart (benchmark replies: drafts at least
-0.8 sure agree 87% of the time, the rest 14%), so each class gets its own acceptance rate.
+0.8 sure agree 87% of the time, the rest 17%), so each class gets its own acceptance rate.
 
 The adapter's own KV cache holds, for every committed position, keys and values computed
 from exact exit-layer states, so it stays valid after a rejection: entries past the
