@@ -31,6 +31,7 @@ from selfspec.drafters.kangaroo import SHIPPED, kangaroo_drafter
 from selfspec.loading import LoadedModel, load_model
 from selfspec.prompts import load_prompts
 from selfspec.train_adapter import (
+    BUILTIN_DATA,
     TrainSettings,
     add_states,
     build_corpus,
@@ -135,7 +136,7 @@ def eta_on_benchmark(lm: LoadedModel, work: Path, out: Path) -> None:
     prompts (128 tokens): the text eta is used on, and held out from the adapter, which is
     trained without the built-in prompts (its settings say so; refused otherwise)."""
     shipped = kangaroo_drafter(lm).adapter
-    if "built-in prompts" in shipped.settings.data:
+    if BUILTIN_DATA in shipped.settings.data:
         raise SystemExit("The shipped adapter saw the benchmark prompts: no held-out text.")
     prompts = [p.prompt for p in load_prompts()]
     replies = build_corpus(lm, prompts, 128, work / "bench-replies.json", progress=True)

@@ -42,6 +42,7 @@ from selfspec.errors import BadInputError
 from selfspec.loading import LoadedModel
 
 __all__ = [
+    "BUILTIN_DATA",
     "TrainSettings",
     "Sequence",
     "corpus_prompts",
@@ -61,6 +62,7 @@ __all__ = [
 ]
 
 LOSSES = ("ce", "kl")
+BUILTIN_DATA = "built-in prompts"  # how AdapterSettings.data names the benchmark's prompts
 
 
 @dataclass
@@ -515,7 +517,7 @@ def _describe(s: TrainSettings, train: list[Sequence], test: list[Sequence]) -> 
     )
     return (
         f"self-distillation on greedy continuations (<= {s.max_new_tokens} tokens) of the "
-        f"{'built-in prompts + ' if s.builtin else ''}seed notes{extra}: "
+        f"{BUILTIN_DATA + ' + ' if s.builtin else ''}seed notes{extra}: "
         f"{len(train)} train / {len(test)} held-out "
         f"sequences, {sum(x.n_gen for x in train)} / {sum(x.n_gen for x in test)} generated "
         f"tokens{learnt}"

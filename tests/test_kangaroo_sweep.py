@@ -15,7 +15,7 @@ from selfspec.decoding import vanilla
 from selfspec.drafters.kangaroo import KangarooDrafter
 from selfspec.profiles import model_key
 from selfspec.sampling import SamplingConfig
-from selfspec.train_adapter import Sequence, add_states
+from selfspec.train_adapter import BUILTIN_DATA, Sequence, add_states
 from tests.model_helpers import random_ids, tiny
 from tests.test_kangaroo import draft_once, make_adapter, tokens_of
 
@@ -59,7 +59,7 @@ def test_teacher_forced_agreement_is_the_drafter_s_own_first_draft():
 def test_eta_on_benchmark_refuses_an_adapter_that_saw_the_benchmark(tmp_path, monkeypatch):
     lm = tiny("tiny-llama")
     adapter = make_adapter(lm, 2)
-    adapter.settings = replace(adapter.settings, data="continuations of the built-in prompts")
+    adapter.settings = replace(adapter.settings, data=f"continuations of the {BUILTIN_DATA}")
     save_adapter(adapter, tmp_path / "adapters" / f"{model_key(lm)}.kangaroo.safetensors")
     monkeypatch.setenv("SELFSPEC_DATA_DIR", str(tmp_path))
     with pytest.raises(SystemExit, match="saw the benchmark prompts"):

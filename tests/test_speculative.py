@@ -12,17 +12,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.stats import chisquare
 
-from selfspec.adapter import AdapterSettings, KangarooAdapter
 from selfspec.decoding import generate, run_to_end, vanilla
 from selfspec.drafters.kangaroo import KangarooDrafter
 from selfspec.drafters.lookup import PromptLookupDrafter, lookup
 from selfspec.drafters.skip import AdaptiveThreshold, SkipLayerDrafter
 from selfspec.errors import BadInputError
 from selfspec.model import SkipSet
-from selfspec.profiles import SkipProfile, load_profile, model_key, save_profile
+from selfspec.profiles import SkipProfile, load_profile, save_profile
 from selfspec.sampling import SamplingConfig, probabilities
 from selfspec.speculative import Draft, Drafter, speculative, verify
 from tests.model_helpers import ARCHS, tiny
+from tests.test_kangaroo import make_adapter
 
 N_LAYERS = 4  # the tiny models
 
@@ -172,9 +172,7 @@ def test_speculative_sampling_matches_model_probabilities_end_to_end(drafting):
     support = p1.nonzero().flatten().tolist()
     method = skip_method(SkipSet.of([1, 2], [2]), 4, 0.05)
     if drafting == "kangaroo":
-        adapter = KangarooAdapter(
-            lm.engine, AdapterSettings(model_key(lm), 4, 2, lm.engine.cfg.dim, init="random")
-        ).requires_grad_(False)
+        adapter = make_adapter(lm, 2, "random")
         method = partial(speculative, drafter=lambda lm: KangarooDrafter(adapter, 2, eta=0.05))
     n = 900
     firsts, pairs = torch.zeros(len(p1), device="cpu"), {}

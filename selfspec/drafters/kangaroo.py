@@ -74,7 +74,10 @@ class KangarooDrafter(Drafter):
         self._states: list[Tensor] = []  # exit-layer states [1, T, C] of last + drafts
         self._first: tuple[int, float, Tensor | None] | None = None  # first draft token
 
-    def _restricted_head(self, engine: Transformer) -> Tensor:
+    def _draft_head(self, engine: Transformer) -> Tensor | None:
+        """The restricted head's rows (built once per engine); None: the full head."""
+        if self.head_tokens is None:
+            return None
         if self._head is None or self._head[0] is not engine:
             self._head = (engine, engine.head_rows(self.head_tokens))
         return self._head[1]
@@ -114,16 +117,15 @@ class KangarooDrafter(Drafter):
             return self._first
         self.prepare(ctx)
         engine = ctx.lm.engine
-        head = None if self.head_tokens is None else self._restricted_head(engine)
         h, a = self._step(ctx, [ctx.last], ctx.pos)
         self._pos, self._states = ctx.pos, [h]
         self._filled = ctx.pos + 1  # the current token is committed: its entry is valid
-        self._first = self._pick(engine.logits(a, head)[0, -1], ctx)
+        self._first = self._pick(engine.logits(a, self._draft_head(engine))[0, -1], ctx)
         return self._first
 
     def draft(self, ctx: DraftContext) -> Draft:
         engine = ctx.lm.engine
-        head = None if self.head_tokens is None else self._restricted_head(engine)
+        head = self._draft_head(engine)
         pick = self._start(ctx)
         self._first = None  # drafting moves on from it; a later step probes afresh
         tokens, qs = [], []
