@@ -5,7 +5,7 @@ its schema. Nothing here knows about memory models, language models or the UI.
 """
 
 from db.base import Base
-from db.engine import Database, default_url, init_db, make_engine
+from db.engine import Database, DatabaseUnavailableError, default_url, init_db, make_engine
 from db.models import (
     CARD_KINDS,
     Card,
@@ -27,6 +27,7 @@ __all__ = [
     "Card",
     "CardState",
     "Database",
+    "DatabaseUnavailableError",
     "DecodeRun",
     "JobRun",
     "Note",

@@ -7,7 +7,13 @@ wait for the lock instead of failing; and write transactions start with
 then tries to write can fail with "database is locked" at once, whatever the timeout,
 when another writer committed in between; taking the lock first removes that case.
 ``Database.write`` retries a transaction that still hit a lock, so the error never
-reaches the user.
+reaches the user; on PostgreSQL it retries a deadlock or serialisation failure the same
+way.
+
+Start-up checks: several replicas may start together, so the schema upgrade runs under
+a cross-process lock (``db.locks.migration_lock``) and happens once; a ``DATABASE_URL``
+that is malformed, names a driver that is not installed, or cannot be reached ends with
+one message naming the URL (its password hidden), not a stack trace.
 """
 
 from __future__ import annotations
@@ -24,17 +30,21 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from db.locks import migration_lock
 
 __all__ = [
     "DATA_DIR_ENV",
     "DATABASE_URL_ENV",
     "Database",
+    "DatabaseUnavailableError",
     "alembic_config",
     "default_url",
     "init_db",
     "make_engine",
+    "safe_url",
 ]
 
 T = TypeVar("T")
@@ -44,6 +54,13 @@ DATABASE_URL_ENV = "DATABASE_URL"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 BUSY_TIMEOUT_MS = 30_000
 _READ_OPTION = "selfspec_read_only"
+_RETRY_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
+CONNECT_TIMEOUT_S = 10
+POSTGRES_DRIVER = "postgresql+psycopg"
+
+
+class DatabaseUnavailableError(RuntimeError):
+    """The database URL is malformed, its driver missing, or the server unreachable."""
 
 
 def default_url() -> str:
@@ -79,13 +96,38 @@ def _configure_sqlite(engine: Engine) -> None:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def safe_url(url: str) -> str:
+    """``url`` with its password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return f"'***@{url.rsplit('@', 1)[1]}'" if "@" in url else repr(url)
+
+
 def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     """Create an engine for ``url`` (default: :func:`default_url`), SQLite tuned for threads."""
     url = url or default_url()
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseUnavailableError(
+            f"DATABASE_URL {safe_url(url)} is not a database URL: use e.g. "
+            "sqlite:////data/study.db or postgresql+psycopg://user:password@host/dbname"
+        ) from None
+    if parsed.drivername in ("postgres", "postgresql"):
+        parsed = parsed.set(drivername=POSTGRES_DRIVER)  # the driver we install
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, **kwargs)
+    if parsed.get_backend_name() == "postgresql":
+        kwargs.setdefault("pool_pre_ping", True)
+        kwargs.setdefault("connect_args", {"connect_timeout": CONNECT_TIMEOUT_S})
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except (NoSuchModuleError, ModuleNotFoundError) as error:
+        raise DatabaseUnavailableError(
+            f"database {safe_url(url)}: its driver is not installed ({error}); for PostgreSQL "
+            "use postgresql+psycopg://... (psycopg is in requirements.txt)"
+        ) from None
     if _is_sqlite(engine):
         _configure_sqlite(engine)
     return engine
@@ -101,6 +143,8 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def _is_lock_error(error: OperationalError) -> bool:
+    if getattr(error.orig, "sqlstate", None) in _RETRY_SQLSTATES:
+        return True
     text = str(error.orig).lower()
     return "locked" in text or "busy" in text
 
@@ -148,11 +192,25 @@ class Database:
 def init_db(url: str | None = None, *, upgrade: bool = True, **engine_kwargs: Any) -> Database:
     """Open the database at ``url`` and bring its schema to the newest revision.
 
-    An existing database is upgraded in place by Alembic, never dropped or recreated.
+    An existing database is upgraded in place by Alembic, never dropped or recreated,
+    under a lock so that processes starting together upgrade it once. Raises
+    ``DatabaseUnavailableError`` (with the URL, password hidden) when it cannot be opened.
     """
+    url = url or default_url()
     engine = make_engine(url, **engine_kwargs)
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as error:
+        engine.dispose()
+        reason = str(error.orig or error).strip().splitlines()[0]
+        raise DatabaseUnavailableError(
+            f"cannot open the database {safe_url(url)}: {reason}. "
+            "Check DATABASE_URL and that the database server is running."
+        ) from None
     if upgrade:
-        command.upgrade(alembic_config(engine), "head")
+        with migration_lock(engine):
+            command.upgrade(alembic_config(engine), "head")
     sessions = sessionmaker(engine, expire_on_commit=False)
     read_sessions = sessionmaker(
         engine.execution_options(**{_READ_OPTION: True}), expire_on_commit=False

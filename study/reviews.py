@@ -6,6 +6,11 @@ Why each rule:
 * a submission is one transaction (review row + card state together) run by
   ``Database.write``, which retries on a locked SQLite file, so nothing is lost or half
   written;
+* reviews of one card are serialised on every backend: the transaction locks the card's
+  row first (``SELECT ... FOR UPDATE``; SQLite's ``BEGIN IMMEDIATE`` already serialises
+  all writers), so two tabs rating one card at once are applied one after the other and
+  the later never overwrites the earlier with a state computed from a stale read. The
+  review time defaults to the moment the lock is held, so the later one is also later;
 * a card of another user is reported as not found: users cannot even learn which ids
   exist;
 * each review stores the state before it, so undo restores that state exactly;
@@ -44,6 +49,7 @@ __all__ = [
     "card_memory",
     "forgetting_curve",
     "predicted_recall",
+    "replayed_schedule",
     "submit_review",
     "undo_last_review",
 ]
@@ -101,9 +107,7 @@ def _check_rating(rating: Any) -> Rating:
     return Rating(rating)
 
 
-def _check_time(at: datetime | None, now: datetime) -> datetime:
-    if at is None:
-        return now
+def _check_time(at: datetime, now: datetime) -> None:
     if at.tzinfo is None or at.utcoffset() is None:
         raise InvalidTimestampError(
             f"review time {at.isoformat()} has no time zone: pass an aware UTC datetime"
@@ -112,11 +116,11 @@ def _check_time(at: datetime | None, now: datetime) -> datetime:
         raise InvalidTimestampError(
             f"review time {at.isoformat()} is in the future (now {now.isoformat()})"
         )
-    return at
 
 
-def _user_card(session: Session, user_id: int, card_id: int) -> Card:
-    card = session.scalar(select(Card).where(Card.id == card_id, Card.user_id == user_id))
+def _user_card(session: Session, user_id: int, card_id: int, *, lock: bool = False) -> Card:
+    query = select(Card).where(Card.id == card_id, Card.user_id == user_id)
+    card = session.scalar(query.with_for_update() if lock else query)
     if card is None:
         raise CardNotFoundError(f"card {card_id} not found for this user")
     return card
@@ -163,6 +167,17 @@ def _rng(card_id: int, reps: int) -> random.Random:
     return random.Random(card_id * 1_000_003 + reps)
 
 
+def _replay(session: Session, card: Card, settings: StudySettings) -> CardSchedule | None:
+    """The card's schedule rebuilt from its kept reviews, in time order, under ``settings``."""
+    schedule: CardSchedule | None = None
+    for event in _history(session, card.id):
+        reps = 0 if schedule is None else schedule.reps
+        schedule = schedule_review(
+            schedule, event.rating, event.at, settings.model, settings.policy, _rng(card.id, reps)
+        )
+    return schedule
+
+
 def _current_schedule(session: Session, card: Card, settings: StudySettings) -> CardSchedule | None:
     """The card's schedule under the user's current model, rebuilt from reviews if stale.
 
@@ -174,13 +189,7 @@ def _current_schedule(session: Session, card: Card, settings: StudySettings) -> 
         return None
     if state.memory_model == model_tag(settings.model):
         return _schedule_from_row(state)
-    schedule: CardSchedule | None = None
-    for event in _history(session, card.id):
-        reps = 0 if schedule is None else schedule.reps
-        schedule = schedule_review(
-            schedule, event.rating, event.at, settings.model, settings.policy, _rng(card.id, reps)
-        )
-    return schedule
+    return _replay(session, card, settings)
 
 
 def _write_state(card: Card, schedule: CardSchedule, tag: str) -> None:
@@ -238,8 +247,8 @@ def submit_review(
     when it raises.
     """
     checked_rating = _check_rating(rating)
-    now = utcnow()
-    moment = _check_time(at, now)
+    if at is not None:
+        _check_time(at, utcnow())
     if not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 200:
         raise StudyError("idempotency_key must be a non-empty string of at most 200 characters")
     if isinstance(duration_ms, bool) or not isinstance(duration_ms, int):
@@ -248,7 +257,8 @@ def submit_review(
         raise StudyError(f"duration_ms {duration_ms} is outside 0..{MAX_DURATION_MS}")
 
     def work(session: Session) -> ReviewResult:
-        card = _user_card(session, user_id, card_id)
+        card = _user_card(session, user_id, card_id, lock=True)
+        moment = at or utcnow()  # taken under the card's lock: later than its last review
         duplicate = _duplicate(session, user_id, idempotency_key, card_id)
         if duplicate is not None:
             return duplicate
@@ -304,17 +314,26 @@ def submit_review(
 def undo_last_review(db: Database, user_id: int) -> UndoResult:
     """Undo the user's most recent kept review and restore the card's state before it."""
 
-    def work(session: Session) -> UndoResult:
+    def latest(session: Session) -> Review:
         review = session.scalar(
             select(Review)
             .where(Review.user_id == user_id, Review.undone_at.is_(None))
             .order_by(Review.reviewed_at.desc(), Review.id.desc())
             .limit(1)
+            .execution_options(populate_existing=True)
         )
         if review is None:
             raise NothingToUndoError("there is no review to undo")
+        return review
+
+    def work(session: Session) -> UndoResult:
+        # Lock the card, then check that its review is still the latest: a review or
+        # undo of another tab in between would otherwise be overwritten.
+        review = latest(session)
+        card = _user_card(session, user_id, review.card_id, lock=True)
+        if latest(session).id != review.id:
+            raise StudyError("your reviews changed meanwhile (another tab?): undo again")
         review.undone_at = utcnow()
-        card = session.get(Card, review.card_id)
         before = review.state_before
         if before is None:
             if card.state is not None:
@@ -341,6 +360,17 @@ def card_memory(db: Database, user_id: int, card_id: int) -> CardMemory:
         settings = load_settings(session, user_id)
         schedule = _current_schedule(session, card, settings)
     return CardMemory(card_id=card_id, schedule=schedule, model_name=settings.model.name)
+
+
+def replayed_schedule(db: Database, user_id: int, card_id: int) -> CardSchedule | None:
+    """The card's schedule rebuilt from its kept reviews alone, ignoring the stored state.
+
+    Equal to the stored schedule whenever every review was applied in turn: the check
+    that no concurrent review was lost or overwritten.
+    """
+    with db.read() as session:
+        card = _user_card(session, user_id, card_id)
+        return _replay(session, card, load_settings(session, user_id))
 
 
 def predicted_recall(

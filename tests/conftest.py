@@ -5,5 +5,7 @@ import torch
 
 from tests.model_helpers import DEVICE
 
+pytest_plugins = ("tests.db_backends",)  # db_url, db, pg_server: both database backends
+
 if DEVICE != "cpu":
     torch.set_default_device(DEVICE)

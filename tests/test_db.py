@@ -1,9 +1,13 @@
-"""The database layer: migrations, SQLite settings, UTC times, constraints, run records."""
+"""The database layer: migrations, SQLite settings, UTC times, constraints, run records.
+
+Every test that is not about SQLite itself runs on both backends (``db_url``, ``db``)."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -14,7 +18,17 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
-from db import Base, Card, DecodeRun, QuizRun, User, UserSettings, default_url, init_db
+from db import (
+    Base,
+    Card,
+    DatabaseUnavailableError,
+    DecodeRun,
+    QuizRun,
+    User,
+    UserSettings,
+    default_url,
+    init_db,
+)
 from db.engine import alembic_config, make_engine
 from db.records import get_or_create_user, record_decode_run, record_quiz_run
 from tests.study_helpers import add_user_with_cards, file_db
@@ -30,8 +44,8 @@ def _version(db) -> str:  # noqa: ANN001
         return conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
 
 
-def test_init_from_empty_creates_schema_at_head_with_wal_and_foreign_keys(tmp_path):
-    db = file_db(tmp_path)
+def test_init_from_empty_creates_schema_at_head(fresh_db_url):
+    db = init_db(fresh_db_url)
     tables = set(inspect(db.engine).get_table_names())
     assert {
         "users",
@@ -43,21 +57,25 @@ def test_init_from_empty_creates_schema_at_head_with_wal_and_foreign_keys(tmp_pa
         "decode_runs",
     } <= tables
     assert _version(db) == _head()
+    db.dispose()
+
+
+def test_sqlite_runs_with_wal_foreign_keys_and_a_busy_timeout(tmp_path):
+    db = file_db(tmp_path)
     with db.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
 
 
-def test_migrations_match_the_models(tmp_path):
-    db = file_db(tmp_path)
+def test_migrations_match_the_models(db):
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
 
 
-def test_older_schema_is_upgraded_in_place_keeping_data(tmp_path):
-    url = f"sqlite:///{tmp_path / 'old.db'}"
+def test_older_schema_is_upgraded_in_place_keeping_data(fresh_db_url):
+    url = fresh_db_url
     engine = make_engine(url)
     command.upgrade(alembic_config(engine), "0001")
     with engine.begin() as conn:
@@ -79,19 +97,20 @@ def test_older_schema_is_upgraded_in_place_keeping_data(tmp_path):
     init_db(url)  # a second start finds nothing to do and loses nothing
     with db.read() as session:
         assert session.scalar(select(User.name).where(User.id == 7)) == "old"
+    db.dispose()
 
 
-def test_init_db_never_recreates_existing_data(tmp_path):
-    db = file_db(tmp_path)
+def test_init_db_never_recreates_existing_data(db_url):
+    db = init_db(db_url)
     user_id, cards = add_user_with_cards(db, "ann", 3)
     db.dispose()
-    again = file_db(tmp_path)
+    again = init_db(db_url)
     with again.read() as session:
         assert session.scalar(select(Card.id).where(Card.user_id == user_id).limit(1)) == cards[0]
+    again.dispose()
 
 
-def test_times_are_utc_aware_and_naive_times_are_refused(tmp_path):
-    db = file_db(tmp_path)
+def test_times_are_utc_aware_and_naive_times_are_refused(db):
     moment = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
     db.write(lambda s: record_decode_run(s, method="vanilla", model="m", created_at=moment))
     with db.read() as session:
@@ -103,8 +122,7 @@ def test_times_are_utc_aware_and_naive_times_are_refused(tmp_path):
         )
 
 
-def test_foreign_keys_and_checks_are_enforced(tmp_path):
-    db = file_db(tmp_path)
+def test_foreign_keys_and_checks_are_enforced(db):
     with pytest.raises(IntegrityError):
         db.write(lambda s: s.add(Card(user_id=999, question="q", answer="a")) or s.flush())
     user_id, _ = add_user_with_cards(db, "bob", 0)
@@ -120,8 +138,7 @@ def test_foreign_keys_and_checks_are_enforced(tmp_path):
         )
 
 
-def test_user_creation_gives_default_settings(tmp_path):
-    db = file_db(tmp_path)
+def test_user_creation_gives_default_settings(db):
     user_id = db.write(lambda s: get_or_create_user(s, "carol").id)
     assert db.write(lambda s: get_or_create_user(s, "carol").id) == user_id
     with db.read() as session:
@@ -131,8 +148,7 @@ def test_user_creation_gives_default_settings(tmp_path):
         db.write(lambda s: get_or_create_user(s, "  "))
 
 
-def test_run_records(tmp_path):
-    db = file_db(tmp_path)
+def test_run_records(db):
     user_id, _ = add_user_with_cards(db, "dan", 0)
     db.write(
         lambda s: record_decode_run(
@@ -177,10 +193,45 @@ def test_sqlite_file_is_readable_by_plain_sqlite(tmp_path):
         assert conn.execute("SELECT count(*) FROM cards").fetchone()[0] == 2
 
 
-@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL"), reason="TEST_DATABASE_URL not set")
-def test_postgresql_round_trip():
-    db = init_db(os.environ["TEST_DATABASE_URL"])
-    name = f"pg-{datetime.now(UTC).timestamp()}"
-    user_id = db.write(lambda s: get_or_create_user(s, name).id)
+def test_postgresql_is_really_tested(db, backend):
+    """The PostgreSQL half of every parametrised test talks to a real server."""
+    query = "SELECT sqlite_version()" if backend == "sqlite" else "SELECT version()"
     with db.read() as session:
-        assert session.get(User, user_id).name == name
+        version = session.execute(text(query)).scalar_one()
+    assert version.startswith("PostgreSQL") == (backend == "postgresql")
+
+
+def test_an_unreachable_or_malformed_url_says_which_without_the_password():
+    with pytest.raises(DatabaseUnavailableError, match=r"bob:\*\*\*@127\.0\.0\.1:1/x") as error:
+        init_db("postgresql+psycopg://bob:hunter2@127.0.0.1:1/x")
+    assert "hunter2" not in str(error.value) and "DATABASE_URL" in str(error.value)
+    with pytest.raises(DatabaseUnavailableError, match="not a database URL"):
+        init_db("localhost:5432")
+
+
+_START_TOGETHER = """
+import sys, time
+from db import init_db
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+init_db(sys.argv[1]).dispose()
+"""
+
+
+def test_processes_starting_together_migrate_once(fresh_db_url, tmp_path):
+    """Three replicas start on an empty database at the same instant: the migration lock
+    lets one upgrade while the others wait, then they find the schema at head."""
+    start_at = time.time() + 3
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _START_TOGETHER, fresh_db_url, str(start_at)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [run.communicate(timeout=120)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0], "\n".join(outputs)
+    db = init_db(fresh_db_url, upgrade=False)
+    assert _version(db) == _head()
+    db.dispose()

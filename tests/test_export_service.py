@@ -7,14 +7,14 @@ import zipfile
 
 import pytest
 
-from db import get_or_create_user
+from db import get_or_create_user, init_db
 from study.__main__ import main
 from study.export import anki_guid, read_cards_csv, read_reviews_csv
 from study.export_service import ExportFormat, export_user_data
 from study.notes_service import import_markdown
 from study.quiz_service import generate_for_note
 from study.reviews import submit_review, undo_last_review
-from tests.study_helpers import T0, file_db
+from tests.study_helpers import T0
 from tests.test_quiz_service import BASIC, CLOZE, MCQ, Scripted
 
 NOTE_MD = """---
@@ -28,8 +28,8 @@ The adapter is one attention block with its own cache.
 
 
 @pytest.fixture
-def filled(tmp_path):
-    db = file_db(tmp_path)
+def filled(db_url):
+    db = init_db(db_url)
     user = db.write(lambda s: get_or_create_user(s, "ada").id)
     (note,) = import_markdown(db, user, NOTE_MD)
     summary = generate_for_note(db, user, note.id, Scripted(BASIC, CLOZE, MCQ))

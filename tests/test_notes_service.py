@@ -19,14 +19,7 @@ from study.notes_service import (
     import_markdown,
     list_notes,
 )
-from tests.study_helpers import add_user_with_cards, file_db
-
-
-@pytest.fixture
-def db(tmp_path):
-    database = file_db(tmp_path)
-    yield database
-    database.dispose()
+from tests.study_helpers import add_user_with_cards
 
 
 def _user(db, name: str) -> int:  # noqa: ANN001

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import func, select
 
-from db import Card, QuizRun, get_or_create_user
+from db import Card, QuizRun, get_or_create_user, init_db
 from study.cards_service import list_cards
 from study.errors import NoteNotFoundError
 from study.notes import seed_notes
@@ -50,8 +50,8 @@ class Scripted:
 
 
 @pytest.fixture
-def setup(tmp_path):
-    db = file_db(tmp_path)
+def setup(db_url):
+    db = init_db(db_url)
     user = db.write(lambda s: get_or_create_user(s, "ann").id)
     note = add_note(db, user, "Kangaroo", BODY)
     yield db, user, note.id

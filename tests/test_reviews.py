@@ -20,11 +20,12 @@ from study.reviews import (
     card_memory,
     forgetting_curve,
     predicted_recall,
+    replayed_schedule,
     submit_review,
     undo_last_review,
 )
 from study.settings import update_settings
-from tests.study_helpers import T0, add_user_with_cards, file_db
+from tests.study_helpers import T0, add_user_with_cards
 
 
 def _counts(db):  # noqa: ANN001, ANN202
@@ -36,8 +37,7 @@ def _counts(db):  # noqa: ANN001, ANN202
 
 
 @pytest.fixture
-def setup(tmp_path):
-    db = file_db(tmp_path)
+def setup(db):
     user, cards = add_user_with_cards(db, "ann", 3)
     other, other_cards = add_user_with_cards(db, "bob", 2)
     return db, user, cards, other, other_cards
@@ -163,8 +163,7 @@ def test_switching_to_fsrs_rebuilds_card_state_from_reviews(setup):
         update_settings(db, user, memory_model="sm2")
 
 
-def test_twenty_threads_store_a_thousand_reviews_exactly_once(tmp_path):
-    db = file_db(tmp_path, "concurrent.db")
+def test_twenty_threads_store_a_thousand_reviews_exactly_once(db):
     user, cards = add_user_with_cards(db, "crowd", 1000)
     threads_count, errors = 20, []
     per_thread = len(cards) // threads_count
@@ -191,3 +190,41 @@ def test_twenty_threads_store_a_thousand_reviews_exactly_once(tmp_path):
         assert session.scalar(select(func.count()).select_from(Review)) == 1000
         assert session.scalar(select(func.count(func.distinct(Review.card_id)))) == 1000
         assert session.scalar(select(func.count()).select_from(CardState)) == 1000
+
+
+def test_concurrent_reviews_of_the_same_cards_are_serialised_never_overwritten(db):
+    """Two tabs rating one card at once: every accepted review is applied in turn, so each
+    card's stored state equals a replay of its kept reviews, and none is lost or doubled."""
+    user, cards = add_user_with_cards(db, "tabs", 3)
+    threads_count, per_card = 8, 6
+    start = threading.Barrier(threads_count)
+    accepted: list[int] = []
+    errors: list[Exception] = []
+
+    def worker(index: int) -> None:
+        start.wait()
+        for round_ in range(per_card):
+            for card in cards:
+                rating = 1 if (index + round_) % 5 == 0 else 3
+                try:
+                    result = submit_review(
+                        db, user, card, rating, idempotency_key=f"t{index}-{card}-{round_}"
+                    )
+                except Exception as error:  # noqa: BLE001 - collected and reported below
+                    errors.append(error)
+                else:
+                    accepted.append(result.review_id)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(threads_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(accepted) == len(set(accepted)) == threads_count * per_card * len(cards)
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Review)) == len(accepted)
+    for card in cards:
+        stored = card_memory(db, user, card).schedule
+        assert stored.reps == threads_count * per_card
+        assert stored == replayed_schedule(db, user, card)

@@ -15,7 +15,7 @@ from study.memory import EbbinghausModel, FSRS6Model, Rating
 from study.reviews import submit_review
 from study.scheduler import Phase, SchedulingPolicy, due_cards, fuzz_interval, schedule_review
 from study.settings import update_settings
-from tests.study_helpers import T0, add_user_with_cards, file_db
+from tests.study_helpers import T0, add_user_with_cards
 
 NO_FUZZ = SchedulingPolicy(fuzz=False)
 
@@ -131,8 +131,7 @@ def test_invalid_policy_is_refused():
         SchedulingPolicy(maximum_interval_days=0)
 
 
-def test_due_cards_respects_the_daily_new_limit_and_user(tmp_path):
-    db = file_db(tmp_path)
+def test_due_cards_respects_the_daily_new_limit_and_user(db):
     user, cards = add_user_with_cards(db, "ann", 6)
     other, _ = add_user_with_cards(db, "bob", 4)
     update_settings(db, user, daily_new_limit=3)
