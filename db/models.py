@@ -226,18 +226,31 @@ class DecodeRun(Base):
 
 
 class JobRun(Base):
-    """One run of a background job (scheduled or on demand), kept also when it failed.
+    """One run of a background job (scheduled or on demand), recorded when it starts.
 
-    A job catches its own errors and records them here, so a failure is visible in the
-    app and the next day's run simply tries again.
+    A run is a claim: it is inserted as ``running`` with a lease (``owner``,
+    ``lease_until``) that its process renews while it works, then closed as ``ok`` or
+    ``failed`` (with the error). ``instance`` names what never runs twice at once (a job,
+    or a job for one user); ``trigger_at`` is the scheduled time it answers, unique per
+    instance, so processes firing the same trigger store one run. A ``running`` row whose
+    lease expired belongs to a process that died; it is marked ``died`` when seen.
     """
 
     __tablename__ = "job_runs"
+    __table_args__ = (
+        UniqueConstraint("instance", "trigger_at"),
+        Index("ix_job_runs_instance_status", "instance", "status"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job: Mapped[str] = mapped_column(String(100), index=True)
+    instance: Mapped[str] = mapped_column(String(150))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(20))
     error: Mapped[str | None] = mapped_column(Text)
+    trigger_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    owner: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

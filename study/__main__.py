@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from study.cli import add_export, add_import, add_jobs
+from db import DatabaseUnavailableError
+from study.cli import add_export, add_import, add_jobs, add_worker
 from study.errors import StudyError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -62,6 +63,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_evaluate,
     add_jobs,
+    add_worker,
     add_export,
     add_import,
 ]
@@ -80,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (StudyError, ValueError) as error:
+    except (StudyError, ValueError, DatabaseUnavailableError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -1,4 +1,4 @@
-"""Subcommands ``jobs``, ``export`` and ``import`` of ``python -m study``.
+"""Subcommands ``jobs``, ``worker``, ``export`` and ``import`` of ``python -m study``.
 
 Each ``add_*`` function is listed in ``study.__main__.COMMANDS``. Services are imported
 inside the handlers so that ``python -m study evaluate`` does not pay for them.
@@ -10,7 +10,7 @@ import argparse
 
 from db import default_url
 
-__all__ = ["add_export", "add_import", "add_jobs"]
+__all__ = ["add_export", "add_import", "add_jobs", "add_worker"]
 
 
 def _db_options(parser: argparse.ArgumentParser) -> None:
@@ -31,8 +31,9 @@ def add_jobs(subparsers: argparse._SubParsersAction) -> None:
     run_now = actions.add_parser("run-now", help="run a job now and print what it did")
     run_now.add_argument("name", help="prepare-questions or refit-memory")
     run_now.add_argument("--db", help="database URL")
+    run_now.add_argument("--user", help="prepare-questions for this user only (default: all)")
     run_now.set_defaults(func=_run_jobs_now)
-    listing = actions.add_parser("list", help="show the scheduled jobs and recent runs")
+    listing = actions.add_parser("list", help="show the users' job times and recent runs")
     listing.add_argument("--db", help="database URL")
     listing.set_defaults(func=_run_jobs_list)
 
@@ -40,29 +41,72 @@ def add_jobs(subparsers: argparse._SubParsersAction) -> None:
 def _run_jobs_now(args: argparse.Namespace) -> int:
     from study.jobs import run_job
 
-    report = run_job(args.name, args.db or default_url())
-    print(report.describe())
-    return 0 if report.ok else 1
+    url = args.db or default_url()
+    user = _user_id(url, args.user) if args.user else None
+    reports = run_job(args.name, url, user)
+    for report in reports:
+        print(report.describe())
+    if not reports:
+        print(f"{args.name}: no users yet, nothing to do")
+    return 0 if all(report.ok for report in reports) else 1
 
 
 def _run_jobs_list(args: argparse.Namespace) -> int:
-    from apscheduler.schedulers.background import BackgroundScheduler
+    from sqlalchemy import select
 
-    from study.jobs import JobName, database, job_store, recent_job_runs
+    from db import User, UserSettings
+    from study.job_runs import shown_status
+    from study.jobs import database, recent_job_runs
 
     db = database(args.db or default_url())
-    store = job_store(db)
-    store.start(BackgroundScheduler(timezone="UTC"), "default")
-    stored = {job.id: job for job in store.get_all_jobs()}
-    for name in JobName:
-        job = stored.get(name.value)
-        when = job.next_run_time.isoformat() if job and job.next_run_time else "not scheduled yet"
-        print(f"{name.value:18} next run: {when}")
+    with db.read() as session:
+        times = session.execute(
+            select(User.name, UserSettings.daily_job_time)
+            .join(UserSettings, UserSettings.user_id == User.id)
+            .order_by(User.name)
+        ).all()
+    print("refit-memory       every 6 hours from 00:00 UTC")
+    for name, hhmm in times:
+        print(f"prepare-questions  daily at {hhmm} UTC for {name}")
     runs = recent_job_runs(db, limit=10)
     if runs:
         print("recent runs:")
     for run in runs:
-        print(f"  {run.started_at:%Y-%m-%d %H:%M} {run.job:18} {run.status:6} {run.error or ''}")
+        print(
+            f"  {run.started_at:%Y-%m-%d %H:%M} {run.instance:28} {shown_status(run):7} "
+            f"{run.owner or ''} {run.error or ''}"
+        )
+    return 0
+
+
+def add_worker(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "worker",
+        help="run the scheduled jobs (for app replicas started with SELFSPEC_JOBS=off)",
+        description="Run the background jobs on their schedules until stopped (SIGTERM or "
+        "Ctrl-C). Safe beside other runners: every run is claimed in the database first.",
+    )
+    parser.add_argument("--db", help="database URL (default: $DATABASE_URL or ./data/study.db)")
+    parser.set_defaults(func=_run_worker)
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from db.engine import safe_url
+    from study.runner import shutdown_runner, start_runner
+
+    url = args.db or default_url()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    runner = start_runner(url)
+    print(f"worker: running the jobs on {safe_url(url)} ({len(runner.next_runs())} scheduled)")
+    print("worker: stop with SIGTERM or Ctrl-C", flush=True)
+    stop.wait()
+    shutdown_runner(wait=True)
+    print("worker: stopped", flush=True)
     return 0
 
 

@@ -1,24 +1,27 @@
 """Background jobs: prepare tomorrow's questions and refit memory-model parameters.
 
-One APScheduler 3.x ``BackgroundScheduler`` per process, started by
-:func:`start_scheduler` (a second call returns the running one, so a Gradio reload
-does not start another). Jobs live in a persistent ``SQLAlchemyJobStore`` in the same
-database (table ``apscheduler_jobs``) under fixed ids with ``replace_existing=True``,
-so restarts update the stored jobs instead of adding copies.
+Every run is a claim in the database first (``study.job_runs``): recorded as
+``running`` when it starts, with a lease its process renews, then closed as ``ok`` or
+``failed`` with the error. So a job instance never runs twice at once across processes,
+two processes firing one trigger store one run, and a run whose process died shows as
+``died`` and runs again at the next trigger. A job catches every error: a failure never
+touches reviews, and the scheduler keeps going.
 
-The job store pickles a reference to the job function and its arguments, so the job
-functions are top-level callables that take only the database URL. They catch every
-error and record the run in ``job_runs`` (``ok`` or ``failed`` with the error): a
-failing job never touches reviews and simply runs again at its next time.
+``prepare-questions`` runs per user, at that user's ``daily_job_time``; its duplicate
+filter only sees committed questions, so the per-user claim is what keeps two replicas
+from writing the same cards. ``refit-memory`` is one instance for all users. When jobs
+run is the scheduler's business (``study.runner``); this module only runs them.
 
 The model for ``prepare-questions`` is resolved at run time through a provider
-(:func:`set_complete_provider`); the default loads the bundled model once.
+(:func:`set_complete_provider`); the default loads ``$SELFSPEC_MODEL`` (the bundled
+model) once.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 import traceback
 from collections.abc import Callable
@@ -27,44 +30,34 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import func, select
 
 from db import Card, CardState, Database, JobRun, Note, User, UserSettings, init_db, utcnow
 from study.errors import UnknownJobError
+from study.job_runs import DEFAULT_LEASE, claim, finish, holding_lease
 from study.quiz_service import Complete, QuizRunStatus, generate_for_note
 from study.settings import kept_review_count, refit_parameters
 
 __all__ = [
-    "JOB_TABLE",
     "JobName",
     "JobReport",
     "PrepareConfig",
     "database",
-    "job_store",
     "prepare_questions",
     "recent_job_runs",
     "refit_memory",
-    "register_jobs",
     "run_job",
     "set_complete_provider",
-    "shutdown_scheduler",
-    "start_scheduler",
 ]
 
 log = logging.getLogger(__name__)
 
-JOB_TABLE = "apscheduler_jobs"
 REFIT_MIN_NEW_REVIEWS = 50
 """New kept reviews since the last fit that make a refit worth its time."""
-REFIT_EVERY = timedelta(hours=6)
 
 
 class JobName(StrEnum):
-    """The fixed ids of the jobs (also the names ``jobs run-now`` takes)."""
+    """The fixed names of the jobs (also the names ``jobs run-now`` takes)."""
 
     PREPARE_QUESTIONS = "prepare-questions"
     REFIT_MEMORY = "refit-memory"
@@ -85,23 +78,27 @@ class PrepareConfig:
 
 @dataclass(frozen=True, slots=True)
 class JobReport:
-    """What one job run did; also stored as a ``JobRun`` row."""
+    """What one job run did (also its ``JobRun`` row); ``run_id`` None: it did not run,
+    and ``skipped`` says why (another process has it, or it answered this trigger)."""
 
     job: JobName
-    run_id: int
+    run_id: int | None
     ok: bool
     error: str | None
     detail: dict[str, Any] = field(default_factory=dict)
+    user_id: int | None = None
+    skipped: str | None = None
 
     def describe(self) -> str:
+        who = "" if self.user_id is None else f" for user {self.user_id}"
+        if self.skipped:
+            return f"{self.job.value}{who}: not run: {self.skipped}"
         state = "ok" if self.ok else f"FAILED: {self.error}"
-        return f"{self.job.value} (run {self.run_id}): {state}; {self.detail}"
+        return f"{self.job.value}{who} (run {self.run_id}): {state}; {self.detail}"
 
 
 _databases: dict[str, Database] = {}
 _lock = threading.Lock()
-_start_lock = threading.Lock()
-_scheduler: BackgroundScheduler | None = None
 _provider: Callable[[], Complete] | None = None
 
 
@@ -117,7 +114,8 @@ def database(url: str) -> Database:
 def _bundled_complete() -> Complete:
     import selfspec
 
-    return functools.partial(selfspec.complete, selfspec.load_model("bundled"), max_new_tokens=160)
+    model = selfspec.load_model(os.environ.get("SELFSPEC_MODEL", "bundled"))
+    return functools.partial(selfspec.complete, model, max_new_tokens=160)
 
 
 def set_complete_provider(provider: Callable[[], Complete] | None) -> None:
@@ -133,40 +131,35 @@ def _complete() -> Complete:
     return (_provider or _bundled_complete)()
 
 
-def _record(db: Database, job: JobName, started: datetime, error: str | None, detail: dict) -> int:
-    def work(session: Any) -> int:
-        run = JobRun(
-            job=job.value,
-            status="failed" if error else "ok",
-            error=error,
-            started_at=started,
-            finished_at=utcnow(),
-            detail=detail,
-        )
-        session.add(run)
-        session.flush()
-        return run.id
-
-    return db.write(work)
-
-
-def _guarded(job: JobName, db_url: str, body: Callable[[Database], dict[str, Any]]) -> JobReport:
-    """Run ``body``, log and record any failure; never raise (the scheduler keeps going)."""
-    started = utcnow()
+def _guarded(
+    job: JobName,
+    db_url: str,
+    body: Callable[[Database], dict[str, Any]],
+    *,
+    user_id: int | None = None,
+    trigger_at: datetime | None = None,
+    lease: timedelta = DEFAULT_LEASE,
+) -> JobReport:
+    """Claim the run, then run ``body`` under its lease; record any failure, never raise."""
     db = database(db_url)
+    claimed = claim(db, job.value, user_id=user_id, trigger_at=trigger_at, lease=lease)
+    if claimed.run_id is None:
+        log.info("job %s not run: %s", job.value, claimed.reason)
+        return JobReport(job, None, True, None, user_id=user_id, skipped=claimed.reason)
     error: str | None = None
     detail: dict[str, Any] = {}
-    try:
-        detail = body(db)
-    except Exception as exc:  # noqa: BLE001 - a job failure is recorded, not raised
-        log.exception("background job %s failed", job.value)
-        error = f"{type(exc).__name__}: {exc}"
-        detail = {"traceback": traceback.format_exc(limit=5)}
-    run_id = _record(db, job, started, error, detail)
-    return JobReport(job=job, run_id=run_id, ok=error is None, error=error, detail=detail)
+    with holding_lease(db, claimed.run_id, lease):
+        try:
+            detail = body(db)
+        except Exception as exc:  # noqa: BLE001 - a job failure is recorded, not raised
+            log.exception("background job %s failed", job.value)
+            error = f"{type(exc).__name__}: {exc}"
+            detail = {"traceback": traceback.format_exc(limit=5)}
+    finish(db, claimed.run_id, error, detail)
+    return JobReport(job, claimed.run_id, error is None, error, detail, user_id=user_id)
 
 
-def _notes_to_prepare(db: Database, config: PrepareConfig) -> list[tuple[int, int]]:
+def _notes_to_prepare(db: Database, config: PrepareConfig, user_id: int) -> list[tuple[int, int]]:
     """(user id, note id) pairs that need questions, notes with cards due soon first."""
     soon = utcnow() + config.horizon
     counts = (
@@ -183,6 +176,7 @@ def _notes_to_prepare(db: Database, config: PrepareConfig) -> list[tuple[int, in
             select(Note.user_id, Note.id, func.coalesce(counts.c.cards, 0), due.c.next_due)
             .outerjoin(counts, counts.c.note_id == Note.id)
             .outerjoin(due, due.c.note_id == Note.id)
+            .where(Note.user_id == user_id)
             .order_by(Note.id)
         ).all()
     due_soon = [
@@ -198,29 +192,44 @@ def _notes_to_prepare(db: Database, config: PrepareConfig) -> list[tuple[int, in
     return (due_soon + short)[: config.max_notes]
 
 
-def prepare_questions(db_url: str, config: PrepareConfig | None = None) -> JobReport:
-    """Job: generate questions ahead for the notes that need them (see PrepareConfig)."""
+def prepare_questions(
+    db_url: str,
+    user_id: int,
+    config: PrepareConfig | None = None,
+    *,
+    trigger_at: datetime | None = None,
+    lease: timedelta = DEFAULT_LEASE,
+) -> JobReport:
+    """Job: generate questions ahead for the user's notes that need them (PrepareConfig)."""
     config = config or PrepareConfig()
 
     def body(db: Database) -> dict[str, Any]:
-        targets = _notes_to_prepare(db, config)
+        targets = _notes_to_prepare(db, config, user_id)
         if not targets:
             return {"notes": 0, "cards": 0, "failed_notes": []}
         complete = _complete()
         cards, failed = 0, []
-        for user_id, note_id in targets:
+        for owner, note_id in targets:
             summary = generate_for_note(
-                db, user_id, note_id, complete, max_attempts=config.max_attempts
+                db, owner, note_id, complete, max_attempts=config.max_attempts
             )
             cards += len(summary.card_ids)
             if summary.status is QuizRunStatus.FAILED:
                 failed.append(note_id)
         return {"notes": len(targets), "cards": cards, "failed_notes": failed}
 
-    return _guarded(JobName.PREPARE_QUESTIONS, db_url, body)
+    return _guarded(
+        JobName.PREPARE_QUESTIONS, db_url, body, user_id=user_id, trigger_at=trigger_at, lease=lease
+    )
 
 
-def refit_memory(db_url: str, min_new_reviews: int = REFIT_MIN_NEW_REVIEWS) -> JobReport:
+def refit_memory(
+    db_url: str,
+    min_new_reviews: int = REFIT_MIN_NEW_REVIEWS,
+    *,
+    trigger_at: datetime | None = None,
+    lease: timedelta = DEFAULT_LEASE,
+) -> JobReport:
     """Job: refit each user's memory model once ``min_new_reviews`` new reviews arrived."""
 
     def body(db: Database) -> dict[str, Any]:
@@ -236,91 +245,28 @@ def refit_memory(db_url: str, min_new_reviews: int = REFIT_MIN_NEW_REVIEWS) -> J
             refit_parameters(db, user_id)
         return {"users_checked": len(users), "users_refitted": due}
 
-    return _guarded(JobName.REFIT_MEMORY, db_url, body)
+    return _guarded(JobName.REFIT_MEMORY, db_url, body, trigger_at=trigger_at, lease=lease)
 
 
-_JOBS: dict[JobName, Callable[[str], JobReport]] = {
-    JobName.PREPARE_QUESTIONS: prepare_questions,
-    JobName.REFIT_MEMORY: refit_memory,
-}
+def run_job(name: str, db_url: str, user_id: int | None = None) -> list[JobReport]:
+    """Run a job now, in this thread (``python -m study jobs run-now NAME``).
 
-
-def run_job(name: str, db_url: str) -> JobReport:
-    """Run a job now, in this thread (``python -m study jobs run-now NAME``)."""
+    ``prepare-questions`` runs for ``user_id``, or for every user in turn, each under its
+    own claim; a user whose scheduled run is going on is skipped, with the reason.
+    """
     try:
         job = JobName(name)
     except ValueError:
         known = ", ".join(j.value for j in JobName)
         raise UnknownJobError(f"unknown job {name!r}: use one of {known}") from None
-    return _JOBS[job](db_url)
-
-
-def _daily_time(db: Database, user_name: str) -> tuple[int, int]:
-    with db.read() as session:
-        time_text = session.scalar(
-            select(UserSettings.daily_job_time)
-            .join(User, User.id == UserSettings.user_id)
-            .where(User.name == user_name)
-        )
-    hour, minute = (time_text or "03:00").split(":")
-    return int(hour), int(minute)
-
-
-def job_store(db: Database) -> SQLAlchemyJobStore:
-    """The persistent job store: table ``apscheduler_jobs`` in the app's own database."""
-    return SQLAlchemyJobStore(engine=db.engine, tablename=JOB_TABLE)
-
-
-def register_jobs(scheduler: BackgroundScheduler, db_url: str, *, user_name: str = "local") -> None:
-    """Add (or replace) both jobs; the daily time is ``user_name``'s ``daily_job_time``.
-
-    Call again after the user changes the time: ``replace_existing`` updates the job.
-    """
-    hour, minute = _daily_time(database(db_url), user_name)
-    common: dict[str, Any] = {
-        "args": [db_url],
-        "replace_existing": True,
-        "coalesce": True,
-        "max_instances": 1,
-        "misfire_grace_time": 3600,
-    }
-    scheduler.add_job(
-        prepare_questions,
-        CronTrigger(hour=hour, minute=minute, timezone="UTC"),
-        id=JobName.PREPARE_QUESTIONS.value,
-        name="Prepare tomorrow's questions",
-        **common,
-    )
-    scheduler.add_job(
-        refit_memory,
-        IntervalTrigger(seconds=int(REFIT_EVERY.total_seconds()), timezone="UTC"),
-        id=JobName.REFIT_MEMORY.value,
-        name="Refit memory-model parameters",
-        **common,
-    )
-
-
-def start_scheduler(db_url: str, *, user_name: str = "local") -> BackgroundScheduler:
-    """Start the process's scheduler once and register the jobs; later calls return it."""
-    global _scheduler
-    with _start_lock:
-        if _scheduler is None:
-            scheduler = BackgroundScheduler(
-                jobstores={"default": job_store(database(db_url))}, timezone="UTC"
-            )
-            scheduler.start()
-            register_jobs(scheduler, db_url, user_name=user_name)
-            _scheduler = scheduler
-        return _scheduler
-
-
-def shutdown_scheduler(wait: bool = False) -> None:
-    """Stop the process's scheduler (at exit, and between tests); safe when not started."""
-    global _scheduler
-    with _start_lock:
-        scheduler, _scheduler = _scheduler, None
-    if scheduler is not None:
-        scheduler.shutdown(wait=wait)
+    if job is JobName.REFIT_MEMORY:
+        return [refit_memory(db_url)]
+    if user_id is None:
+        with database(db_url).read() as session:
+            users = list(session.scalars(select(User.id).order_by(User.id)))
+    else:
+        users = [user_id]
+    return [prepare_questions(db_url, user) for user in users]
 
 
 def recent_job_runs(db: Database, limit: int = 20) -> list[JobRun]:

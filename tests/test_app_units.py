@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from ui.config import AppConfig
+from ui.config import AppConfig, ConfigError
 from ui.models import ModelPool
 from ui.notes import check_upload, split_tags
 from ui.playground import MAX_PROMPT_CHARS, check_prompt
@@ -68,6 +68,34 @@ def test_user_is_local_without_login_and_the_profile_name_on_spaces() -> None:
         user_name(AppConfig(test_user_header=True), request({TEST_USER_HEADER: "bob"}), None)
         == "bob"
     )
+
+
+def test_the_test_user_header_is_refused_where_the_app_is_hosted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SELFSPEC_TEST_USER_HEADER", "1")
+    monkeypatch.delenv("SELFSPEC_HOSTED", raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    assert AppConfig.from_env().test_user_header  # local tests may use it
+    for variable in ("SPACE_ID", "SELFSPEC_HOSTED"):
+        with monkeypatch.context() as env:
+            env.setenv(variable, "1")
+            with pytest.raises(ConfigError, match="SELFSPEC_TEST_USER_HEADER"):
+                AppConfig.from_env()
+    with pytest.raises(ConfigError, match="anyone pick any user"):
+        AppConfig(test_user_header=True, on_spaces=True)
+
+
+def test_jobs_run_inline_by_default_and_a_bad_mode_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SELFSPEC_JOBS", raising=False)
+    assert AppConfig.from_env().jobs == "inline"
+    monkeypatch.setenv("SELFSPEC_JOBS", "OFF")
+    assert AppConfig.from_env().jobs == "off"
+    monkeypatch.setenv("SELFSPEC_JOBS", "sometimes")
+    with pytest.raises(ConfigError, match="SELFSPEC_JOBS='sometimes'"):
+        AppConfig.from_env()
 
 
 def test_prompt_checks() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-__all__ = ["AppConfig", "DEFAULT_ALLOWED_MODELS"]
+__all__ = ["AppConfig", "ConfigError", "DEFAULT_ALLOWED_MODELS", "JOB_MODES"]
 
 # Models a hosted instance may load besides the default one: small enough for a 2-vCPU
 # Space. A host widens this with SELFSPEC_ALLOWED_MODELS (comma-separated ids).
@@ -17,6 +17,15 @@ DEFAULT_ALLOWED_MODELS = (
     "HuggingFaceTB/SmolLM2-135M-Instruct",
     "HuggingFaceTB/SmolLM2-360M-Instruct",
 )
+
+
+JOB_MODES = ("inline", "off")
+"""SELFSPEC_JOBS: ``inline`` runs the scheduled jobs in the app process (one process, the
+default); ``off`` leaves them to ``python -m study worker`` (several app replicas)."""
+
+
+class ConfigError(ValueError):
+    """A configuration that must not start; the message says which variable to change."""
 
 
 def _flag(name: str) -> bool:
@@ -35,10 +44,24 @@ class AppConfig:
     password: str | None = None
     allowed_models: tuple[str, ...] = DEFAULT_ALLOWED_MODELS
     test_user_header: bool = False  # tests simulate signed-in users with a header
+    jobs: str = "inline"
     max_queue: int = 20
     device: str = "auto"
     dtype: str = "auto"
     extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.test_user_header and (self.hosted or self.on_spaces):
+            raise ConfigError(
+                "SELFSPEC_TEST_USER_HEADER is set on a hosted instance (SPACE_ID or "
+                "SELFSPEC_HOSTED): it would let anyone pick any user with a request header. "
+                "Unset it; it is for local tests only."
+            )
+        if self.jobs not in JOB_MODES:
+            raise ConfigError(
+                f"SELFSPEC_JOBS={self.jobs!r}: use 'inline' (jobs in this process) or 'off' "
+                "(jobs in `python -m study worker`)"
+            )
 
     @classmethod
     def from_env(cls) -> AppConfig:
@@ -55,6 +78,7 @@ class AppConfig:
             if allowed
             else DEFAULT_ALLOWED_MODELS,
             test_user_header=_flag("SELFSPEC_TEST_USER_HEADER"),
+            jobs=os.environ.get("SELFSPEC_JOBS", "inline").strip().lower(),
             max_queue=int(os.environ.get("SELFSPEC_MAX_QUEUE", "20")),
             device=os.environ.get("SELFSPEC_DEVICE", "auto"),
             dtype=os.environ.get("SELFSPEC_DTYPE", "auto"),

@@ -8,6 +8,7 @@ import gradio as gr
 
 from db import get_settings
 from study.errors import StudyError
+from study.runner import resync
 from study.settings import update_settings
 from ui.context import AppContext
 
@@ -58,6 +59,7 @@ def build(ctx: AppContext) -> tuple[Callable, tuple]:
         except StudyError as exc:
             gr.Warning(str(exc))
             return f"Not saved: {exc}"
+        resync()  # the job runner of this process follows the new job time at once
         return "Saved."
 
     save.click(
