@@ -139,9 +139,14 @@ def _run_import(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from study.jobs import database
-    from study.notes_service import import_markdown
+    from study.markdown_import import read_file
+    from study.notes_service import import_folder, import_markdown
 
-    url = args.db or default_url()
-    notes = import_markdown(database(url), _user_id(url, args.user), Path(args.path))
+    url, path = args.db or default_url(), Path(args.path)
+    db, user = database(url), _user_id(url, args.user)
+    if path.is_dir() and not path.is_symlink():
+        notes = import_folder(db, user, path)
+    else:
+        notes = import_markdown(db, user, read_file(path), filename=str(path))
     print(f"imported {len(notes)} note(s): " + ", ".join(n.title for n in notes))
     return 0

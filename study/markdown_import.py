@@ -17,10 +17,16 @@ Rules (kept simple so that a user can predict what happens to their file):
 Nothing is stored here: the functions return every note of the input or raise
 :class:`MarkdownImportError`, so a caller that stores the result in one transaction
 never keeps part of a bad import.
+
+Input is file contents (text, or an upload's bytes) or a folder named explicitly, never
+a string that happens to name a path: the app must not read server files a user names.
+A folder import reads regular ``.md``/``.markdown`` files under it and follows no
+symbolic link (to a file or a folder), so nothing outside the folder is read.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +38,10 @@ __all__ = [
     "MAX_BYTES",
     "MarkdownImportError",
     "NoteDraft",
-    "import_path",
+    "import_folder",
     "parse_markdown",
+    "parse_markdown_bytes",
+    "read_file",
 ]
 
 MAX_BYTES = 1_000_000
@@ -113,47 +121,72 @@ def parse_markdown(text: str, filename: str | None = None) -> list[NoteDraft]:
     return notes
 
 
-def import_path(path: str | Path) -> list[NoteDraft]:
-    """Import a Markdown file, or every ``.md``/``.markdown`` file under a folder.
+def import_folder(folder: str | Path) -> list[NoteDraft]:
+    """Import every Markdown file under ``folder``, following no symbolic link.
 
     Files are read in sorted order so that an import is repeatable. Every file is
     parsed before anything is returned: one bad file fails the whole import.
     """
-    root = Path(path)
-    if root.is_dir():
-        files = sorted(p for p in root.rglob("*") if p.is_file() and _is_markdown_name(p))
-        if not files:
-            raise MarkdownImportError(f"{root}: no Markdown files (*.md, *.markdown) found")
-        return [note for file in files for note in _import_file(file)]
-    if not root.exists():
-        raise MarkdownImportError(f"{root}: no such file or folder")
-    if not _is_markdown_name(root):
+    root = Path(folder)
+    if root.is_symlink() or not root.is_dir():
+        raise MarkdownImportError(f"{root}: not a folder (pass a folder of .md files)")
+    files = []
+    for current, dirs, names in os.walk(root, followlinks=False):
+        here = Path(current)
+        dirs[:] = [d for d in dirs if not (here / d).is_symlink()]
+        files += [
+            here / name
+            for name in names
+            if _is_markdown_name(Path(name))
+            and not (here / name).is_symlink()
+            and (here / name).is_file()
+        ]
+    if not files:
+        raise MarkdownImportError(f"{root}: no Markdown files (*.md, *.markdown) found")
+    return [
+        note for file in sorted(files) for note in parse_markdown_bytes(read_file(file), str(file))
+    ]
+
+
+def read_file(path: str | Path) -> bytes:
+    """The bytes of one Markdown file named explicitly (command line), size-checked."""
+    file = Path(path)
+    if not file.exists():
+        raise MarkdownImportError(f"{file}: no such file")
+    if not file.is_file():
+        raise MarkdownImportError(f"{file}: not a file (import a folder with import_folder)")
+    if not _is_markdown_name(file):
         raise MarkdownImportError(
-            f"{root}: not a Markdown file (expected a name ending in .md or .markdown)"
+            f"{file}: not a Markdown file (expected a name ending in .md or .markdown)"
         )
-    return _import_file(root)
+    size = file.stat().st_size
+    if size > MAX_BYTES:
+        raise MarkdownImportError(
+            f"{file}: file is {size:,} bytes, above the limit of {MAX_BYTES:,} bytes (1 MB)"
+        )
+    return file.read_bytes()
 
 
 def _is_markdown_name(path: Path) -> bool:
     return path.suffix.lower() in MARKDOWN_SUFFIXES
 
 
-def _import_file(path: Path) -> list[NoteDraft]:
-    size = path.stat().st_size
-    if size > MAX_BYTES:
+def parse_markdown_bytes(data: bytes, filename: str | None = None) -> list[NoteDraft]:
+    """Parse a file's contents (an upload): UTF-8 text, no NUL bytes, at most 1 MB."""
+    where = filename or "<upload>"
+    if len(data) > MAX_BYTES:
         raise MarkdownImportError(
-            f"{path}: file is {size:,} bytes, above the limit of {MAX_BYTES:,} bytes (1 MB)"
+            f"{where}: file is {len(data):,} bytes, above the limit of {MAX_BYTES:,} bytes (1 MB)"
         )
-    data = path.read_bytes()
     if b"\x00" in data:
-        raise MarkdownImportError(f"{path}: binary content (NUL bytes), not Markdown text")
+        raise MarkdownImportError(f"{where}: binary content (NUL bytes), not Markdown text")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise MarkdownImportError(
-            f"{path}: not UTF-8 text (byte {exc.start}): save the file as UTF-8 Markdown"
+            f"{where}: not UTF-8 text (byte {exc.start}): save the file as UTF-8 Markdown"
         ) from None
-    return parse_markdown(text, filename=str(path))
+    return parse_markdown(text, filename=filename)
 
 
 def _check_text(text: str, where: str) -> None:

@@ -19,8 +19,9 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from db import Card, Database, Note, User, utcnow
+from study import markdown_import
 from study.errors import InvalidNoteError, NoteNotFoundError, StudyError
-from study.markdown_import import MAX_BYTES, NoteDraft, import_path, parse_markdown
+from study.markdown_import import MAX_BYTES, NoteDraft, parse_markdown, parse_markdown_bytes
 from study.notes import seed_notes
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "edit_note",
     "ensure_seed_notes",
     "get_note",
+    "import_folder",
     "import_markdown",
     "list_notes",
     "user_note",
@@ -238,22 +240,31 @@ def _store_drafts(db: Database, user_id: int, drafts: Sequence[NoteDraft]) -> li
     return db.write(work)
 
 
-def _looks_like_path(source: str) -> bool:
-    return "\n" not in source and len(source) < 4096 and Path(source).exists()
+def import_markdown(
+    db: Database, user_id: int, content: str | bytes, filename: str | None = None
+) -> list[NoteView]:
+    """Import Markdown contents as notes, all in one transaction (bad input imports nothing).
 
-
-def import_markdown(db: Database, user_id: int, source: str | Path) -> list[NoteView]:
-    """Import Markdown as notes, all in one transaction (a bad file imports nothing).
-
-    ``source`` is a ``Path`` or a string naming an existing file or folder (every
-    ``.md``/``.markdown`` file under it), or else the Markdown text itself. Raises
+    ``content`` is the text itself, or a file's bytes (an upload); it is never read as a
+    path, so a user cannot make the app read a server file by naming it. ``filename``
+    titles an untitled note and names the input in messages. Raises
     ``MarkdownImportError`` or ``InvalidNoteError`` with the reason.
     """
-    if isinstance(source, Path) or _looks_like_path(source):
-        drafts = import_path(source)
+    if isinstance(content, bytes):
+        drafts = parse_markdown_bytes(content, filename)
+    elif isinstance(content, str):
+        drafts = parse_markdown(content, filename)
     else:
-        drafts = parse_markdown(source)
+        raise StudyError(
+            f"import_markdown takes the Markdown text or a file's bytes, not {type(content).__name__}"
+            ": import a folder with import_folder"
+        )
     return _store_drafts(db, user_id, drafts)
+
+
+def import_folder(db: Database, user_id: int, folder: Path) -> list[NoteView]:
+    """Import every Markdown file under ``folder`` (named explicitly; no links followed)."""
+    return _store_drafts(db, user_id, markdown_import.import_folder(folder))
 
 
 def ensure_seed_notes(db: Database, user_id: int) -> int:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from study.errors import StudyError
-from study.markdown_import import MAX_BYTES, MarkdownImportError, NoteDraft, import_path
+from study.markdown_import import (
+    MAX_BYTES,
+    MarkdownImportError,
+    NoteDraft,
+    import_folder,
+    parse_markdown_bytes,
+    read_file,
+)
 from study.markdown_import import parse_markdown as parse
 
 FRONT = """---
@@ -89,37 +96,54 @@ def test_import_folder_reads_markdown_files_in_order(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "a.markdown").write_text("plain words", encoding="utf-8")
     (tmp_path / "ignored.txt").write_text("# Not me\nno", encoding="utf-8")
-    titles = [n.title for n in import_path(tmp_path)]
+    titles = [n.title for n in import_folder(tmp_path)]
     assert titles == ["Bee", "A"]
+
+
+def test_import_folder_follows_no_link_out_of_the_folder(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.md").write_text("# Secret\nserver file", encoding="utf-8")
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "mine.md").write_text("# Mine\nmy note", encoding="utf-8")
+    (folder / "link.md").symlink_to(outside / "secret.md")
+    (folder / "linked-dir").symlink_to(outside, target_is_directory=True)
+    (folder / "MINE2.MD").write_text("# Upper\ncase suffix", encoding="utf-8")
+    assert [n.title for n in import_folder(folder)] == ["Upper", "Mine"]
+    with pytest.raises(MarkdownImportError, match="not a folder"):
+        import_folder(folder / "linked-dir")
+    with pytest.raises(MarkdownImportError, match="not a folder"):
+        import_folder(folder / "mine.md")
 
 
 def test_import_rejects_large_binary_and_foreign_files(tmp_path):
     big = tmp_path / "big.md"
     big.write_text("# Big\n" + "x" * MAX_BYTES, encoding="utf-8")
     with pytest.raises(MarkdownImportError, match=r"above the limit of 1,000,000 bytes \(1 MB\)"):
-        import_path(big)
+        read_file(big)
     binary = tmp_path / "image.md"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
     with pytest.raises(MarkdownImportError, match="binary"):
-        import_path(binary)
+        parse_markdown_bytes(read_file(binary), str(binary))
     latin = tmp_path / "latin.md"
     latin.write_bytes("# Caf\xe9\ncr\xe8me".encode("latin-1"))
     with pytest.raises(MarkdownImportError, match="not UTF-8"):
-        import_path(latin)
+        parse_markdown_bytes(read_file(latin), str(latin))
     other = tmp_path / "notes.txt"
     other.write_text("# T\nbody", encoding="utf-8")
     with pytest.raises(MarkdownImportError, match="not a Markdown file"):
-        import_path(other)
+        read_file(other)
     with pytest.raises(MarkdownImportError, match="no such file"):
-        import_path(tmp_path / "missing.md")
+        read_file(tmp_path / "missing.md")
     empty_dir = tmp_path / "empty"
     empty_dir.mkdir()
     with pytest.raises(MarkdownImportError, match="no Markdown files"):
-        import_path(empty_dir)
+        import_folder(empty_dir)
 
 
 def test_one_bad_file_fails_the_whole_folder(tmp_path):
     (tmp_path / "a.md").write_text("# Good\ntext", encoding="utf-8")
     (tmp_path / "b.md").write_text("---\nbroken\n---\ntext", encoding="utf-8")
     with pytest.raises(MarkdownImportError, match="b.md: line 2"):
-        import_path(tmp_path)
+        import_folder(tmp_path)

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from db import Note, get_or_create_user
 from study.cards_service import delete_card, edit_card, list_cards
-from study.errors import CardNotFoundError, InvalidNoteError, NoteNotFoundError
+from study.errors import CardNotFoundError, InvalidNoteError, NoteNotFoundError, StudyError
 from study.markdown_import import MarkdownImportError
 from study.notes import seed_notes
 from study.notes_service import (
@@ -16,6 +16,7 @@ from study.notes_service import (
     edit_note,
     ensure_seed_notes,
     get_note,
+    import_folder,
     import_markdown,
     list_notes,
 )
@@ -98,15 +99,28 @@ def test_import_folder_is_all_or_nothing(db, tmp_path):
     folder.mkdir()
     (folder / "a.md").write_text("# One\ntext one\n# Two\ntext two\n", encoding="utf-8")
     (folder / "b.md").write_text("---\ntitle: Three\ntags: [t]\n---\nthree\n", encoding="utf-8")
-    notes = import_markdown(db, ann, folder)
+    notes = import_folder(db, ann, folder)
     assert [n.title for n in notes] == ["One", "Two", "Three"]
     assert notes[2].tags == ("t",)
     (folder / "c.md").write_text("---\ntitle: broken\n", encoding="utf-8")
     with pytest.raises(MarkdownImportError, match="never closed"):
-        import_markdown(db, ann, str(folder))
+        import_folder(db, ann, folder)
     assert _note_count(db, ann) == 3
     text_notes = import_markdown(db, ann, "# From text\nbody here\n")
     assert text_notes[0].title == "From text"
+    upload = import_markdown(db, ann, b"untitled words", filename="my-upload.md")
+    assert upload[0].title == "My upload"
+
+
+def test_a_string_that_names_a_file_is_text_never_a_path(db, tmp_path):
+    ann = _user(db, "ann")
+    secret = tmp_path / "secret.md"
+    secret.write_text("# Server secret\nnot yours", encoding="utf-8")
+    with pytest.raises(MarkdownImportError, match="no title"):
+        import_markdown(db, ann, str(secret))  # parsed as one line of text: no heading
+    with pytest.raises(StudyError, match="not PosixPath"):
+        import_markdown(db, ann, secret)
+    assert _note_count(db, ann) == 0
 
 
 def test_seed_notes_are_loaded_once_and_stay_deleted(db):

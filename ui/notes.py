@@ -203,7 +203,8 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             gr.Warning(problem)
             return problem, gr.skip()
         try:
-            added = import_markdown(ctx.db, uid, Path(path))
+            upload = Path(path)
+            added = import_markdown(ctx.db, uid, upload.read_bytes(), filename=upload.name)
         except StudyError as exc:
             gr.Warning(str(exc))
             return f"Nothing imported: {exc}", gr.skip()
