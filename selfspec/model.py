@@ -27,11 +27,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from selfspec import rows_kernel
+from selfspec import native
 from selfspec.config import ModelConfig
 from selfspec.errors import BadInputError
+from selfspec.weights import Weight
 
-__all__ = ["SkipSet", "KVCache", "Transformer", "LayerWeights"]
+__all__ = ["SkipSet", "KVCache", "Transformer", "LayerWeights", "NativeLayer", "KERNEL_DTYPES"]
+
+KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # weights the kernels read
 
 
 @dataclass(frozen=True)
@@ -99,9 +102,20 @@ def rms_norm(x: Tensor, w: Tensor, eps: float, offset: float) -> Tensor:
 
 
 def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
-    """F.linear, through our few-row kernel where it applies (see selfspec.rows_kernel)."""
-    if not torch.compiler.is_compiling() and rows_kernel.usable_for(x, w, b):
-        return rows_kernel.rows_linear(x, w, b)
+    """F.linear, through the native few-row kernel where it applies: float32 activations
+    on a CPU, a float32/float16/bfloat16 weight, no autograd, at most 16 rows."""
+    rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
+    if (
+        0 < rows <= 16
+        and x.dtype == torch.float32
+        and x.device.type == "cpu"
+        and w.dtype in KERNEL_DTYPES
+        and (b is None or b.dtype == torch.float32)
+        and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad))
+        and not torch.compiler.is_compiling()
+        and native.available()
+    ):
+        return native.linear(x, Weight.dense_of(w), b)
     return F.linear(x, w, b)
 
 
@@ -134,91 +148,275 @@ def _causal_mask(pos: int, t: int, window: int | None, device, _inference: bool)
     return mask
 
 
+@dataclass
+class NativeLayer:
+    """One layer's weights for the native kernels: each matrix in its own format (a Q4_K_M
+    file mixes formats within a layer), norms and biases as float32 tensors, and the C
+    record of pointers into them (valid while this object holds the tensors)."""
+
+    attn_norm: Tensor
+    q: Weight
+    k: Weight
+    v: Weight
+    o: Weight
+    mlp_norm: Tensor
+    gate: Weight
+    up: Weight
+    down: Weight
+    bq: Tensor | None = None
+    bk: Tensor | None = None
+    bv: Tensor | None = None
+    post_attn_norm: Tensor | None = None
+    post_mlp_norm: Tensor | None = None
+    _record: native.LayerWeights | None = field(default=None, repr=False)
+
+    def record(self) -> native.LayerWeights:
+        if self._record is None:
+
+            def ptr(t: Tensor | None) -> int | None:
+                return None if t is None else t.data_ptr()
+
+            self._record = native.LayerWeights(
+                ptr(self.attn_norm),
+                *(native.cweight(w) for w in (self.q, self.k, self.v, self.o)),
+                ptr(self.bq),
+                ptr(self.bk),
+                ptr(self.bv),
+                ptr(self.mlp_norm),
+                *(native.cweight(w) for w in (self.gate, self.up, self.down)),
+                ptr(self.post_attn_norm),
+                ptr(self.post_mlp_norm),
+            )
+        return self._record
+
+    def matrices(self) -> list[Weight]:
+        return [self.q, self.k, self.v, self.o, self.gate, self.up, self.down]
+
+    def dense(self, dtype: torch.dtype) -> LayerWeights:
+        """The layer as torch's path wants it: fused dense matrices of `dtype`."""
+
+        def cat(*ws: Weight) -> Tensor:
+            return torch.cat([w.dense(dtype) for w in ws])
+
+        def f(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.to(dtype)
+
+        biases = (self.bq, self.bk, self.bv)
+        return LayerWeights(
+            attn_norm=f(self.attn_norm),
+            wqkv=cat(self.q, self.k, self.v),
+            bqkv=torch.cat(biases).to(dtype) if self.bq is not None else None,
+            wo=self.o.dense(dtype),
+            mlp_norm=f(self.mlp_norm),
+            w_gate_up=cat(self.gate, self.up),
+            w_down=self.down.dense(dtype),
+            post_attn_norm=f(self.post_attn_norm),
+            post_mlp_norm=f(self.post_mlp_norm),
+        )
+
+
 class Transformer:
-    """Decoder-only transformer over borrowed weights; see the module docstring."""
+    """Decoder-only transformer; see the module docstring.
+
+    Holds the weights once: as `NativeLayer`s (file blocks or dense, for the native
+    kernels) on CPUs, or as dense `LayerWeights` for torch's path (GPUs, float64, autograd,
+    `--compile`, CPUs without the native kernels). The other form is built on demand.
+    """
 
     def __init__(
         self,
         cfg: ModelConfig,
-        layers: list[LayerWeights],
-        embedding: Tensor,
+        *,
+        native_layers: list[NativeLayer] | None = None,
+        layers: list[LayerWeights] | None = None,
+        embedding: Weight | Tensor,
+        lm_head: Weight | Tensor,
         final_norm: Tensor,
-        lm_head: Tensor,
         inv_freq: Tensor,
         rope_scale: float = 1.0,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         self.cfg = cfg
-        self.layers = layers
-        self.embedding = embedding  # [V, C]
+        self.native_layers = native_layers
+        self._layers = layers
+        self.embedding_weight = embedding  # [V, C]
+        self.head_weight = lm_head  # [V, C]
         self.final_norm = final_norm
-        self.lm_head = lm_head  # [V, C]
         self.inv_freq = inv_freq.float()
         self.rope_scale = rope_scale
-        self.device = embedding.device
-        self.dtype = embedding.dtype
+        self.device = torch.device(device)
+        self.dtype = dtype  # activations (and the KV cache)
+        self._dense: dict[str, Tensor] = {}
         self._cos = self._sin = torch.empty(0)
         self._act = F.silu if cfg.activation == "silu" else lambda x: F.gelu(x, approximate="tanh")
         self._embed_scale = (
             torch.tensor(cfg.embed_scale, dtype=self.dtype) if cfg.embed_scale else None
         )
+        self._configs = [self._layer_config(i) for i in range(cfg.n_layers)]
+        self._compiled = False
+        if native_layers is not None and not native.available():
+            self._layers = self.layers  # the torch fallback: dense now, once
 
     # ----------------------------------------------------------------- construction
     @classmethod
     def from_hf(cls, hf_model: nn.Module) -> Transformer:
-        """Build the engine over a transformers CausalLM (Llama family or Gemma-2)."""
+        """Build the engine over a transformers CausalLM (Llama family or Gemma-2),
+        sharing its tensors. On a CPU in float32, float16 or bfloat16 the native kernels
+        read them as they are, with float32 activations; otherwise torch's path runs."""
         cfg = ModelConfig.from_hf(hf_model.config)
         base = hf_model.model
         gemma = cfg.arch == "gemma2"
+        w0 = base.embed_tokens.weight
+        native_ok = w0.device.type == "cpu" and w0.dtype in KERNEL_DTYPES
         layers = []
         for layer in base.layers:
             attn, mlp = layer.self_attn, layer.mlp
-            qkv = [attn.q_proj, attn.k_proj, attn.v_proj]
+            mats = [attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj]
+            mats += [mlp.gate_proj, mlp.up_proj, mlp.down_proj]
+            q, k, v, o, gate, up, down = (Weight.of(m.weight.detach()) for m in mats)
             layers.append(
-                LayerWeights(
-                    attn_norm=layer.input_layernorm.weight.detach(),
-                    wqkv=_fuse(qkv, "weight"),
-                    bqkv=_fuse(qkv, "bias") if attn.q_proj.bias is not None else None,
-                    wo=attn.o_proj.weight.detach(),
-                    mlp_norm=(
+                NativeLayer(
+                    attn_norm=_f32(layer.input_layernorm),
+                    q=q,
+                    k=k,
+                    v=v,
+                    o=o,
+                    mlp_norm=_f32(
                         layer.pre_feedforward_layernorm if gemma else layer.post_attention_layernorm
-                    ).weight.detach(),
-                    w_gate_up=_fuse([mlp.gate_proj, mlp.up_proj], "weight"),
-                    w_down=mlp.down_proj.weight.detach(),
-                    post_attn_norm=layer.post_attention_layernorm.weight.detach()
-                    if gemma
-                    else None,
-                    post_mlp_norm=layer.post_feedforward_layernorm.weight.detach()
-                    if gemma
-                    else None,
+                    ),
+                    gate=gate,
+                    up=up,
+                    down=down,
+                    bq=_f32(attn.q_proj, "bias"),
+                    bk=_f32(attn.k_proj, "bias"),
+                    bv=_f32(attn.v_proj, "bias"),
+                    post_attn_norm=_f32(layer.post_attention_layernorm) if gemma else None,
+                    post_mlp_norm=_f32(layer.post_feedforward_layernorm) if gemma else None,
                 )
             )
         rotary = base.rotary_emb
-        return cls(
-            cfg,
-            layers,
-            embedding=base.embed_tokens.weight.detach(),
-            final_norm=base.norm.weight.detach(),
-            lm_head=hf_model.lm_head.weight.detach(),
+        common = dict(
             inv_freq=rotary.inv_freq,
             rope_scale=float(getattr(rotary, "attention_scaling", 1.0)),
+            device=w0.device,
+        )
+        embedding, head = w0.detach(), hf_model.lm_head.weight.detach()
+        if native_ok:
+            return cls(
+                cfg,
+                native_layers=layers,
+                embedding=Weight.dense_of(embedding),
+                lm_head=Weight.dense_of(head),
+                final_norm=_f32(base.norm),
+                **common,
+            )
+        return cls(
+            cfg,
+            layers=[nl.dense(w0.dtype) for nl in layers],
+            embedding=embedding,
+            lm_head=head,
+            final_norm=base.norm.weight.detach(),
+            dtype=w0.dtype,
+            **common,
         )
 
     def compile(self, backend: str = "inductor") -> None:
-        """Compile the layer stack with torch.compile (dynamic shapes: any position, token
-        count and layer range), fusing the many small element-wise ops of a decoding step.
+        """Compile torch's layer stack with torch.compile (dynamic shapes: any position,
+        token count and layer range), fusing the many small element-wise ops of a step.
 
-        Optional: compiling takes minutes on a CPU, and each new skip set or layer range
-        compiles once more. Every method runs through `run_layers`, so all of them use it.
-        Compiled graphs use torch's matrix product, not our few-row kernel; on the CPU we
-        measure on, eager decoding was faster (see the README).
+        Optional and off by default: compiling takes minutes on a CPU, each new skip set or
+        layer range compiles once more, and compiled graphs run torch's path on dense
+        weights, not the native kernels (so row invariance is not guaranteed).
         """
-        self.run_layers = torch.compile(self.run_layers, backend=backend, dynamic=True)
+        self._torch_layers = torch.compile(self._torch_layers, backend=backend, dynamic=True)
+        self._compiled = True
 
     def new_cache(self, max_len: int, batch: int = 1) -> KVCache:
         return KVCache(self.cfg, max_len, batch, self.device, self.dtype)
 
+    # ----------------------------------------------------------------- weights
+    @property
+    def layers(self) -> list[LayerWeights]:
+        """Dense per-layer weights for torch's path (dequantized on first use)."""
+        if self._layers is None:
+            self._layers = [nl.dense(self.dtype) for nl in self.native_layers]
+        return self._layers
+
+    @property
+    def embedding(self) -> Tensor:
+        return self._dense_of("embedding", self.embedding_weight)
+
+    @property
+    def lm_head(self) -> Tensor:
+        return self._dense_of("lm_head", self.head_weight)
+
+    def _dense_of(self, name: str, w: Weight | Tensor) -> Tensor:
+        if isinstance(w, Tensor):
+            return w
+        if name not in self._dense:
+            self._dense[name] = w.dense(self.dtype).to(self.device)
+        return self._dense[name]
+
+    @property
+    def weight_format(self) -> str:
+        """The weights' storage formats, e.g. 'Q4_1+Q8_0' or 'F32'."""
+        if self.native_layers is None:
+            return str(self.dtype).removeprefix("torch.")
+        ws = [self.embedding_weight, self.head_weight]
+        for nl in self.native_layers:
+            ws += nl.matrices()
+        return "+".join(sorted({w.qtype.name for w in ws}, key=lambda n: n))
+
+    def weight_bytes(self) -> int:
+        """Bytes held by the weights the decoding path reads."""
+        if self.native_layers is None:
+            dense = [t for lw in self.layers for t in vars(lw).values() if t is not None]
+            return sum(
+                t.nbytes
+                for t in {id(t): t for t in [*dense, self.embedding, self.lm_head]}.values()
+            )
+        ws = {id(w.data): w.nbytes for w in (self.embedding_weight, self.head_weight)}
+        for nl in self.native_layers:
+            ws.update({id(w.data): w.nbytes for w in nl.matrices()})
+        return sum(ws.values())
+
+    # ----------------------------------------------------------------- dispatch
+    def native_for(self, h: Tensor) -> bool:
+        """Whether this call runs on the native kernels: a CPU engine with native layers,
+        float32 activations, one sequence, no autograd, not compiled."""
+        return (
+            self.native_layers is not None
+            and not self._compiled
+            and h.dtype == torch.float32
+            and h.device.type == "cpu"
+            and h.dim() == 3
+            and h.shape[0] == 1
+            and not (torch.is_grad_enabled() and h.requires_grad)
+            and not torch.compiler.is_compiling()
+            and native.available()
+        )
+
+    def _layer_config(self, i: int) -> native.LayerConfig:
+        cfg = self.cfg
+        return native.LayerConfig(
+            cfg.dim,
+            cfg.intermediate_size,
+            cfg.n_heads,
+            cfg.n_kv_heads,
+            cfg.head_dim,
+            cfg.norm_eps,
+            cfg.norm_offset,
+            cfg.query_scale,
+            cfg.attn_softcap or 0.0,
+            int(cfg.activation != "silu"),
+            cfg.windows[i] or 0 if cfg.windows else 0,
+        )
+
     # ----------------------------------------------------------------- pieces
     def embed(self, tokens: Tensor) -> Tensor:
+        if self.native_layers is not None and self.device.type == "cpu" and native.available():
+            return native.rows(self.embedding_weight, tokens, self.cfg.embed_scale or 0.0)
         h = F.embedding(tokens, self.embedding)  # [B, T, C]
         if self._embed_scale is not None:
             h = h * self._embed_scale
@@ -228,7 +426,20 @@ class Transformer:
         return rms_norm(x, w, self.cfg.norm_eps, self.cfg.norm_offset)
 
     def logits(self, h: Tensor, head: Tensor | None = None) -> Tensor:
-        """Final norm, LM head (or a restricted head), soft-cap; at least float32 [B, T, V]."""
+        """Final norm, LM head (or a restricted head [N, C]), soft-cap; float32 or wider
+        [B, T, V]."""
+        if self.native_for(h) and (head is None or head.dtype in KERNEL_DTYPES):
+            w = self.head_weight if head is None else Weight.dense_of(head)
+            cfg = self.cfg
+            out = native.logits(
+                h[0].contiguous(),
+                self.final_norm,
+                cfg.norm_eps,
+                cfg.norm_offset,
+                w,
+                cfg.final_softcap,
+            )
+            return out[None]
         out = linear(self.norm(h, self.final_norm), self.lm_head if head is None else head)
         out = out.to(torch.promote_types(out.dtype, torch.float32))
         cap = self.cfg.final_softcap
@@ -237,7 +448,10 @@ class Transformer:
         return out
 
     def head_rows(self, tokens: Tensor) -> Tensor:
-        """A restricted LM head [N, C]: the full head's rows for the given token ids."""
+        """A restricted LM head [N, C]: the full head's rows for the given token ids, as
+        dense tensors of the activation dtype (exactly the file's values)."""
+        if self.native_layers is not None and self.device.type == "cpu":
+            return self.head_weight.take_rows(tokens.cpu()).dense(self.dtype)
         return self.lm_head[tokens]
 
     def rope(self, pos: int, t: int) -> tuple[Tensor, Tensor]:
@@ -252,7 +466,7 @@ class Transformer:
             self._sin = (emb.sin() * self.rope_scale).to(self.dtype)
         return self._cos[pos : pos + t], self._sin[pos : pos + t]  # [T, D]
 
-    # ----------------------------------------------------------------- sub-layers
+    # ----------------------------------------------------------------- sub-layers (torch)
     def attention(self, i: int, h: Tensor, cache: KVCache, pos: int) -> Tensor:
         """Attention sub-layer output of layer i (before the residual add)."""
         cfg, w = self.cfg, self.layers[i]
@@ -314,6 +528,34 @@ class Transformer:
     ) -> Tensor:
         """Run layers start..stop-1 on hidden states h [B, T, C] at positions pos.. ."""
         stop = self.cfg.n_layers if stop is None else stop
+        if self.native_for(h):
+            return self._native_layers(h, cache, pos, start, stop, skip)
+        return self._torch_layers(h, cache, pos, start, stop, skip)
+
+    def _native_layers(
+        self, h: Tensor, cache: KVCache, pos: int, start: int, stop: int, skip: SkipSet | None
+    ) -> Tensor:
+        """One native call per layer, on a private copy of h [T, C] updated in place."""
+        x = h[0].clone(memory_format=torch.contiguous_format)  # [T, C]
+        self.rope(pos, x.shape[0])  # makes the tables long enough
+        for i in range(start, stop):
+            native.layer(
+                self._configs[i],
+                self.native_layers[i].record(),
+                x,
+                pos,
+                cache.k[i][0],
+                cache.v[i][0],
+                self._cos,
+                self._sin,
+                skip is not None and i in skip.attn,
+                skip is not None and i in skip.mlp,
+            )
+        return x[None]
+
+    def _torch_layers(
+        self, h: Tensor, cache: KVCache, pos: int, start: int, stop: int, skip: SkipSet | None
+    ) -> Tensor:
         skip_attn = skip.attn if skip else ()
         skip_mlp = skip.mlp if skip else ()
         for i in range(start, stop):
@@ -338,13 +580,7 @@ class Transformer:
         return self.logits(h)
 
 
-def _fuse(linears: list[nn.Linear], attr: str) -> Tensor:
-    """Concatenate the linears' weights (or biases) and point each module at its slice."""
-    parts = [getattr(lin, attr).detach() for lin in linears]
-    fused = torch.cat(parts)
-    offset = 0
-    for lin, part in zip(linears, parts, strict=True):
-        n = part.shape[0]
-        setattr(lin, attr, nn.Parameter(fused[offset : offset + n], requires_grad=False))
-        offset += n
-    return fused
+def _f32(module: nn.Module, attr: str = "weight") -> Tensor | None:
+    """A module's norm weight or bias as a float32 tensor (None where it has none)."""
+    t = getattr(module, attr, None)
+    return None if t is None else t.detach().float().contiguous()

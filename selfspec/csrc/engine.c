@@ -1,0 +1,406 @@
+/* The native half of our CPU engine: a decoder layer, the LM head and the embedding, in
+ * float32, on weights kept in their GGUF block formats (see quant.h) or dense.
+ *
+ * Two promises shape every function here.
+ *
+ * Row invariance. Each output row is computed by the same instructions in the same order
+ * whatever the number of rows in the call, the cache length or the thread count: a
+ * token's hidden state, keys, values and logits are bit-identical whether it is decoded
+ * alone or verified among drafts. That is what makes every speculative method exactly
+ * lossless, not merely within a tolerance. So: products sum over k in one fixed order
+ * (8 lanes x 2 accumulators, then a fixed reduction); norms and attention reduce per row
+ * in a fixed order; element-wise maths (exp, tanh) is scalar libm, never a vector path
+ * chosen by how many elements happen to be left over; threads split outputs, never sums.
+ *
+ * Few bytes. Decoding reads every weight once per step, so speed is bytes read. Weights
+ * stay as the file's blocks and are dequantized into a small float buffer, row by row for
+ * a few input rows (the buffer stays in L1) or a chunk of rows at a time for a prefill
+ * (the buffer then serves many passes). The dequantized value equals gguf's dequantized
+ * float32 exactly, so the products equal those of dense float32 weights bit for bit.
+ *
+ * Compiled with -O3 -mavx2 -mfma -mf16c -fopenmp; the caller checks the CPU first.
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant.h"
+
+#define MAX_PASS_ROWS 6 /* 12 accumulators + 2 weight vectors + 1 input: 15 of 16 registers */
+#define SMALL_BUFFER 4096   /* floats of weights dequantized at a time for a few rows (L1) */
+#define LARGE_BUFFER 65536  /* ... and for many rows (L2), reused by every pass */
+
+typedef struct {
+    const uint8_t* data; /* row n starts at data + n * row_bytes */
+    long row_bytes;
+    int type;            /* a GGML type id (quant.h) */
+    long n, k;           /* [out, in] */
+} ss_weight;
+
+/* ------------------------------------------------------------------ products */
+
+static inline float hsum(__m256 v) {
+    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+#define UNROLL _Pragma("GCC unroll 8")
+
+/* y[r, n] (+ bias[n]) for R input rows (a constant, so the accumulators stay in registers)
+ * and float32 weight rows n = 0..nrows-1 at W + n * ldw. */
+#define PASS(R)                                                                                 \
+    static void pass_##R(const float* x, long K, const float* W, long ldw, long nrows,          \
+                         const float* bias, float* y, long ldy) {                               \
+        const long K16 = K & ~15L, K8 = K & ~7L;                                                \
+        for (long n = 0; n < nrows; n++) {                                                      \
+            const float* w = W + n * ldw;                                                       \
+            __m256 a[R][2];                                                                     \
+            UNROLL for (int r = 0; r < R; r++) a[r][0] = a[r][1] = _mm256_setzero_ps();         \
+            for (long k = 0; k < K16; k += 16) {                                                \
+                const __m256 w0 = _mm256_loadu_ps(w + k), w1 = _mm256_loadu_ps(w + k + 8);      \
+                UNROLL for (int r = 0; r < R; r++) {                                            \
+                    a[r][0] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * K + k), w0, a[r][0]);     \
+                    a[r][1] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * K + k + 8), w1, a[r][1]); \
+                }                                                                               \
+            }                                                                                   \
+            UNROLL for (int r = 0; r < R; r++) {                                                \
+                const float* xr = x + r * K;                                                    \
+                if (K8 > K16)                                                                   \
+                    a[r][0] = _mm256_fmadd_ps(_mm256_loadu_ps(xr + K16), _mm256_loadu_ps(w + K16), a[r][0]); \
+                float s = hsum(_mm256_add_ps(a[r][0], a[r][1]));                                \
+                for (long k = K8; k < K; k++) s += xr[k] * w[k];                                \
+                y[r * ldy + n] = bias ? s + bias[n] : s;                                        \
+            }                                                                                   \
+        }                                                                                       \
+    }
+
+PASS(1)
+PASS(2)
+PASS(3)
+PASS(4)
+PASS(5)
+PASS(6)
+
+typedef void (*pass_fn)(const float*, long, const float*, long, long, const float*, float*, long);
+static const pass_fn PASSES[MAX_PASS_ROWS + 1] = {0, pass_1, pass_2, pass_3, pass_4, pass_5, pass_6};
+
+/* All M rows against float32 weight rows, in passes of near-equal size (9 rows: 5 + 4);
+ * the first pass reads the weights from memory or a fresh buffer, later ones from cache. */
+static void rows_pass(const float* x, long M, long K, const float* W, long ldw, long nrows,
+                      const float* bias, float* y, long ldy) {
+    const long passes = (M + MAX_PASS_ROWS - 1) / MAX_PASS_ROWS;
+    for (long m = 0, p = 0; m < M; p++) {
+        const long r = (M - m + passes - p - 1) / (passes - p);
+        PASSES[r](x + m * K, K, W, ldw, nrows, bias, y + m * ldy, ldy);
+        m += r;
+    }
+}
+
+/* Decoding's products on the commonest block formats, with no buffer: each group of 32
+ * weights is dequantized into four registers (exactly as quant.h writes them) and used at
+ * once by every input row. The accumulation order is pass_R's: over one group, lanes
+ * k..k+7 and k+16..k+23 go to the first accumulator, k+8..k+15 and k+24..k+31 to the
+ * second, so the sums equal those over the dense float32 weights bit for bit. */
+static inline void load32_q4_0(const uint8_t* row, long j, __m256 w[4]) {
+    const ss_block_q4_0* b = (const ss_block_q4_0*)row + j;
+    const __m256i m4 = _mm256_set1_epi32(0x0f), eight = _mm256_set1_epi32(8);
+    const __m256 d = _mm256_set1_ps(ss__f16(b->d));
+    const __m256i w0 = ss__u8x8(b->qs), w1 = ss__u8x8(b->qs + 8);
+    w[0] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(w0, m4), eight)));
+    w[1] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(w1, m4), eight)));
+    w[2] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(w0, 4), eight)));
+    w[3] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(w1, 4), eight)));
+}
+
+static inline void load32_q4_1(const uint8_t* row, long j, __m256 w[4]) {
+    const ss_block_q4_1* b = (const ss_block_q4_1*)row + j;
+    const __m256i m4 = _mm256_set1_epi32(0x0f);
+    __m256 d, m;
+    ss__f16_pair(b->d, &d, &m);
+    const __m256i w0 = ss__u8x8(b->qs), w1 = ss__u8x8(b->qs + 8);
+    w[0] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_and_si256(w0, m4)), m);
+    w[1] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_and_si256(w1, m4)), m);
+    w[2] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_srli_epi32(w0, 4)), m);
+    w[3] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_srli_epi32(w1, 4)), m);
+}
+
+static inline void load32_q8_0(const uint8_t* row, long j, __m256 w[4]) {
+    const ss_block_q8_0* b = (const ss_block_q8_0*)row + j;
+    const __m256 d = _mm256_set1_ps(ss__f16(b->d));
+    for (int i = 0; i < 4; i++) w[i] = _mm256_mul_ps(_mm256_cvtepi32_ps(ss__i8x8(b->qs + 8 * i)), d);
+}
+
+#define MAX_FUSED_ROWS 4
+
+#define FUSED(FMT, R)                                                                           \
+    static void fused_##FMT##_##R(const float* x, long K, const uint8_t* W, long rb, long nrows, \
+                                  const float* bias, float* y, long ldy) {                      \
+        for (long n = 0; n < nrows; n++) {                                                      \
+            const uint8_t* row = W + n * rb;                                                    \
+            __m256 a[R][2];                                                                     \
+            UNROLL for (int r = 0; r < R; r++) a[r][0] = a[r][1] = _mm256_setzero_ps();         \
+            for (long j = 0; j < K / 32; j++) {                                                 \
+                __m256 w[4];                                                                    \
+                load32_##FMT(row, j, w);                                                        \
+                const float* xk = x + 32 * j;                                                   \
+                UNROLL for (int r = 0; r < R; r++) {                                            \
+                    a[r][0] = _mm256_fmadd_ps(_mm256_loadu_ps(xk + r * K), w[0], a[r][0]);      \
+                    a[r][1] = _mm256_fmadd_ps(_mm256_loadu_ps(xk + r * K + 8), w[1], a[r][1]);  \
+                    a[r][0] = _mm256_fmadd_ps(_mm256_loadu_ps(xk + r * K + 16), w[2], a[r][0]); \
+                    a[r][1] = _mm256_fmadd_ps(_mm256_loadu_ps(xk + r * K + 24), w[3], a[r][1]); \
+                }                                                                               \
+            }                                                                                   \
+            UNROLL for (int r = 0; r < R; r++) {                                                \
+                const float s = hsum(_mm256_add_ps(a[r][0], a[r][1]));                          \
+                y[r * ldy + n] = bias ? s + bias[n] : s;                                        \
+            }                                                                                   \
+        }                                                                                       \
+    }
+
+#define FUSED_ALL(FMT) FUSED(FMT, 1) FUSED(FMT, 2) FUSED(FMT, 3) FUSED(FMT, 4)                  \
+    static const fused_fn FUSED_##FMT[MAX_FUSED_ROWS + 1] = {0, fused_##FMT##_1, fused_##FMT##_2, \
+                                                             fused_##FMT##_3, fused_##FMT##_4};
+
+typedef void (*fused_fn)(const float*, long, const uint8_t*, long, long, const float*, float*, long);
+FUSED_ALL(q4_0)
+FUSED_ALL(q4_1)
+FUSED_ALL(q8_0)
+
+static const fused_fn* fused_for(int type) {
+    switch (type) {
+    case SS_Q4_0: return FUSED_q4_0;
+    case SS_Q4_1: return FUSED_q4_1;
+    case SS_Q8_0: return FUSED_q8_0;
+    default: return 0;
+    }
+}
+
+/* One buffer per OpenMP thread, grown as needed and kept: threads live for the process. */
+static float* thread_buffer(long floats) {
+    static __thread float* buf = 0;
+    static __thread long cap = 0;
+    if (floats > cap) {
+        free(buf);
+        buf = (float*)aligned_alloc(64, (size_t)((floats + 15) & ~15L) * sizeof(float));
+        cap = buf ? floats : 0;
+    }
+    return buf;
+}
+
+/* y[M, N] = x[M, K] W^T (+ bias): the weight's rows are shared out among threads in
+ * chunks; each chunk is dequantized once into the thread's buffer (F32 weights are read
+ * in place) and every input row is run against it. */
+void ss_linear(const float* x, long M, const ss_weight* w, const float* bias, float* y,
+               int threads) {
+    const long K = w->k, N = w->n;
+    const int dense = w->type == SS_F32;
+    const long budget = M <= MAX_PASS_ROWS ? SMALL_BUFFER : LARGE_BUFFER;
+    long chunk = budget / K;
+    if (chunk < 1) chunk = 1;
+    if (dense && chunk < 16) chunk = 16;
+    const fused_fn* fused = M <= MAX_FUSED_ROWS ? fused_for(w->type) : 0;
+    if (fused) chunk = 16;
+    const long nchunks = (N + chunk - 1) / chunk;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (long c = 0; c < nchunks; c++) {
+        const long n0 = c * chunk, rows = n0 + chunk < N ? chunk : N - n0;
+        const uint8_t* src = w->data + n0 * w->row_bytes;
+        const float* W;
+        long ldw;
+        if (fused) {
+            fused[M](x, K, src, w->row_bytes, rows, bias ? bias + n0 : 0, y + n0, N);
+            continue;
+        }
+        if (dense) {
+            W = (const float*)src;
+            ldw = w->row_bytes / (long)sizeof(float);
+        } else {
+            float* buf = thread_buffer(rows * K);
+            for (long n = 0; n < rows; n++) ss_dequant_row(w->type, src + n * w->row_bytes, K, buf + n * K);
+            W = buf;
+            ldw = K;
+        }
+        rows_pass(x, M, K, W, ldw, rows, bias ? bias + n0 : 0, y + n0, N);
+    }
+}
+
+/* Rows `ids` of a weight, dequantized (the embedding lookup), times `scale` when not 0. */
+void ss_rows(const ss_weight* w, const long* ids, long n, float scale, float* out) {
+    for (long i = 0; i < n; i++) {
+        float* o = out + i * w->k;
+        ss_dequant_row(w->type, w->data + ids[i] * w->row_bytes, w->k, o);
+        if (scale != 0.0f)
+            for (long k = 0; k < w->k; k++) o[k] *= scale;
+    }
+}
+
+/* Dequantize whole rows (tests and the dense copies that Hugging Face peers need). */
+void ss_dequant_rows(int type, const uint8_t* W, long row_bytes, long n_rows, long K, float* out) {
+    for (long n = 0; n < n_rows; n++) ss_dequant_row(type, W + n * row_bytes, K, out + n * K);
+}
+
+/* ------------------------------------------------------------------ row-wise maths */
+
+/* Sum of x[0..n-1] in a fixed order: 8 lanes, then the lanes, then the tail. */
+static inline float dot(const float* a, const float* b, long n) {
+    __m256 acc = _mm256_setzero_ps();
+    long i = 0;
+    for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+    float s = hsum(acc);
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* RMSNorm of one row: x / rms(x) * w, or * (1 + w) for Gemma (offset 1). */
+static void rms_norm_row(const float* x, const float* w, long C, float eps, float offset, float* out) {
+    const float r = 1.0f / sqrtf(dot(x, x, C) / (float)C + eps);
+    for (long c = 0; c < C; c++) out[c] = x[c] * r * (offset + w[c]);
+}
+
+void ss_rms_norm(const float* x, long T, long C, const float* w, float eps, float offset, float* out) {
+    for (long t = 0; t < T; t++) rms_norm_row(x + t * C, w, C, eps, offset, out + t * C);
+}
+
+/* Rotary embedding, rotate-half convention, of n_heads heads of size D in place. */
+static void rope_row(float* x, long n_heads, long D, const float* cos, const float* sin) {
+    const long half = D / 2;
+    for (long h = 0; h < n_heads; h++) {
+        float* v = x + h * D;
+        for (long i = 0; i < half; i++) {
+            const float a = v[i], b = v[i + half];
+            v[i] = a * cos[i] - b * sin[i];
+            v[i + half] = b * cos[i + half] + a * sin[i + half];
+        }
+    }
+}
+
+static inline float gelu_tanh(float x) {
+    return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+}
+
+/* ------------------------------------------------------------------ a decoder layer */
+
+typedef struct {
+    long dim, hidden, n_heads, n_kv_heads, head_dim;
+    float eps, norm_offset, query_scale, attn_softcap; /* softcap 0: none */
+    int gelu;   /* 0: SiLU-gated MLP, 1: GELU(tanh)-gated (Gemma) */
+    long window; /* sliding-window size of this layer, 0: full attention */
+} ss_config;
+
+typedef struct {
+    const float* attn_norm;
+    ss_weight q, k, v, o;
+    const float *bq, *bk, *bv; /* may be 0 */
+    const float* mlp_norm;
+    ss_weight gate, up, down;
+    const float *post_attn_norm, *post_mlp_norm; /* Gemma-2 sandwich norms, may be 0 */
+} ss_layer_weights;
+
+/* Attention of query row t (position pos + t) of head h over the cached keys: scores,
+ * soft-cap, softmax and the weighted sum of values, each in one fixed order. */
+static void attend_row(const ss_config* cfg, const float* q, const float* kc, const float* vc,
+                       long p, float* scores, float* out) {
+    const long D = cfg->head_dim;
+    const long lo = cfg->window > 0 && p - cfg->window + 1 > 0 ? p - cfg->window + 1 : 0;
+    float m = -INFINITY;
+    for (long s = lo; s <= p; s++) {
+        float v = dot(q, kc + s * D, D) * cfg->query_scale;
+        if (cfg->attn_softcap > 0.0f) v = tanhf(v / cfg->attn_softcap) * cfg->attn_softcap;
+        scores[s - lo] = v;
+        if (v > m) m = v;
+    }
+    float sum = 0.0f;
+    for (long s = lo; s <= p; s++) {
+        scores[s - lo] = expf(scores[s - lo] - m);
+        sum += scores[s - lo];
+    }
+    const float inv = 1.0f / sum;
+    for (long d = 0; d < D; d++) out[d] = 0.0f;
+    for (long s = lo; s <= p; s++) {
+        const float pr = scores[s - lo] * inv;
+        const float* v = vc + s * D;
+        for (long d = 0; d < D; d++) out[d] += pr * v[d];
+    }
+}
+
+static void residual_norm_add(const ss_config* cfg, float* h, const float* out, const float* post,
+                              long T, float* tmp) {
+    const long C = cfg->dim;
+    for (long t = 0; t < T; t++) {
+        const float* o = out + t * C;
+        if (post) {
+            rms_norm_row(o, post, C, cfg->eps, cfg->norm_offset, tmp);
+            o = tmp;
+        }
+        for (long c = 0; c < C; c++) h[t * C + c] += o[c];
+    }
+}
+
+/* Layer i on hidden states h [T, C] (in place) at positions pos..pos+T-1, writing its
+ * keys and values into kc, vc [n_kv_heads, S, head_dim]; cos, sin [pos+T, head_dim]. */
+void ss_layer(const ss_config* cfg, const ss_layer_weights* w, float* h, long T, long pos,
+              float* kc, float* vc, long S, const float* cos, const float* sin, int skip_attn,
+              int skip_mlp, int threads) {
+    const long C = cfg->dim, D = cfg->head_dim, H = cfg->n_heads, Hkv = cfg->n_kv_heads;
+    const long I = cfg->hidden, groups = H / Hkv;
+    const long width = (H + 2 * Hkv) * D > 2 * I ? (H + 2 * Hkv) * D : 2 * I;
+    float* x = (float*)malloc(sizeof(float) * T * (C + width + C + C));
+    float* big = x + T * C;    /* q | k | v, or gate | up */
+    float* att = big + T * width; /* attention output, then MLP output [T, C] */
+    float* tmp = att + T * C;     /* one normed row per residual add */
+    if (!skip_attn) {
+        float *q = big, *k = q + T * H * D, *v = k + T * Hkv * D;
+        ss_rms_norm(h, T, C, w->attn_norm, cfg->eps, cfg->norm_offset, x);
+        ss_linear(x, T, &w->q, w->bq, q, threads);
+        ss_linear(x, T, &w->k, w->bk, k, threads);
+        ss_linear(x, T, &w->v, w->bv, v, threads);
+        for (long t = 0; t < T; t++) {
+            const float *c = cos + (pos + t) * D, *s = sin + (pos + t) * D;
+            rope_row(q + t * H * D, H, D, c, s);
+            rope_row(k + t * Hkv * D, Hkv, D, c, s);
+            for (long g = 0; g < Hkv; g++) {
+                memcpy(kc + (g * S + pos + t) * D, k + (t * Hkv + g) * D, sizeof(float) * D);
+                memcpy(vc + (g * S + pos + t) * D, v + (t * Hkv + g) * D, sizeof(float) * D);
+            }
+        }
+        float* o = x; /* the normed input is no longer needed: attention output [T, H D] */
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && T * H > 1)
+        for (long th = 0; th < T * H; th++) {
+            const long t = th / H, hd = th % H, g = hd / groups;
+            float* scores = thread_buffer(pos + T);
+            attend_row(cfg, q + (t * H + hd) * D, kc + g * S * D, vc + g * S * D, pos + t, scores,
+                       o + (t * H + hd) * D);
+        }
+        ss_linear(o, T, &w->o, 0, att, threads);
+        residual_norm_add(cfg, h, att, w->post_attn_norm, T, tmp);
+    }
+    if (!skip_mlp) {
+        float *gate = big, *up = big + T * I;
+        ss_rms_norm(h, T, C, w->mlp_norm, cfg->eps, cfg->norm_offset, x);
+        ss_linear(x, T, &w->gate, 0, gate, threads);
+        ss_linear(x, T, &w->up, 0, up, threads);
+        for (long j = 0; j < T * I; j++) {
+            const float g = gate[j];
+            gate[j] = (cfg->gelu ? gelu_tanh(g) : g / (1.0f + expf(-g))) * up[j];
+        }
+        ss_linear(gate, T, &w->down, 0, att, threads);
+        residual_norm_add(cfg, h, att, w->post_mlp_norm, T, tmp);
+    }
+    free(x);
+}
+
+/* Logits [T, N] = soft-cap(norm(h) W^T) with the final norm and an LM head (or any
+ * restricted head). softcap 0: none. */
+void ss_logits(const float* h, long T, long C, const float* norm, float eps, float offset,
+               const ss_weight* head, float softcap, float* out, int threads) {
+    float* x = (float*)malloc(sizeof(float) * T * C);
+    ss_rms_norm(h, T, C, norm, eps, offset, x);
+    ss_linear(x, T, head, 0, out, threads);
+    free(x);
+    if (softcap > 0.0f)
+        for (long j = 0; j < T * head->n; j++) out[j] = tanhf(out[j] / softcap) * softcap;
+}

@@ -1,0 +1,355 @@
+"""Our native CPU kernels (csrc/engine.c, csrc/quant.h), built on first use and called
+through ctypes.
+
+The engine runs a decoder layer, the LM head and the embedding here, in float32, on
+weights kept in their GGUF block formats or dense (see `selfspec.weights`), with every
+output row computed the same way whatever the number of rows in the call: that is what
+makes every speculative method token-for-token equal to plain decoding (docs/engine.md).
+
+Built with the system C compiler into the selfspec cache folder, once per source version:
+the compiler writes a private file, which is loaded once as a test and then renamed into
+place under a file lock, so concurrent builders never leave a half-written library. The
+library needs x86-64 with AVX2, FMA and F16C; elsewhere (ARM, Apple Silicon, no compiler,
+``SELFSPEC_KERNEL=0``) `available()` is False, the engine warns once and runs torch's
+operations on dense weights, and the benchmark report says that exactness is then not
+guaranteed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from selfspec.cache import cache_root
+from selfspec.weights import BLOCKS, GGMLType, Weight
+
+__all__ = [
+    "available",
+    "status",
+    "dequantize",
+    "linear",
+    "rows",
+    "layer",
+    "logits",
+    "LayerConfig",
+    "LayerWeights",
+    "CWeight",
+]
+
+log = logging.getLogger(__name__)
+
+CSRC = Path(__file__).with_name("csrc")
+SOURCES = (CSRC / "engine.c", CSRC / "quant.h")
+# -ffp-contract=off: no multiply-add is fused unless the source says so, so a scalar
+# remainder and a vectorised body round alike.
+FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-ffp-contract=off", "-fopenmp", "-shared", "-fPIC"]
+REQUIRED_FLAGS = ("avx2", "fma", "f16c")
+
+
+class CWeight(ctypes.Structure):
+    _fields_ = [
+        ("data", ctypes.c_void_p),
+        ("row_bytes", ctypes.c_long),
+        ("type", ctypes.c_int),
+        ("n", ctypes.c_long),
+        ("k", ctypes.c_long),
+    ]
+
+
+class LayerConfig(ctypes.Structure):
+    _fields_ = [
+        ("dim", ctypes.c_long),
+        ("hidden", ctypes.c_long),
+        ("n_heads", ctypes.c_long),
+        ("n_kv_heads", ctypes.c_long),
+        ("head_dim", ctypes.c_long),
+        ("eps", ctypes.c_float),
+        ("norm_offset", ctypes.c_float),
+        ("query_scale", ctypes.c_float),
+        ("attn_softcap", ctypes.c_float),
+        ("gelu", ctypes.c_int),
+        ("window", ctypes.c_long),
+    ]
+
+
+class LayerWeights(ctypes.Structure):
+    _fields_ = [
+        ("attn_norm", ctypes.c_void_p),
+        ("q", CWeight),
+        ("k", CWeight),
+        ("v", CWeight),
+        ("o", CWeight),
+        ("bq", ctypes.c_void_p),
+        ("bk", ctypes.c_void_p),
+        ("bv", ctypes.c_void_p),
+        ("mlp_norm", ctypes.c_void_p),
+        ("gate", CWeight),
+        ("up", CWeight),
+        ("down", CWeight),
+        ("post_attn_norm", ctypes.c_void_p),
+        ("post_mlp_norm", ctypes.c_void_p),
+    ]
+
+
+# ----------------------------------------------------------------------------- building
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo; empty where it cannot be read)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def _unsupported_reason() -> str | None:
+    if os.environ.get("SELFSPEC_KERNEL", "1") == "0":
+        return "switched off by SELFSPEC_KERNEL=0"
+    if platform.machine().lower() not in {"x86_64", "amd64"}:
+        return f"no native path for {platform.machine()} (it needs x86-64 with AVX2, FMA, F16C)"
+    missing = [f for f in REQUIRED_FLAGS if f not in cpu_flags()]
+    if missing:
+        return f"this CPU lacks {', '.join(missing)}"
+    if not (os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")):
+        return "no C compiler (cc or gcc) on PATH"
+    return None
+
+
+def _build() -> Path:
+    """Compile the library once per source version (see the module docstring)."""
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in SOURCES) + " ".join(FLAGS).encode())
+    folder = cache_root() / "kernels"
+    target = folder / f"selfspec-{digest.hexdigest()[:16]}.so"
+    if target.is_file():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.is_file():  # another process built it while we waited
+            return target
+        tmp = target.with_name(f"{target.stem}.{os.getpid()}.{id(lock):x}.tmp.so")
+        try:
+            subprocess.run(
+                [compiler, *FLAGS, f"-I{CSRC}", str(SOURCES[0]), "-o", str(tmp), "-lm"],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            ctypes.CDLL(str(tmp))  # a library that does not load is never installed
+            os.replace(tmp, target)
+        except subprocess.CalledProcessError as err:
+            raise RuntimeError(f"compiling engine.c failed: {err.stderr.strip()[:500]}") from err
+        finally:
+            tmp.unlink(missing_ok=True)
+    return target
+
+
+@cache
+def _library() -> ctypes.CDLL | None:
+    reason = _unsupported_reason()
+    if reason is None:
+        try:
+            lib = ctypes.CDLL(str(_build()))
+        except (OSError, RuntimeError) as err:
+            reason = str(err)
+    if reason is not None:
+        log.warning(
+            "Native kernels unavailable (%s): using torch on dense float weights; outputs "
+            "of speculative methods are then not guaranteed to be token-identical.",
+            reason,
+        )
+        return None
+    ptr, c_long, c_int, c_float = ctypes.c_void_p, ctypes.c_long, ctypes.c_int, ctypes.c_float
+    wp = ctypes.POINTER(CWeight)
+    lib.ss_linear.argtypes = [ptr, c_long, wp, ptr, ptr, c_int]
+    lib.ss_rows.argtypes = [wp, ptr, c_long, c_float, ptr]
+    lib.ss_dequant_rows.argtypes = [c_int, ptr, c_long, c_long, c_long, ptr]
+    lib.ss_layer.argtypes = [
+        *(ctypes.POINTER(LayerConfig), ctypes.POINTER(LayerWeights), ptr, c_long, c_long),
+        *(ptr, ptr, c_long, ptr, ptr, c_int, c_int, c_int),
+    ]
+    lib.ss_logits.argtypes = [ptr, c_long, c_long, ptr, c_float, c_float, wp, c_float, ptr, c_int]
+    for fn in (lib.ss_linear, lib.ss_rows, lib.ss_dequant_rows, lib.ss_layer, lib.ss_logits):
+        fn.restype = None
+    return lib
+
+
+def available() -> bool:
+    """Whether the native kernels are built and usable on this machine."""
+    return _library() is not None
+
+
+def status() -> str:
+    """One line for reports: which path runs, and whether exactness is guaranteed."""
+    if available():
+        return "native (AVX2/FMA/F16C): row-invariant, exact"
+    return f"torch fallback ({_unsupported_reason() or 'build failed'}): exactness not guaranteed"
+
+
+# ----------------------------------------------------------------------------- checks
+def _check(t: Tensor, name: str, shape: tuple[int, ...] | None = None) -> int:
+    """The pointer of a float32, contiguous CPU tensor of the given shape, or a clear error
+    (a mismatched call would otherwise read or write out of bounds)."""
+    if t.device.type != "cpu" or t.dtype != torch.float32 or not t.is_contiguous():
+        raise ValueError(
+            f"{name}: need a contiguous float32 CPU tensor, got {t.dtype} on "
+            f"{t.device} (contiguous: {t.is_contiguous()})"
+        )
+    if shape is not None and tuple(t.shape) != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {tuple(t.shape)}")
+    return t.data_ptr()
+
+
+def cweight(w: Weight) -> CWeight:
+    """The C view of a weight, after checking that its bytes cover [n, k] in its format."""
+    size, nbytes = BLOCKS[w.qtype]
+    need = w.k // size * nbytes
+    dense = {
+        GGMLType.F32: torch.float32,
+        GGMLType.F16: torch.float16,
+        GGMLType.BF16: torch.bfloat16,
+    }
+    if w.data.dtype != dense.get(w.qtype, torch.uint8):
+        raise ValueError(f"a {w.qtype.name} weight cannot hold {w.data.dtype} data")
+    if w.k % size or w.data.device.type != "cpu" or w.data.stride(-1) != 1:
+        raise ValueError(f"a {w.qtype.name} weight [{w.n}, {w.k}] is not laid out for the kernel")
+    if (
+        w.data.shape[0] != w.n
+        or w.row_bytes < need
+        or w.data.shape[-1] * w.data.element_size() < need
+    ):
+        raise ValueError(
+            f"{w.qtype.name} weight [{w.n}, {w.k}]: rows of {w.row_bytes} bytes, need {need}"
+        )
+    return CWeight(w.data.data_ptr(), w.row_bytes, int(w.qtype), w.n, w.k)
+
+
+def _threads() -> int:
+    return torch.get_num_threads()
+
+
+# ----------------------------------------------------------------------------- calls
+def dequantize(raw: Tensor, qtype: int, k: int) -> Tensor:
+    """float32 [n, k] of raw uint8 [n, row_bytes] blocks of `qtype`: gguf's values exactly
+    (through gguf's own numpy dequantizer where the native library is unavailable)."""
+    qtype = GGMLType(qtype)
+    raw = raw.contiguous()
+    n = raw.shape[0]
+    if raw.dtype != torch.uint8:
+        raw = raw.view(torch.uint8).reshape(n, -1)
+    out = torch.empty(n, k, dtype=torch.float32)
+    lib = _library()
+    if lib is None:
+        import gguf
+
+        values = gguf.quants.dequantize(raw.numpy(), gguf.GGMLQuantizationType(int(qtype)))
+        return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).reshape(n, k)
+    size, nbytes = BLOCKS[qtype]
+    if k % size or raw.shape[1] != k // size * nbytes:
+        raise ValueError(
+            f"{qtype.name} [{n}, {k}] needs rows of {k // size * nbytes} bytes, got {raw.shape[1]}"
+        )
+    lib.ss_dequant_rows(int(qtype), raw.data_ptr(), raw.shape[1], n, k, out.data_ptr())
+    return out
+
+
+def linear(x: Tensor, w: Weight, bias: Tensor | None = None) -> Tensor:
+    """x [..., k] times w^T (+ bias) -> float32 [..., n], row-invariant."""
+    x2 = x.reshape(-1, w.k).float().contiguous()
+    out = torch.empty(x2.shape[0], w.n, dtype=torch.float32)
+    b = None if bias is None else _check(bias, "bias", (w.n,))
+    cw = cweight(w)
+    _library().ss_linear(
+        _check(x2, "x"), x2.shape[0], ctypes.byref(cw), b, out.data_ptr(), _threads()
+    )
+    return out.view(*x.shape[:-1], w.n)
+
+
+def rows(w: Weight, ids: Tensor, scale: float = 0.0) -> Tensor:
+    """Rows `ids` [...] of w, dequantized -> float32 [..., k] (times `scale` unless 0)."""
+    flat = ids.reshape(-1).to(torch.long).contiguous()
+    if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= w.n):
+        raise IndexError(f"token ids must be in 0..{w.n - 1}")
+    out = torch.empty(flat.numel(), w.k, dtype=torch.float32)
+    cw = cweight(w)
+    _library().ss_rows(ctypes.byref(cw), flat.data_ptr(), flat.numel(), scale, out.data_ptr())
+    return out.view(*ids.shape, w.k)
+
+
+def layer(
+    config: LayerConfig,
+    weights: LayerWeights,
+    h: Tensor,
+    pos: int,
+    k_cache: Tensor,
+    v_cache: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+    skip_attn: bool,
+    skip_mlp: bool,
+) -> None:
+    """One decoder layer on h [T, C] in place; keys and values go to the caches
+    [Hkv, S, D] at positions pos..pos+T-1. `weights` holds pointers into tensors that the
+    caller keeps alive (the engine's native layer records)."""
+    t, c = h.shape
+    hkv, s, d = k_cache.shape
+    if c != config.dim or hkv != config.n_kv_heads or d != config.head_dim or pos + t > s:
+        raise ValueError(
+            f"layer call does not fit: h {tuple(h.shape)}, cache {tuple(k_cache.shape)}, pos {pos}"
+        )
+    if cos.shape[0] < pos + t or cos.shape[1] != d or sin.shape != cos.shape:
+        raise ValueError("rotary tables shorter than the positions asked for")
+    _library().ss_layer(
+        ctypes.byref(config),
+        ctypes.byref(weights),
+        _check(h, "h"),
+        t,
+        pos,
+        _check(k_cache, "k cache"),
+        _check(v_cache, "v cache", tuple(k_cache.shape)),
+        s,
+        _check(cos, "cos"),
+        _check(sin, "sin"),
+        int(skip_attn),
+        int(skip_mlp),
+        _threads(),
+    )
+
+
+def logits(
+    h: Tensor, norm: Tensor, eps: float, offset: float, head: Weight, softcap: float | None
+) -> Tensor:
+    """soft-cap(rms_norm(h) head^T) for h [T, C] -> float32 [T, n]."""
+    t, c = h.shape
+    if head.k != c:
+        raise ValueError(f"head [{head.n}, {head.k}] does not take hidden states of width {c}")
+    out = torch.empty(t, head.n, dtype=torch.float32)
+    cw = cweight(head)
+    _library().ss_logits(
+        _check(h, "h"),
+        t,
+        c,
+        _check(norm, "final norm", (c,)),
+        eps,
+        offset,
+        ctypes.byref(cw),
+        float(softcap or 0.0),
+        out.data_ptr(),
+        _threads(),
+    )
+    return out

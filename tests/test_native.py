@@ -1,0 +1,213 @@
+"""The native kernels: products on every weight format equal the dense float32 products bit
+for bit, every row is computed alike whatever the row count or thread count, mismatched
+calls are refused before they reach C, and the build is safe and falls back cleanly.
+
+(That each format's dequantized values are gguf's own is tests/test_quant_formats.py.)
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from selfspec import native
+from selfspec.model import linear
+from selfspec.weights import BLOCKS, GGMLType, Weight
+
+needs_native = pytest.mark.skipif(
+    native._unsupported_reason() is not None,
+    reason=f"native kernels unsupported here: {native._unsupported_reason()}",
+)
+QUANTIZED = [t for t in GGMLType if BLOCKS[t][0] > 1]
+
+
+def random_weight(qtype: GGMLType, n: int, k: int, seed: int = 0) -> Weight:
+    """Random blocks whose float16 scale fields hold small finite values (random bytes
+    elsewhere): every quant value is exercised, no block decodes to inf or NaN."""
+    g = torch.Generator().manual_seed(seed)
+    size, nbytes = BLOCKS[qtype]
+    if qtype in (GGMLType.F32, GGMLType.F16, GGMLType.BF16):
+        dtype = {GGMLType.F32: torch.float32, GGMLType.F16: torch.float16}.get(
+            qtype, torch.bfloat16
+        )
+        return Weight.dense_of(torch.randn(n, k, generator=g).to(dtype))
+    raw = torch.randint(0, 256, (n, k // size, nbytes), generator=g, dtype=torch.uint8)
+    halves = torch.rand(n, k // size, 2, generator=g) * 0.02 + 0.001
+    pair = halves.half().view(torch.uint8)  # [n, blocks, 4]: two float16 values
+    if qtype == GGMLType.Q6_K:
+        raw[..., -2:] = pair[..., :2]  # d is last
+    elif qtype in (GGMLType.Q4_K, GGMLType.Q4_1):
+        raw[..., 0:4] = pair  # d, dmin / d, m
+    else:
+        raw[..., 0:2] = pair[..., :2]  # d first
+    return Weight.blocks(raw.reshape(n, -1), qtype, n, k)
+
+
+@pytest.fixture
+def fresh_build(monkeypatch, tmp_path):
+    """The library built from scratch into a private cache folder, forgotten afterwards."""
+    monkeypatch.setenv("SELFSPEC_CACHE_DIR", str(tmp_path))
+    native._library.cache_clear()
+    yield tmp_path
+    native._library.cache_clear()
+
+
+@needs_native
+def test_library_builds_into_the_cache(fresh_build):
+    assert native.available()
+    assert len(list((fresh_build / "kernels").glob("selfspec-*.so"))) == 1
+    assert not list((fresh_build / "kernels").glob("*.tmp*"))
+    assert "exact" in native.status()
+
+
+@needs_native
+@pytest.mark.parametrize("qtype", list(GGMLType), ids=lambda t: t.name)
+def test_products_on_blocks_equal_dense_float32_products(qtype):
+    """For every format and every row count (one pass, several passes, the many-row
+    path), the block kernel's output equals the float32 kernel's on the dequantized
+    weights bit for bit, and each row equals that row computed alone."""
+    k = 512 if BLOCKS[qtype][0] == 256 else 96  # K-quant rows are whole super-blocks
+    w = random_weight(qtype, 37, k, seed=int(qtype))
+    dense = Weight.dense_of(w.dense())
+    bias = torch.randn(37)
+    x = torch.randn(20, k)
+    alone = torch.cat([native.linear(x[i : i + 1], w, bias) for i in range(20)])
+    for rows in (1, 2, 3, 4, 5, 6, 7, 9, 13, 20):
+        got = native.linear(x[:rows], w, bias)
+        assert torch.equal(got, native.linear(x[:rows], dense, bias)), rows
+        assert torch.equal(got, alone[:rows]), rows
+    want = F.linear(x.double(), w.dense().double(), bias.double())
+    scale = (x.abs().double() @ w.dense().abs().double().T).max().item()
+    torch.testing.assert_close(alone.double(), want, rtol=0, atol=1e-6 * scale)
+
+
+@needs_native
+@pytest.mark.parametrize("k", [8, 13, 16, 40, 61, 96])
+def test_float32_remainders_and_threads_keep_the_sums(k):
+    """Dense float32 rows of any length (the 16-, 8- and 1-wide remainder paths), with
+    one or two threads: the same bits, and the float64 product to rounding."""
+    torch.manual_seed(k)
+    w = Weight.dense_of(torch.randn(70, k))
+    x = torch.randn(11, k)
+    one = native.linear(x, w)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert torch.equal(native.linear(x, w), one)
+    finally:
+        torch.set_num_threads(before)
+    torch.testing.assert_close(one.double(), x.double() @ w.data.double().T, rtol=1e-5, atol=1e-5)
+
+
+@needs_native
+def test_a_layer_row_is_the_same_alone_or_in_a_block():
+    """A decoder layer over 7 rows equals 7 one-row calls, bit for bit (attention over
+    a cache whose length changes, norms, rotary, MLP), with both thread counts."""
+    from tests.model_helpers import tiny
+
+    lm = tiny("tiny-mistral", "float32")
+    eng = lm.engine
+    h = torch.randn(1, 30, eng.cfg.dim)
+    with torch.inference_mode():
+        block = eng.run_layers(h, eng.new_cache(40), 0)
+        cache = eng.new_cache(40)
+        eng.run_layers(h[:, :23], cache, 0)
+        before = torch.get_num_threads()
+        try:
+            torch.set_num_threads(2)
+            rows = [eng.run_layers(h[:, t : t + 1], cache, t) for t in range(23, 30)]
+        finally:
+            torch.set_num_threads(before)
+    assert torch.equal(torch.cat(rows, 1), block[:, 23:])
+
+
+@needs_native
+def test_mismatched_calls_are_refused_before_c():
+    w = random_weight(GGMLType.Q4_1, 8, 64)
+    with pytest.raises(ValueError, match="does not take"):
+        native.logits(torch.randn(2, 32), torch.ones(32), 1e-5, 0.0, w, None)
+    with pytest.raises(ValueError, match="float32"):
+        native._check(torch.randn(2, 64).double(), "x")
+    with pytest.raises(ValueError, match="bias"):
+        native.linear(torch.randn(2, 64), w, torch.randn(9))
+    short = Weight(w.data[:, :-4], w.qtype, 8, 64)
+    with pytest.raises(ValueError, match="rows of"):
+        native.linear(torch.randn(1, 64), short)
+    with pytest.raises(ValueError, match="cannot hold"):
+        native.cweight(Weight(torch.randn(8, 64).double(), GGMLType.F32, 8, 64))
+    with pytest.raises(IndexError, match="0..7"):
+        native.rows(w, torch.tensor([8]))
+
+
+def test_engine_linear_falls_back_to_torch_for_training():
+    """Autograd must see a differentiable product: gradients flow through `linear`."""
+    w = torch.randn(8, 16, requires_grad=True)
+    x = torch.randn(2, 16)
+    linear(x, w).sum().backward()
+    torch.testing.assert_close(w.grad, x.sum(0).expand(8, 16))  # d/dw of sum(x w^T)
+
+
+def test_switched_off_by_environment(fresh_build, monkeypatch, caplog):
+    monkeypatch.setenv("SELFSPEC_KERNEL", "0")
+    with caplog.at_level(logging.WARNING, logger="selfspec.native"):
+        assert not native.available()
+    assert "SELFSPEC_KERNEL=0" in caplog.text and "not guaranteed" in native.status()
+    x, w = torch.randn(2, 16), torch.randn(8, 16)
+    torch.testing.assert_close(linear(x, w), F.linear(x, w))
+
+
+def test_without_kernels_the_engine_still_decodes(fresh_build, monkeypatch):
+    """The torch fallback (ARM, no compiler): a GGUF-style engine turns its blocks into
+    dense weights and decodes the same greedy tokens as the native path."""
+    from selfspec.decoding import generate, run_to_end, vanilla
+    from selfspec.loading import load_model
+    from selfspec.sampling import SamplingConfig
+
+    cfg = SamplingConfig(max_new_tokens=6)
+    want = run_to_end(generate(load_model("tiny-llama", dtype="float32"), "hi", vanilla, cfg))
+    monkeypatch.setenv("SELFSPEC_KERNEL", "0")
+    native._library.cache_clear()
+    lm = load_model("tiny-llama", dtype="float32")
+    assert not lm.engine.native_for(torch.zeros(1, 1, lm.engine.cfg.dim))
+    assert run_to_end(generate(lm, "hi", vanilla, cfg)).tokens == want.tokens
+
+
+@needs_native
+def test_a_failed_build_falls_back_with_a_warning(fresh_build, monkeypatch, caplog):
+    monkeypatch.setenv("CC", "/bin/false")
+    with caplog.at_level(logging.WARNING, logger="selfspec.native"):
+        assert not native.available()
+    assert "compiling engine.c failed" in caplog.text
+    assert not [p for p in (fresh_build / "kernels").glob("*") if p.name != ".build.lock"]
+
+
+def _build_in_child(folder: str, queue) -> None:
+    import os
+
+    os.environ["SELFSPEC_CACHE_DIR"] = folder
+    from selfspec import native as n
+
+    n._library.cache_clear()
+    queue.put(n.available())
+
+
+@needs_native
+@pytest.mark.skipif(not shutil.which("gcc") and not shutil.which("cc"), reason="no compiler")
+def test_concurrent_builds_leave_one_working_library(tmp_path):
+    """Three processes building at once: all get the kernels, one library is installed,
+    no temporary file is left behind."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_build_in_child, args=(str(tmp_path), queue)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [queue.get(timeout=5) for _ in procs] == [True, True, True]
+    files = [p.name for p in (tmp_path / "kernels").glob("*") if p.name != ".build.lock"]
+    assert len(files) == 1 and files[0].endswith(".so")
