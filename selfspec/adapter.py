@@ -75,7 +75,7 @@ class KangarooAdapter(nn.Module):
     @torch.no_grad()
     def _init(self, engine: Transformer, settings: AdapterSettings, seed: int) -> None:
         if settings.init == "layer":
-            w = engine.layers[settings.exit_layer]
+            w = engine.dense_layer(settings.exit_layer)
             self.attn_norm.copy_(w.attn_norm)
             self.wqkv.copy_(w.wqkv)
             self.wo.copy_(w.wo)

@@ -19,6 +19,7 @@ rows than MKL's and whose rounding does not depend on it; elsewhere through F.li
 
 from __future__ import annotations
 
+import ctypes
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -254,6 +255,7 @@ class Transformer:
             torch.tensor(cfg.embed_scale, dtype=self.dtype) if cfg.embed_scale else None
         )
         self._configs = [self._layer_config(i) for i in range(cfg.n_layers)]
+        self._c_arrays: dict[tuple[int, int], tuple[ctypes.Array, ctypes.Array]] = {}
         self._compiled = False
         if native_layers is not None and not native.available():
             self._layers = self.layers  # the torch fallback: dense now, once
@@ -342,6 +344,12 @@ class Transformer:
         if self._layers is None:
             self._layers = [nl.dense(self.dtype) for nl in self.native_layers]
         return self._layers
+
+    def dense_layer(self, i: int) -> LayerWeights:
+        """Layer i's dense weights, without densifying the others (adapter init)."""
+        if self._layers is None:
+            return self.native_layers[i].dense(self.dtype)
+        return self._layers[i]
 
     @property
     def embedding(self) -> Tensor:
@@ -535,23 +543,33 @@ class Transformer:
     def _native_layers(
         self, h: Tensor, cache: KVCache, pos: int, start: int, stop: int, skip: SkipSet | None
     ) -> Tensor:
-        """One native call per layer, on a private copy of h [T, C] updated in place."""
-        x = h[0].clone(memory_format=torch.contiguous_format)  # [T, C]
+        """One native call for the whole range, on a private copy of h [T, C]."""
+        x = h[0].clone(memory_format=torch.contiguous_format)  # [T, C], updated in place
         self.rope(pos, x.shape[0])  # makes the tables long enough
-        for i in range(start, stop):
-            native.layer(
-                self._configs[i],
-                self.native_layers[i].record(),
-                x,
-                pos,
-                cache.k[i][0],
-                cache.v[i][0],
-                self._cos,
-                self._sin,
-                skip is not None and i in skip.attn,
-                skip is not None and i in skip.mlp,
-            )
+        configs, records = self._records(start, stop)
+        native.layers(
+            configs,
+            records,
+            x,
+            pos,
+            [k[0] for k in cache.k[start:stop]],
+            [v[0] for v in cache.v[start:stop]],
+            self._cos,
+            self._sin,
+            [skip is not None and i in skip.attn for i in range(start, stop)],
+            [skip is not None and i in skip.mlp for i in range(start, stop)],
+        )
         return x[None]
+
+    def _records(self, start: int, stop: int) -> tuple[ctypes.Array, ctypes.Array]:
+        """The C configs and weight records of layers start..stop-1 (built once)."""
+        if (start, stop) not in self._c_arrays:
+            layers = self.native_layers[start:stop]
+            self._c_arrays[start, stop] = (
+                (native.LayerConfig * len(layers))(*self._configs[start:stop]),
+                (native.LayerWeights * len(layers))(*[nl.record() for nl in layers]),
+            )
+        return self._c_arrays[start, stop]
 
     def _torch_layers(
         self, h: Tensor, cache: KVCache, pos: int, start: int, stop: int, skip: SkipSet | None

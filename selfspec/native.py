@@ -41,7 +41,7 @@ __all__ = [
     "dequantize",
     "linear",
     "rows",
-    "layer",
+    "layers",
     "logits",
     "LayerConfig",
     "LayerWeights",
@@ -179,12 +179,13 @@ def _library() -> ctypes.CDLL | None:
     lib.ss_linear.argtypes = [ptr, c_long, wp, ptr, ptr, c_int]
     lib.ss_rows.argtypes = [wp, ptr, c_long, c_float, ptr]
     lib.ss_dequant_rows.argtypes = [c_int, ptr, c_long, c_long, c_long, ptr]
-    lib.ss_layer.argtypes = [
-        *(ctypes.POINTER(LayerConfig), ctypes.POINTER(LayerWeights), ptr, c_long, c_long),
-        *(ptr, ptr, c_long, ptr, ptr, c_int, c_int, c_int),
+    lib.ss_layers.argtypes = [
+        *(c_long, ctypes.POINTER(LayerConfig), ctypes.POINTER(LayerWeights), ptr, c_long, c_long),
+        *(ptr, ptr, c_long, ptr, ptr, ctypes.c_char_p, ctypes.c_char_p, c_int),
     ]
+    lib.ss_layers.restype = lib.ss_logits.restype = c_int
     lib.ss_logits.argtypes = [ptr, c_long, c_long, ptr, c_float, c_float, wp, c_float, ptr, c_int]
-    for fn in (lib.ss_linear, lib.ss_rows, lib.ss_dequant_rows, lib.ss_layer, lib.ss_logits):
+    for fn in (lib.ss_linear, lib.ss_rows, lib.ss_dequant_rows):
         fn.restype = None
     return lib
 
@@ -291,44 +292,53 @@ def rows(w: Weight, ids: Tensor, scale: float = 0.0) -> Tensor:
     return out.view(*ids.shape, w.k)
 
 
-def layer(
-    config: LayerConfig,
-    weights: LayerWeights,
+def layers(
+    configs: ctypes.Array,
+    weights: ctypes.Array,
     h: Tensor,
     pos: int,
-    k_cache: Tensor,
-    v_cache: Tensor,
+    k_caches: list[Tensor],
+    v_caches: list[Tensor],
     cos: Tensor,
     sin: Tensor,
-    skip_attn: bool,
-    skip_mlp: bool,
+    skip_attn: list[bool],
+    skip_mlp: list[bool],
 ) -> None:
-    """One decoder layer on h [T, C] in place; keys and values go to the caches
-    [Hkv, S, D] at positions pos..pos+T-1. `weights` holds pointers into tensors that the
-    caller keeps alive (the engine's native layer records)."""
+    """Decoder layers on h [T, C] in place, in one native call: layer j of the range uses
+    configs[j] (`LayerConfig`), weights[j] (`LayerWeights`, pointers into tensors the
+    caller keeps alive) and its caches [Hkv, S, D], written at positions pos..pos+T-1."""
+    n = len(k_caches)
     t, c = h.shape
-    hkv, s, d = k_cache.shape
-    if c != config.dim or hkv != config.n_kv_heads or d != config.head_dim or pos + t > s:
-        raise ValueError(
-            f"layer call does not fit: h {tuple(h.shape)}, cache {tuple(k_cache.shape)}, pos {pos}"
-        )
+    if not (len(configs) == len(weights) == len(v_caches) == len(skip_attn) == len(skip_mlp) == n):
+        raise ValueError("one config, weight record, cache pair and skip flag per layer")
+    shape = tuple(k_caches[0].shape) if n else (0, 0, 0)
+    hkv, s, d = shape
+    if n and (c != configs[0].dim or hkv != configs[0].n_kv_heads or d != configs[0].head_dim):
+        raise ValueError(f"layers do not fit: h {tuple(h.shape)}, cache {shape}")
+    if pos + t > s:
+        raise ValueError(f"positions {pos}..{pos + t - 1} do not fit a cache of {s}")
     if cos.shape[0] < pos + t or cos.shape[1] != d or sin.shape != cos.shape:
         raise ValueError("rotary tables shorter than the positions asked for")
-    _library().ss_layer(
-        ctypes.byref(config),
-        ctypes.byref(weights),
+    kp = (ctypes.c_void_p * n)(*[_check(k, "k cache", shape) for k in k_caches])
+    vp = (ctypes.c_void_p * n)(*[_check(v, "v cache", shape) for v in v_caches])
+    rc = _library().ss_layers(
+        n,
+        configs,
+        weights,
         _check(h, "h"),
         t,
         pos,
-        _check(k_cache, "k cache"),
-        _check(v_cache, "v cache", tuple(k_cache.shape)),
+        kp,
+        vp,
         s,
         _check(cos, "cos"),
         _check(sin, "sin"),
-        int(skip_attn),
-        int(skip_mlp),
+        bytes(skip_attn),
+        bytes(skip_mlp),
         _threads(),
     )
+    if rc:
+        raise MemoryError(f"no memory for the activations of {t} tokens")
 
 
 def logits(
@@ -340,7 +350,7 @@ def logits(
         raise ValueError(f"head [{head.n}, {head.k}] does not take hidden states of width {c}")
     out = torch.empty(t, head.n, dtype=torch.float32)
     cw = cweight(head)
-    _library().ss_logits(
+    rc = _library().ss_logits(
         _check(h, "h"),
         t,
         c,
@@ -352,4 +362,6 @@ def logits(
         out.data_ptr(),
         _threads(),
     )
+    if rc:
+        raise MemoryError(f"no memory for the logits of {t} tokens")
     return out

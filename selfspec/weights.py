@@ -102,7 +102,11 @@ class Weight:
 
     def take_rows(self, index: Tensor) -> Weight:
         """The rows `index`, in that order (a copy): reordering or restricting a matrix."""
-        return Weight(self.data[index].contiguous(), self.qtype, int(index.numel()), self.k)
+        if self.quantized and self.data.device.type == "cpu":  # numpy gathers bytes ~30x faster
+            rows = torch.from_numpy(self.data.numpy()[index.numpy()])
+        else:
+            rows = self.data[index].contiguous()
+        return Weight(rows, self.qtype, int(index.numel()), self.k)
 
     def dense(self, dtype: torch.dtype = torch.float32) -> Tensor:
         """The matrix as a dense [n, k] tensor: the file's values exactly, then `dtype`."""

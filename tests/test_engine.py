@@ -49,8 +49,8 @@ def test_decoding_and_verification_sizes_match_hugging_face(arch, dtype, monkeyp
     from selfspec import native
 
     calls = []
-    real = native.layer
-    monkeypatch.setattr(native, "layer", lambda *a: calls.append(1) or real(*a))
+    real = native.layers
+    monkeypatch.setattr(native, "layers", lambda *a: calls.append(1) or real(*a))
     lm = tiny(arch, dtype)
     ids = random_ids(32, seed=3)
     with torch.inference_mode():

@@ -342,14 +342,16 @@ static void residual_norm_add(const ss_config* cfg, float* h, const float* out, 
 
 /* Layer i on hidden states h [T, C] (in place) at positions pos..pos+T-1, writing its
  * keys and values into kc, vc [n_kv_heads, S, head_dim]; cos, sin [pos+T, head_dim]. */
-void ss_layer(const ss_config* cfg, const ss_layer_weights* w, float* h, long T, long pos,
-              float* kc, float* vc, long S, const float* cos, const float* sin, int skip_attn,
-              int skip_mlp, int threads) {
+static int ss_layer(const ss_config* cfg, const ss_layer_weights* w, float* h, long T, long pos,
+                    float* kc, float* vc, long S, const float* cos, const float* sin,
+                    int skip_attn, int skip_mlp, int threads) {
     const long C = cfg->dim, D = cfg->head_dim, H = cfg->n_heads, Hkv = cfg->n_kv_heads;
     const long I = cfg->hidden, groups = H / Hkv;
     const long width = (H + 2 * Hkv) * D > 2 * I ? (H + 2 * Hkv) * D : 2 * I;
-    float* x = (float*)malloc(sizeof(float) * T * (C + width + C + C));
-    float* big = x + T * C;    /* q | k | v, or gate | up */
+    const long xw = H * D > C ? H * D : C; /* a normed input, or the attention output */
+    float* x = (float*)malloc(sizeof(float) * T * (xw + width + C + C));
+    if (!x) return -1;
+    float* big = x + T * xw;   /* q | k | v, or gate | up */
     float* att = big + T * width; /* attention output, then MLP output [T, C] */
     float* tmp = att + T * C;     /* one normed row per residual add */
     if (!skip_attn) {
@@ -391,16 +393,32 @@ void ss_layer(const ss_config* cfg, const ss_layer_weights* w, float* h, long T,
         residual_norm_add(cfg, h, att, w->post_mlp_norm, T, tmp);
     }
     free(x);
+    return 0;
+}
+
+/* Layers 0..n-1 of a range in one call (one crossing from Python per pass): layer i
+ * reads cfgs[i], ws[i], its caches kcs[i], vcs[i] and skip flags. Returns 0, or -1 when
+ * memory for the activations could not be allocated (h is then partly updated). */
+int ss_layers(long n, const ss_config* cfgs, const ss_layer_weights* ws, float* h, long T,
+               long pos, float* const* kcs, float* const* vcs, long S, const float* cos,
+               const float* sin, const uint8_t* skip_attn, const uint8_t* skip_mlp, int threads) {
+    for (long i = 0; i < n; i++)
+        if (ss_layer(&cfgs[i], &ws[i], h, T, pos, kcs[i], vcs[i], S, cos, sin, skip_attn[i],
+                     skip_mlp[i], threads))
+            return -1;
+    return 0;
 }
 
 /* Logits [T, N] = soft-cap(norm(h) W^T) with the final norm and an LM head (or any
  * restricted head). softcap 0: none. */
-void ss_logits(const float* h, long T, long C, const float* norm, float eps, float offset,
+int ss_logits(const float* h, long T, long C, const float* norm, float eps, float offset,
                const ss_weight* head, float softcap, float* out, int threads) {
     float* x = (float*)malloc(sizeof(float) * T * C);
+    if (!x) return -1;
     ss_rms_norm(h, T, C, norm, eps, offset, x);
     ss_linear(x, T, head, 0, out, threads);
     free(x);
     if (softcap > 0.0f)
         for (long j = 0; j < T * head->n; j++) out[j] = tanhf(out[j] / softcap) * softcap;
+    return 0;
 }
