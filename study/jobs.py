@@ -110,8 +110,18 @@ def database(url: str) -> Database:
         return _databases[url]
 
 
-@functools.cache
+_model_lock = threading.Lock()
+
+
 def _bundled_complete() -> Complete:
+    """Load the model once per process; a lock, because jobs of many users start together
+    and transformers' lazy imports are not safe to race from several threads."""
+    with _model_lock:
+        return _load_complete()
+
+
+@functools.cache
+def _load_complete() -> Complete:
     import selfspec
 
     model = selfspec.load_model(os.environ.get("SELFSPEC_MODEL", "bundled"))
