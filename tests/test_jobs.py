@@ -155,9 +155,13 @@ def test_a_failing_scheduled_job_runs_again_at_the_next_trigger(url, monkeypatch
     monkeypatch.setattr(jobs, "kept_review_count", broken)
     config = runner.RunnerConfig(refit_every=timedelta(seconds=1), lease=timedelta(seconds=5))
     started = runner.start_runner(url, config)
-    _wait_for(lambda: len([r for r in _job_runs(url) if r.job == "refit-memory"]) >= 2)
+
+    def finished() -> list[JobRun]:
+        return [r for r in _job_runs(url) if r.job == "refit-memory" and r.status != "running"]
+
+    _wait_for(lambda: len(finished()) >= 2)
     assert started.scheduler.running
-    runs = [r for r in _job_runs(url) if r.job == "refit-memory"][:2]
+    runs = finished()[:2]
     assert [r.status for r in runs] == ["failed", "failed"]
     assert "refit broke" in runs[0].error
     assert runs[0].trigger_at < runs[1].trigger_at  # two triggers, one run each
