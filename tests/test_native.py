@@ -18,34 +18,13 @@ import torch.nn.functional as F
 from selfspec import native
 from selfspec.model import linear
 from selfspec.weights import BLOCKS, GGMLType, Weight
+from tests.model_helpers import random_weight
 
 needs_native = pytest.mark.skipif(
     native._unsupported_reason() is not None,
     reason=f"native kernels unsupported here: {native._unsupported_reason()}",
 )
 QUANTIZED = [t for t in GGMLType if BLOCKS[t][0] > 1]
-
-
-def random_weight(qtype: GGMLType, n: int, k: int, seed: int = 0) -> Weight:
-    """Random blocks whose float16 scale fields hold small finite values (random bytes
-    elsewhere): every quant value is exercised, no block decodes to inf or NaN."""
-    g = torch.Generator().manual_seed(seed)
-    size, nbytes = BLOCKS[qtype]
-    if qtype in (GGMLType.F32, GGMLType.F16, GGMLType.BF16):
-        dtype = {GGMLType.F32: torch.float32, GGMLType.F16: torch.float16}.get(
-            qtype, torch.bfloat16
-        )
-        return Weight.dense_of(torch.randn(n, k, generator=g).to(dtype))
-    raw = torch.randint(0, 256, (n, k // size, nbytes), generator=g, dtype=torch.uint8)
-    halves = torch.rand(n, k // size, 2, generator=g) * 0.02 + 0.001
-    pair = halves.half().view(torch.uint8)  # [n, blocks, 4]: two float16 values
-    if qtype == GGMLType.Q6_K:
-        raw[..., -2:] = pair[..., :2]  # d is last
-    elif qtype in (GGMLType.Q4_K, GGMLType.Q4_1):
-        raw[..., 0:4] = pair  # d, dmin / d, m
-    else:
-        raw[..., 0:2] = pair[..., :2]  # d first
-    return Weight.blocks(raw.reshape(n, -1), qtype, n, k)
 
 
 @pytest.fixture

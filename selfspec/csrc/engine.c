@@ -136,8 +136,8 @@ static inline void load32_q8_0(const uint8_t* row, long j, __m256 w[4]) {
 
 #define MAX_FUSED_ROWS 4
 
-#define FUSED(FMT, R)                                                                           \
-    static void fused_##FMT##_##R(const float* x, long K, const uint8_t* W, long rb, long nrows, \
+#define FUSED(NAME, FMT, R)                                                                     \
+    static void fused_##NAME(const float* x, long K, const uint8_t* W, long rb, long nrows, \
                                   const float* bias, float* y, long ldy) {                      \
         for (long n = 0; n < nrows; n++) {                                                      \
             const uint8_t* row = W + n * rb;                                                    \
@@ -161,7 +161,41 @@ static inline void load32_q8_0(const uint8_t* row, long j, __m256 w[4]) {
         }                                                                                       \
     }
 
-#define FUSED_ALL(FMT) FUSED(FMT, 1) FUSED(FMT, 2) FUSED(FMT, 3) FUSED(FMT, 4)                  \
+/* For one or two input rows the two accumulators per output are a chain of dependent
+ * FMAs that waits on the FMA latency; these run two weight rows side by side (four or
+ * eight independent chains). Each output is still summed exactly as above. */
+#define FUSED_PAIR(FMT, R)                                                                      \
+    static void fused_##FMT##_##R(const float* x, long K, const uint8_t* W, long rb, long nrows, \
+                                  const float* bias, float* y, long ldy) {                      \
+        long n = 0;                                                                             \
+        for (; n + 2 <= nrows; n += 2) {                                                        \
+            const uint8_t *row0 = W + n * rb, *row1 = row0 + rb;                                \
+            __m256 a[R][2][2];                                                                  \
+            UNROLL for (int r = 0; r < R; r++) a[r][0][0] = a[r][0][1] = a[r][1][0] =          \
+                a[r][1][1] = _mm256_setzero_ps();                                               \
+            for (long j = 0; j < K / 32; j++) {                                                 \
+                __m256 w[2][4];                                                                 \
+                load32_##FMT(row0, j, w[0]);                                                    \
+                load32_##FMT(row1, j, w[1]);                                                    \
+                const float* xk = x + 32 * j;                                                   \
+                UNROLL for (int r = 0; r < R; r++) UNROLL for (int i = 0; i < 2; i++) {        \
+                    a[r][i][0] = _mm256_fmadd_ps(_mm256_loadu_ps(xk + r * K), w[i][0], a[r][i][0]);      \
+                    a[r][i][1] = _mm256_fmadd_ps(_mm256_loadu_ps(xk + r * K + 8), w[i][1], a[r][i][1]);  \
+                    a[r][i][0] = _mm256_fmadd_ps(_mm256_loadu_ps(xk + r * K + 16), w[i][2], a[r][i][0]); \
+                    a[r][i][1] = _mm256_fmadd_ps(_mm256_loadu_ps(xk + r * K + 24), w[i][3], a[r][i][1]); \
+                }                                                                               \
+            }                                                                                   \
+            UNROLL for (int r = 0; r < R; r++) UNROLL for (int i = 0; i < 2; i++) {            \
+                const float s = hsum(_mm256_add_ps(a[r][i][0], a[r][i][1]));                    \
+                y[r * ldy + n + i] = bias ? s + bias[n + i] : s;                                \
+            }                                                                                   \
+        }                                                                                       \
+        if (n < nrows) fused_##FMT##_##R##_single(x, K, W + n * rb, rb, nrows - n,              \
+                                                  bias ? bias + n : 0, y + n, ldy);             \
+    }
+
+#define FUSED_ALL(FMT) FUSED(FMT##_1_single, FMT, 1) FUSED(FMT##_2_single, FMT, 2)             \
+    FUSED_PAIR(FMT, 1) FUSED_PAIR(FMT, 2) FUSED(FMT##_3, FMT, 3) FUSED(FMT##_4, FMT, 4)          \
     static const fused_fn FUSED_##FMT[MAX_FUSED_ROWS + 1] = {0, fused_##FMT##_1, fused_##FMT##_2, \
                                                              fused_##FMT##_3, fused_##FMT##_4};
 
