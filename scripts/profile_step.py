@@ -64,7 +64,9 @@ def profile(model: str, dtype: str, context: int, repeats: int) -> dict:
         call = median_ms(lambda: native.linear(torch.randn(1, 32), tiny), repeats)
         per_matrix: dict[str, float] = {}
         for nl in eng.native_layers:
-            for name, w in zip(("q", "k", "v", "o", "gate", "up", "down"), nl.matrices(), strict=False):
+            for name, w in zip(
+                ("q", "k", "v", "o", "gate", "up", "down"), nl.matrices(), strict=False
+            ):
                 x = torch.randn(1, w.k)
                 ms = median_ms(lambda w=w, x=x: native.linear(x, w), max(5, repeats // 4))
                 per_matrix[name] = per_matrix.get(name, 0.0) + ms - call
