@@ -100,9 +100,10 @@ static void rows_pass(const float* x, long M, long K, const float* W, long ldw, 
     }
 }
 
-/* Decoding's products on the commonest block formats, with no buffer: each group of 32
- * weights is dequantized into four registers (exactly as quant.h writes them) and used at
- * once by every input row. The accumulation order is pass_R's: over one group, lanes
+/* Decoding's and verification's products (up to 8 rows) on the commonest block formats,
+ * with no buffer: each group of 32 weights is dequantized into four registers (exactly as
+ * quant.h writes them) and used at once by every input row (past 4 rows the compiler
+ * keeps some accumulators on the stack, still cheaper than a buffer and a second pass). The accumulation order is pass_R's: over one group, lanes
  * k..k+7 and k+16..k+23 go to the first accumulator, k+8..k+15 and k+24..k+31 to the
  * second, so the sums equal those over the dense float32 weights bit for bit. */
 static inline void load32_q4_0(const uint8_t* row, long j, __m256 w[4]) {
@@ -134,7 +135,7 @@ static inline void load32_q8_0(const uint8_t* row, long j, __m256 w[4]) {
     for (int i = 0; i < 4; i++) w[i] = _mm256_mul_ps(_mm256_cvtepi32_ps(ss__i8x8(b->qs + 8 * i)), d);
 }
 
-#define MAX_FUSED_ROWS 4
+#define MAX_FUSED_ROWS 8
 
 #define FUSED(NAME, FMT, R)                                                                     \
     static void fused_##NAME(const float* x, long K, const uint8_t* W, long rb, long nrows, \
@@ -196,8 +197,9 @@ static inline void load32_q8_0(const uint8_t* row, long j, __m256 w[4]) {
 
 #define FUSED_ALL(FMT) FUSED(FMT##_1_single, FMT, 1) FUSED(FMT##_2_single, FMT, 2)             \
     FUSED_PAIR(FMT, 1) FUSED_PAIR(FMT, 2) FUSED(FMT##_3, FMT, 3) FUSED(FMT##_4, FMT, 4)          \
+    FUSED(FMT##_5, FMT, 5) FUSED(FMT##_6, FMT, 6) FUSED(FMT##_7, FMT, 7) FUSED(FMT##_8, FMT, 8)  \
     static const fused_fn FUSED_##FMT[MAX_FUSED_ROWS + 1] = {0, fused_##FMT##_1, fused_##FMT##_2, \
-                                                             fused_##FMT##_3, fused_##FMT##_4};
+        fused_##FMT##_3, fused_##FMT##_4, fused_##FMT##_5, fused_##FMT##_6, fused_##FMT##_7, fused_##FMT##_8};
 
 typedef void (*fused_fn)(const float*, long, const uint8_t*, long, long, const float*, float*, long);
 FUSED_ALL(q4_0)
