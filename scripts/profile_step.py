@@ -3,7 +3,7 @@ length, split into the native calls and their parts, with the bytes each reads.
 
     python scripts/profile_step.py --threads 1 --context 256 --out docs/bench/step-profile.json
 
-Parts, each timed on its own (median of --repeats runs): the embedding lookup, the layer
+Parts, each timed on its own (fastest of --repeats runs): the embedding lookup, the layer
 stack (one native call), the final norm + LM head, every weight matrix's product alone
 (their sum is the "products" share of the layer stack; the rest of the stack is
 attention, norms, rotary, activations and cache writes), and the whole `forward` (its
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,14 +27,16 @@ from selfspec.loading import load_model
 from selfspec.weights import Weight
 
 
-def median_ms(fn: Callable[[], object], repeats: int) -> float:
+def min_ms(fn: Callable[[], object], repeats: int) -> float:
+    """The fastest of `repeats` runs, in ms: on a shared machine the minimum is the least
+    disturbed estimate of what a call costs (the median mixes in other processes)."""
     fn()  # warm-up
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+    return min(times) * 1e3
 
 
 def profile(model: str, dtype: str, context: int, repeats: int) -> dict:
@@ -50,25 +51,23 @@ def profile(model: str, dtype: str, context: int, repeats: int) -> dict:
         h = eng.embed(tok)
         top = eng.run_layers(h, cache, context)
         parts = {
-            "step (forward, one token)": median_ms(
-                lambda: eng.forward(tok, cache, context), repeats
-            ),
-            "embedding": median_ms(lambda: eng.embed(tok), repeats),
-            "layer stack (one native call)": median_ms(
+            "step (forward, one token)": min_ms(lambda: eng.forward(tok, cache, context), repeats),
+            "embedding": min_ms(lambda: eng.embed(tok), repeats),
+            "layer stack (one native call)": min_ms(
                 lambda: eng.run_layers(h, cache, context), repeats
             ),
-            "final norm + LM head": median_ms(lambda: eng.logits(top), repeats),
+            "final norm + LM head": min_ms(lambda: eng.logits(top), repeats),
         }
         # Each product timed alone pays a Python/ctypes call; a 1x32 product measures it.
         tiny = Weight.dense_of(torch.randn(1, 32))
-        call = median_ms(lambda: native.linear(torch.randn(1, 32), tiny), repeats)
+        call = min_ms(lambda: native.linear(torch.randn(1, 32), tiny), repeats)
         per_matrix: dict[str, float] = {}
         for nl in eng.native_layers:
             for name, w in zip(
                 ("q", "k", "v", "o", "gate", "up", "down"), nl.matrices(), strict=False
             ):
                 x = torch.randn(1, w.k)
-                ms = median_ms(lambda w=w, x=x: native.linear(x, w), max(5, repeats // 4))
+                ms = min_ms(lambda w=w, x=x: native.linear(x, w), max(5, repeats // 4))
                 per_matrix[name] = per_matrix.get(name, 0.0) + ms - call
         products = sum(per_matrix.values())
     calls = sum(parts[k] for k in list(parts)[1:])

@@ -336,31 +336,79 @@ typedef struct {
     const float *post_attn_norm, *post_mlp_norm; /* Gemma-2 sandwich norms, may be 0 */
 } ss_layer_weights;
 
-/* Attention of query row t (position pos + t) of head h over the cached keys: scores,
- * soft-cap, softmax and the weighted sum of values, each in one fixed order. */
+/* dot(q, k_s) for four keys at once: each key summed exactly as dot() sums it (one
+ * 8-lane accumulator over d, then the lanes, then the tail), as four independent chains. */
+static inline void dot4(const float* q, const float* k, long D, float out[4]) {
+    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    long d = 0;
+    for (; d + 8 <= D; d += 8) {
+        const __m256 qv = _mm256_loadu_ps(q + d);
+        for (int i = 0; i < 4; i++) a[i] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + i * D + d), a[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        float s = hsum(a[i]);
+        for (long e = d; e < D; e++) s += q[e] * k[i * D + e];
+        out[i] = s;
+    }
+}
+
+/* out[0..D-1] = sum_s w[s] v_s over n rows of values, in key order, eight vectors of
+ * accumulators at a time. */
+static void weighted_sum(const float* w, const float* v, long n, long D, float* out) {
+    const long D8 = D & ~7L;
+    for (long d0 = 0; d0 < D8; d0 += 64) {
+        const long nv = (D8 - d0) / 8 < 8 ? (D8 - d0) / 8 : 8;
+        __m256 acc[8];
+        for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
+        if (nv == 8) {
+            for (long s = 0; s < n; s++) {
+                const __m256 ws = _mm256_set1_ps(w[s]);
+                const float* vs = v + s * D + d0;
+                UNROLL for (int j = 0; j < 8; j++)
+                    acc[j] = _mm256_fmadd_ps(ws, _mm256_loadu_ps(vs + 8 * j), acc[j]);
+            }
+        } else {
+            for (long s = 0; s < n; s++) {
+                const __m256 ws = _mm256_set1_ps(w[s]);
+                for (long j = 0; j < nv; j++)
+                    acc[j] = _mm256_fmadd_ps(ws, _mm256_loadu_ps(v + s * D + d0 + 8 * j), acc[j]);
+            }
+        }
+        for (long j = 0; j < nv; j++) _mm256_storeu_ps(out + d0 + 8 * j, acc[j]);
+    }
+    for (long d = D8; d < D; d++) {
+        float a = 0.0f;
+        for (long s = 0; s < n; s++) a += w[s] * v[s * D + d];
+        out[d] = a;
+    }
+}
+
+/* Attention of one query row (position p) of one head over the cached keys: scores,
+ * soft-cap, softmax and the weighted sum of values, each in one fixed order that does not
+ * depend on how many query rows the call has. */
 static void attend_row(const ss_config* cfg, const float* q, const float* kc, const float* vc,
                        long p, float* scores, float* out) {
     const long D = cfg->head_dim;
     const long lo = cfg->window > 0 && p - cfg->window + 1 > 0 ? p - cfg->window + 1 : 0;
+    const long n = p - lo + 1;
+    long s = 0;
+    for (; s + 4 <= n; s += 4) dot4(q, kc + (lo + s) * D, D, scores + s);
+    for (; s < n; s++) scores[s] = dot(q, kc + (lo + s) * D, D);
     float m = -INFINITY;
-    for (long s = lo; s <= p; s++) {
-        float v = dot(q, kc + s * D, D) * cfg->query_scale;
+    for (s = 0; s < n; s++) {
+        float v = scores[s] * cfg->query_scale;
         if (cfg->attn_softcap > 0.0f) v = tanhf(v / cfg->attn_softcap) * cfg->attn_softcap;
-        scores[s - lo] = v;
+        scores[s] = v;
         if (v > m) m = v;
     }
     float sum = 0.0f;
-    for (long s = lo; s <= p; s++) {
-        scores[s - lo] = expf(scores[s - lo] - m);
-        sum += scores[s - lo];
+    for (s = 0; s < n; s++) {
+        scores[s] = expf(scores[s] - m);
+        sum += scores[s];
     }
     const float inv = 1.0f / sum;
-    for (long d = 0; d < D; d++) out[d] = 0.0f;
-    for (long s = lo; s <= p; s++) {
-        const float pr = scores[s - lo] * inv;
-        const float* v = vc + s * D;
-        for (long d = 0; d < D; d++) out[d] += pr * v[d];
-    }
+    for (s = 0; s < n; s++) scores[s] *= inv;
+    weighted_sum(scores, vc + lo * D, n, D, out);
 }
 
 static void residual_norm_add(const ss_config* cfg, float* h, const float* out, const float* post,
