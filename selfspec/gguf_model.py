@@ -39,13 +39,20 @@ ARCHITECTURES = ("llama", "qwen2")  # GGUF architectures whose tensors we map
 
 @dataclass
 class GGUFModel:
-    """What a GGUF file gives: the engine, the tokenizer, and the transformers config from
-    which a dense Hugging Face twin can be built on demand."""
+    """What a GGUF file gives: the engine, the tokenizer, and the transformers config
+    settings from which a dense Hugging Face twin can be built on demand."""
 
     engine: Transformer
     tokenizer: Any
-    hf_config: Any
+    config: dict[str, Any]  # transformers config keyword arguments (model_type included)
     path: Path
+
+    def hf_config(self):
+        """The transformers config (built on demand: importing it costs seconds)."""
+        from transformers import AutoConfig
+
+        kwargs = dict(self.config)
+        return AutoConfig.for_model(kwargs.pop("model_type"), **kwargs)
 
 
 def read_gguf(path: str | Path) -> GGUFModel:
@@ -72,11 +79,11 @@ def read_gguf(path: str | Path) -> GGUFModel:
         raise ModelLoadError(
             f"{path} is a '{arch}' model; the GGUF loader maps {', '.join(ARCHITECTURES)}."
         )
-    hf_config = _hf_config(metadata, arch, header)
-    cfg = ModelConfig.from_hf(hf_config)
+    config = _config(metadata, arch, header)
+    cfg = _model_config(config)
     tensors = _tensors(path, header)
-    engine = _engine(cfg, hf_config, tensors)
-    return GGUFModel(engine, _tokenizer(str(path)), hf_config, path)
+    engine = _engine(cfg, config["rope_theta"], tensors)
+    return GGUFModel(engine, _tokenizer(str(path)), config, path)
 
 
 def _tensors(path: Path, header) -> dict[str, tuple[torch.Tensor, int, tuple[int, ...]]]:
@@ -114,7 +121,7 @@ def _unpermute(n_rows: int, n_heads: int) -> torch.Tensor:
     return torch.arange(n_rows).reshape(n_heads, half, 2).transpose(1, 2).reshape(-1)
 
 
-def _engine(cfg: ModelConfig, hf_config, tensors: dict) -> Transformer:
+def _engine(cfg: ModelConfig, rope_theta: float, tensors: dict) -> Transformer:
     def w(name: str) -> Weight:
         return _weight(name, *tensors[name])
 
@@ -143,30 +150,37 @@ def _engine(cfg: ModelConfig, hf_config, tensors: dict) -> Transformer:
         )
     embedding = w("token_embd.weight")
     head = w("output.weight") if "output.weight" in tensors else embedding
-    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
-
-    rotary = LlamaRotaryEmbedding(hf_config)
     return Transformer(
         cfg,
         native_layers=layers,
         embedding=embedding,
         lm_head=head,
         final_norm=_vector(tensors, "output_norm.weight"),
-        inv_freq=rotary.inv_freq,
-        rope_scale=float(rotary.attention_scaling),
+        inv_freq=rope_inv_freq(rope_theta, cfg.head_dim),
     )
 
 
-def _hf_config(md: dict, arch: str, header):
-    from transformers import AutoConfig
+def rope_inv_freq(base: float, dim: int) -> torch.Tensor:
+    """Plain RoPE's inverse frequencies base^(-2i/dim), computed in float32 as transformers
+    computes them (so the tables match its bit for bit), without importing its model code
+    (that import alone takes seconds: it pulls in scipy)."""
+    exponents = torch.arange(0, dim, 2, dtype=torch.int64).float() / dim
+    return 1.0 / (base**exponents)
+
+
+def _config(md: dict, arch: str, header) -> dict[str, Any]:
+    """transformers config settings from the file's metadata (llama.cpp's key names)."""
 
     def key(name: str, default=None):
         return md.get(f"{arch}.{name}", default)
 
     names = {t.name for t in header.tensors}
     heads = key("attention.head_count")
-    return AutoConfig.for_model(
-        arch,
+    scaling = key("rope.scaling.type")
+    if scaling not in (None, "none"):
+        raise ModelLoadError(f"GGUF models with '{scaling}' RoPE scaling are not supported yet.")
+    return dict(
+        model_type=arch,
         vocab_size=key("vocab_size") or md["tokenizer.ggml.tokens"],
         hidden_size=key("embedding_length"),
         intermediate_size=key("feed_forward_length"),
@@ -183,6 +197,27 @@ def _hf_config(md: dict, arch: str, header):
     )
 
 
+def _model_config(c: dict[str, Any]) -> ModelConfig:
+    """The engine's config for these settings, as `ModelConfig.from_hf` would give for the
+    transformers config (a test checks that), without building the latter."""
+    head_dim = c["hidden_size"] // c["num_attention_heads"]
+    return ModelConfig(
+        arch=c["model_type"],
+        vocab_size=c["vocab_size"],
+        dim=c["hidden_size"],
+        n_layers=c["num_hidden_layers"],
+        n_heads=c["num_attention_heads"],
+        n_kv_heads=c["num_key_value_heads"],
+        head_dim=head_dim,
+        intermediate_size=c["intermediate_size"],
+        norm_eps=c["rms_norm_eps"],
+        max_seq_len=c["max_position_embeddings"],
+        qkv_bias=c["model_type"] == "qwen2",
+        query_scale=head_dim**-0.5,
+        windows=(None,) * c["num_hidden_layers"],
+    )
+
+
 def _tokenizer(path: str):
     """The tokenizer the file describes, through transformers' own GGUF conversion."""
     from transformers import PreTrainedTokenizerFast
@@ -196,11 +231,12 @@ def _tokenizer(path: str):
     return PreTrainedTokenizerFast(tokenizer_object=backend, **tokenizer_config, **extra)
 
 
-def build_hf_twin(hf_config, engine: Transformer, dtype: torch.dtype) -> nn.Module:
+def build_hf_twin(g: GGUFModel, dtype: torch.dtype) -> nn.Module:
     """A dense transformers model with the engine's weights, exactly the file's values
     (what `from_pretrained(gguf_file=...)` would load), for the Hugging Face peers."""
     from transformers import AutoModelForCausalLM
 
+    hf_config, engine = g.hf_config(), g.engine
     model = AutoModelForCausalLM.from_config(hf_config, dtype=dtype)
     state = {"model.embed_tokens.weight": engine.embedding_weight.dense(dtype)}
     if not hf_config.tie_word_embeddings:

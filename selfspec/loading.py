@@ -119,13 +119,13 @@ def load_model(
     dt = resolve_dtype(dtype, dev)
     if source == BUNDLED:
         g = read_gguf(bundled_folder() / BUNDLED_FILE)
-        hf_factory = partial(build_hf_twin, g.hf_config, g.engine, dt)
+        hf_factory = partial(build_hf_twin, g, dt)
         if dtype == "auto" and dev.type == "cpu":
             engine, hf_model = g.engine, None
         else:
             hf_model = hf_factory().to(dev).eval().requires_grad_(False)
             engine = Transformer.from_hf(hf_model)
-        eos = _eos_ids(g.hf_config.eos_token_id, g.tokenizer)
+        eos = _eos_ids(g.config["eos_token_id"], g.tokenizer)
         return LoadedModel(BUNDLED_NAME, source, engine, g.tokenizer, eos, dt, hf_factory, hf_model)
     if source in TINY_MODELS + RANDOM_MODELS:
         hf_model, tokenizer, name = _tiny_model(source, dt), ByteTokenizer(), source
