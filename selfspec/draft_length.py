@@ -2,10 +2,9 @@
 
 On a GPU a verification pass over 8 tokens costs about what a pass over one token does, so
 drafting long is nearly free and a drafter may stop only when it loses confidence. On a CPU
-it is not: the matrix products stop being memory-bound after a few rows. On the AVX2
-machine we measure on, with our few-row kernel, a float32 pass over M tokens costs about
-1.1x a one-token pass for M = 2, 1.3x for M = 6 and 1.7x for M = 9 (with MKL's products
-it was 1.5x, 2.4x and 3.2x). Drafting long there loses unless most drafts are accepted.
+it is not: the products of a quantized model are bound by dequantizing and multiplying, so
+each extra row costs a share of a one-row pass (the measured curve is in each benchmark
+report). Drafting long there loses unless most drafts are accepted.
 
 So before each step the loop picks the cap k that maximises
 

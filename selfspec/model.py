@@ -6,15 +6,13 @@ contiguous range of layers and skip any attention or MLP sub-layer. That last ab
 what self-speculative drafting (skipped sub-layers) and Kangaroo (early exit after layer l,
 resume from cached hidden states) are built on.
 
-The weights are the Hugging Face model's own tensors. q/k/v and gate/up are fused into
-one matrix each (one matmul instead of three or two: on a CPU at batch 1 the call overhead
-matters), and the Hugging Face modules are re-pointed at views of the fused matrices, so
-no weight is held twice and the Hugging Face model keeps working as the baseline, on the
-usual [out, in] layout, exactly as transformers loads it.
-
-On x86 CPUs in float32 the few-row products of decoding and verification go through our
-own kernel (`selfspec.rows_kernel`), whose cost grows far more slowly with the number of
-rows than MKL's and whose rounding does not depend on it; elsewhere through F.linear.
+On a CPU the weights stay in the form they came in (a GGUF file's quantized blocks, or a
+transformers model's own tensors, shared) and the decode and verify path runs in our native
+kernels (`selfspec.native`) with float32 activations, every row computed the same way
+whatever the number of rows in the pass: so verifying drafts gives bit for bit the logits
+plain decoding gives, and every speculative method is exact (docs/engine.md). Elsewhere (a
+GPU, float64, autograd, `--compile`, a CPU without the kernels) torch runs the same model
+on dense weights, with q/k/v and gate/up fused into one matrix each.
 """
 
 from __future__ import annotations
@@ -103,7 +101,7 @@ def rms_norm(x: Tensor, w: Tensor, eps: float, offset: float) -> Tensor:
 
 
 def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
-    """F.linear, through the native few-row kernel where it applies: float32 activations
+    """F.linear, through the native kernels where they apply: float32 activations
     on a CPU, a float32/float16/bfloat16 weight, no autograd, at most 16 rows."""
     rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
     if (
