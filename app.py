@@ -1,7 +1,7 @@
 """Entry point (also the Spaces app file): build the app from the environment and serve it.
 
-Environment: SELFSPEC_MODEL (default model, `bundled`), SELFSPEC_HOST / SELFSPEC_PORT
-(127.0.0.1:7860), SELFSPEC_DATA_DIR or DATABASE_URL (database), SELFSPEC_HOSTED=1
+Environment: SELFSPEC_MODEL (default model, `bundled`), SELFSPEC_HOST and SELFSPEC_PORT
+or GRADIO_SERVER_PORT or PORT (127.0.0.1:7860), SELFSPEC_DATA_DIR or DATABASE_URL (database), SELFSPEC_HOSTED=1
 (model allow-list), SELFSPEC_PASSWORD (password login), SPACE_ID (Hugging Face login),
 SELFSPEC_JOBS=inline|off (scheduled jobs here, or in `python -m study worker`).
 See docs/app.md and docs/scale.md.

@@ -24,7 +24,7 @@ from ui.config import AppConfig
 from ui.context import AppContext
 from ui.users import TEST_USER_HEADER
 
-__all__ = ["Served", "serve_app", "add_cards", "user_headers"]
+__all__ = ["Served", "serve_app", "add_cards", "free_port", "user_headers"]
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Served:
     ctx: AppContext
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -42,7 +42,7 @@ def _free_port() -> int:
 @contextmanager
 def serve_app(tmp_path: Path, model: str = "tiny-llama") -> Iterator[Served]:
     """The app on http://127.0.0.1:<free port>, stopped on exit."""
-    port = _free_port()
+    port = free_port()
     config = AppConfig(default_model=model, port=port, test_user_header=True, dtype="float32")
     ctx = build_context(config, db_url=f"sqlite:///{tmp_path / 'app.db'}")
     server = uvicorn.Server(

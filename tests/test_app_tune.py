@@ -15,10 +15,11 @@ from selfspec.search import SearchSettings, run_search
 from selfspec.train_adapter import Sequence, TrainSettings, train_adapter
 from tests.app_helpers import Served, serve_app
 from ui.config import AppConfig
+from ui.streaming import stream_batches
 from ui.tune import (
     ALLOW_ENV,
+    SHIPPED_CHOICE,
     heavy_refusal,
-    job_events,
     make_active,
     training_rows,
     trial_rows,
@@ -45,7 +46,8 @@ def test_search_streams_every_trial_and_saves_the_profile(served: Served, data_d
     statuses = [status for status, _plot in job]
     final_status, plot = job.result()
     assert any(s.startswith("trial 3:") for s in statuses + [final_status])
-    assert "Saved" in final_status and "tiny-llama.skip.json" in final_status
+    # The first search has nothing to beat: its new file becomes the active profile.
+    assert "Saved `tiny-llama." in final_status and "now active" in final_status
     assert (data_dir / "profiles" / "tiny-llama.skip.json").is_file()
     assert sorted({trial for trial, _value, _series in plot["data"]}) == [1, 2, 3]
     assert len(statuses) >= 2 and statuses[0].startswith("Calibrating")
@@ -75,8 +77,10 @@ def test_closing_the_job_stream_sets_cancel() -> None:
             started.wait(0.01)
         return 1
 
-    events = job_events(job, cancel)
-    assert next(events).startswith("trial 1")
+    events = stream_batches(job, 0.01, cancel)
+    while not (batch := next(events)):
+        pass
+    assert batch[0].startswith("trial 1")
     events.close()
     assert cancel.is_set()
 
@@ -106,10 +110,14 @@ def test_make_active_copies_a_profile_for_this_model(served: Served, data_dir: P
     if not (folder / "tiny-llama.skip.json").is_file():
         pytest.skip("needs the profile the search test saves")
     other.write_bytes((folder / "tiny-llama.skip.json").read_bytes())
+    before = set(folder.glob("tiny-llama.*.replaced.skip.json"))
     assert "Copied" in make_active(served.ctx, "other.skip.json")
-    assert (folder / "tiny-llama.previous.skip.json").is_file()
+    assert len(set(folder.glob("tiny-llama.*.replaced.skip.json")) - before) == 1
     (folder / "bad.skip.json").write_text('{"model": "x"}')
     assert "malformed" in make_active(served.ctx, "bad.skip.json")
+    # tiny-llama ships no profile: restoring "the shipped one" says so and changes nothing.
+    assert "No profile ships" in make_active(served.ctx, SHIPPED_CHOICE)
+    assert (folder / "tiny-llama.skip.json").is_file()
 
 
 def test_should_stop_ends_adapter_training_early_and_saves_it(tmp_path: Path) -> None:
@@ -152,5 +160,6 @@ def test_training_from_the_page_streams_its_curves(served: Served, data_dir: Pat
     job = Client(served.url, verbose=False).submit(2, 4, "ce", api_name="/tune_train")
     final_status, loss_plot, acceptance_plot = job.result()
     assert "Saved" in final_status and "after 4 steps" in final_status
+    assert "now active" in final_status  # nothing to beat: no user or shipped adapter
     assert sorted({step for step, _v, _s in loss_plot["data"]}) == [1, 2, 3, 4]
     assert len(acceptance_plot["data"]) == 4

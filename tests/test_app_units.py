@@ -213,14 +213,52 @@ def test_spaces_mode_needs_the_oauth_extra_or_serves_the_login_routes(
 
 
 def test_streamed_batches_carry_every_event_and_raise_the_generation_error() -> None:
-    from ui.playground import stream_batches
+    from ui.streaming import events_job, stream_batches
 
     def events(fail: bool):  # noqa: ANN202 - a small generator
         yield from range(5)
         if fail:
             raise ValueError("model failed")
 
-    assert [e for batch in stream_batches(events(False), 0.01) for e in batch] == [0, 1, 2, 3, 4]
+    batches = stream_batches(events_job(events(False)), 0.01)
+    assert [e for batch in batches for e in batch] == [0, 1, 2, 3, 4]
     with pytest.raises(ValueError, match="model failed"):
-        for _ in stream_batches(events(True), 0.01):
+        for _ in stream_batches(events_job(events(True)), 0.01):
             pass
+
+
+def test_a_jobs_result_comes_last_and_a_set_stop_event_ends_it() -> None:
+    import threading
+
+    from ui.streaming import stream_batches
+
+    stop = threading.Event()
+
+    def job(emit, should_stop) -> str:  # noqa: ANN001 - the library callback shapes
+        emit("trial 1")
+        stop.set()  # as the page's Stop would
+        while not should_stop():
+            pass
+        return "result"
+
+    assert [e for batch in stream_batches(job, 0.01, stop) for e in batch] == [
+        "trial 1",
+        "result",
+    ]
+
+
+def test_the_port_comes_from_selfspec_port_gradio_server_port_or_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("SELFSPEC_PORT", "GRADIO_SERVER_PORT", "PORT"):
+        monkeypatch.delenv(name, raising=False)
+    assert AppConfig.from_env().port == 7860
+    monkeypatch.setenv("PORT", "8080")
+    assert AppConfig.from_env().port == 8080
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7999")
+    assert AppConfig.from_env().port == 7999
+    monkeypatch.setenv("SELFSPEC_PORT", "7001")
+    assert AppConfig.from_env().port == 7001
+    monkeypatch.setenv("SELFSPEC_PORT", "http")
+    with pytest.raises(ConfigError, match="SELFSPEC_PORT"):
+        AppConfig.from_env()

@@ -56,16 +56,16 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
             if ctx.config.on_spaces:
                 gr.LoginButton()
         with gr.Tabs():
-            with gr.Tab("Playground", id="playground"):
-                playground.build(ctx, demo)
-            with gr.Tab("Tune", id="tune"):
-                tune.build(ctx)
+            with gr.Tab("Playground", id="playground") as tab:
+                playground.build(ctx, demo, tab)
+            with gr.Tab("Tune", id="tune") as tab:
+                tune.build(ctx, tab)
             with gr.Tab("Review", id="review"):
                 review.build(ctx)
             with gr.Tab("Notes", id="notes"):
                 notes_tab.build(ctx, demo)
-            with gr.Tab("Stats", id="stats"):
-                stats.build(ctx, demo)
+            with gr.Tab("Stats", id="stats") as tab:
+                stats.build(ctx, demo, tab)
             with gr.Tab("Settings", id="settings"):
                 load_settings, settings_fields = settings_tab.build(ctx)
         demo.load(load_settings, None, list(settings_fields), api_visibility="private")
@@ -74,12 +74,18 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
 
 
 def create_app(ctx: AppContext) -> FastAPI:
-    """FastAPI app serving the UI at ``/`` and ``/healthz``."""
+    """FastAPI app serving the UI at ``/`` and ``/healthz``; the default model starts
+    loading in the background at once."""
     app = FastAPI()
+    ctx.models.preload()
 
     @app.get("/healthz")
-    def healthz() -> dict[str, bool]:
-        return {"model_loaded": ctx.models.default_loaded, "db_ok": ctx.db_ok()}
+    def healthz() -> dict[str, bool | str | None]:
+        return {
+            "model_loaded": ctx.models.default_loaded,
+            "model_error": ctx.models.preload_error,
+            "db_ok": ctx.db_ok(),
+        }
 
     auth = ("user", ctx.config.password) if ctx.config.password else None
     return gr.mount_gradio_app(

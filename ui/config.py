@@ -32,6 +32,20 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+PORT_VARIABLES = ("SELFSPEC_PORT", "GRADIO_SERVER_PORT", "PORT")
+"""Where the port may be set, first found wins: ours, Gradio's convention, a host's."""
+
+
+def _port() -> int:
+    for name in PORT_VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if value:
+            if not value.isdigit() or not 0 < int(value) < 65536:
+                raise ConfigError(f"{name}={value!r}: a port is a number from 1 to 65535.")
+            return int(value)
+    return 7860
+
+
 @dataclass(frozen=True)
 class AppConfig:
     """How this process serves the app."""
@@ -70,7 +84,7 @@ class AppConfig:
         return cls(
             default_model=os.environ.get("SELFSPEC_MODEL", "bundled"),
             host=os.environ.get("SELFSPEC_HOST", "127.0.0.1"),
-            port=int(os.environ.get("SELFSPEC_PORT", os.environ.get("PORT", "7860"))),
+            port=_port(),
             hosted=_flag("SELFSPEC_HOSTED") or on_spaces,
             on_spaces=on_spaces,
             password=os.environ.get("SELFSPEC_PASSWORD") or None,

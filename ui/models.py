@@ -33,6 +33,23 @@ class ModelPool:
         self.config = config
         self._lock = threading.Lock()
         self._models: dict[str, LoadedModel] = {}
+        self._preload: threading.Thread | None = None
+        self.preload_error: str | None = None
+
+    def preload(self) -> None:
+        """Load the default model in a background thread, once, so that the first visitor
+        does not pay for it; ``/healthz`` says when it is ready (or why it failed)."""
+        if self._preload is not None:
+            return
+
+        def work() -> None:
+            try:
+                self.default()
+            except Exception as exc:  # noqa: BLE001 - reported by /healthz, raised on use
+                self.preload_error = str(exc)
+
+        self._preload = threading.Thread(target=work, daemon=True, name="model-preload")
+        self._preload.start()
 
     @property
     def default_loaded(self) -> bool:

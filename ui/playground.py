@@ -6,9 +6,7 @@ page only reads from, so the time Gradio spends sending updates is not in the cl
 speed-up and the lossless check are measured against it in the same run.
 """
 
-import queue
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -31,8 +29,10 @@ from study.errors import StudyError
 from study.notes_service import get_note, list_notes
 from study.quiz import CardKind, build_prompt
 from ui.context import AppContext
+from ui.plots import TIME_FORMAT, with_legend
 from ui.queries import decode_history
 from ui.render import columns_html
+from ui.streaming import events_job, stream_batches
 
 __all__ = [
     "MAX_PROMPT_CHARS",
@@ -123,51 +123,6 @@ def accepted_rows(results: dict[str, GenerationResult]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "accepted drafts", "steps"])
 
 
-_END = object()
-
-
-def stream_batches(events: Iterator, every: float) -> Iterator[list]:
-    """Run ``events`` to the end in a worker thread; yield what arrived every ``every`` s.
-
-    The generation is timed inside the worker, which never waits for the page. An error
-    of the generation is raised here; closing this iterator stops the worker.
-    """
-    out: queue.Queue = queue.Queue()
-    stop = threading.Event()
-
-    def work() -> None:
-        try:
-            for event in events:
-                out.put(event)
-                if stop.is_set():
-                    break
-        except Exception as exc:  # noqa: BLE001 - handed to the page's thread
-            out.put(exc)
-        finally:
-            events.close()
-            out.put(_END)
-
-    threading.Thread(target=work, daemon=True, name="playground-generate").start()
-    batch: list = []
-    deadline = time.perf_counter() + every
-    try:
-        while True:
-            try:
-                item = out.get(timeout=max(0.0, deadline - time.perf_counter()))
-            except queue.Empty:
-                yield batch
-                batch, deadline = [], time.perf_counter() + every
-                continue
-            if item is _END:
-                yield batch
-                return
-            if isinstance(item, Exception):
-                raise item
-            batch.append(item)
-    finally:
-        stop.set()
-
-
 @dataclass
 class _Column:
     pieces: list[Piece] = field(default_factory=list)
@@ -191,18 +146,37 @@ class _Warmups:
         self._done.add(key)
 
 
+def _stopped_summary(columns: dict[str, _Column], results: dict[str, GenerationResult]) -> str:
+    """What a stopped comparison got done, for the status line; marks unfinished columns."""
+    for name, column in columns.items():
+        if name in results:
+            continue
+        column.status = (
+            f"stopped after {len(column.pieces)} pieces" if column.pieces else "not run (stopped)"
+        )
+    done = ", ".join(results) or "none"
+    return f"**Stopped.** Finished: {done}. A stopped comparison is not stored."
+
+
 def _ordered(methods: list[str]) -> list[str]:
     chosen = [m for m in methods if m in METHODS and m != BASELINE]
     return [BASELINE, *chosen]
 
 
-def build(ctx: AppContext, demo: gr.Blocks) -> None:
-    """Lay out the Playground tab inside the current Blocks context."""
+def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
+    """Lay out the Playground tab inside the current Blocks context; ``tab`` is the tab
+    itself, whose opening refreshes the note presets."""
     warmups = _Warmups()
+    # One stop event per browser session: Stop ends that session's run between two
+    # tokens, and the handler then shows what finished (a cancelled event would only
+    # show Gradio's error badges).
+    stops: dict[str, threading.Event] = {}
     gr.Markdown(
-        "Run decoding methods on the same prompt. Each output streams; accepted draft "
-        "tokens and the full model's bonus tokens are coloured. Vanilla always runs: the "
-        "speed-up and the lossless check are measured against it."
+        "**Start here:** type a prompt (or pick a preset made from one of your notes), "
+        "tick a few methods and press Run. Each output streams; accepted draft tokens and "
+        "the full model's bonus tokens are coloured. Vanilla always runs: the speed-up and "
+        "the lossless check are measured against it. One run on a shared CPU is noisy: "
+        "compare speed-ups over several runs before trusting one."
     )
     with gr.Row():
         model = gr.Dropdown(
@@ -264,12 +238,14 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             label="accepted lengths",
             elem_id="pg-accepted",
         )
-        history = gr.LinePlot(
+        history = gr.ScatterPlot(  # points: a series of one run is still visible
             x="time",
             y="speed-up",
             color="series",
             title="Speed-up over vanilla, history",
             label="history",
+            x_axis_format=TIME_FORMAT,
+            elem_id="pg-history",
         )
 
     def hub_check() -> str:
@@ -321,16 +297,22 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                 gr.skip(),
             )
 
+        stopped = stops.setdefault(request.session_hash, threading.Event())
+        stopped.clear()
         for name in order:
+            if stopped.is_set():
+                break
             info = get_method(name)
             column = columns[name]
             column.status = "warming up…"
             yield view(note)
             try:
                 warmups.ensure(lm, name)
+                if stopped.is_set():
+                    break
                 column.status = "generating…"
                 events = generate(lm, text, info.run, cfg, name=name, **info.options)
-                for batch in stream_batches(events, STREAM_EVERY_S):
+                for batch in stream_batches(events_job(events), STREAM_EVERY_S, stopped):
                     for event in batch:
                         if isinstance(event, GenerationResult):
                             results[name] = event
@@ -344,24 +326,41 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                     yield view(f"{note} {exc}")
                     return
                 continue
+            if name not in results:  # stopped during this method
+                break
             result = results[name]
             column.status = f"{len(result.tokens)} tokens, {result.tokens_per_s:.1f} tokens/s"
             yield view(note)
         frame = metrics_rows(results, cfg.greedy)
+        if stopped.is_set():
+            yield (
+                f"{note} {_stopped_summary(columns, results)}",
+                columns_html([(n, c.pieces, c.status) for n, c in columns.items()]),
+                frame,
+                frame[["method", "tokens/s"]],
+                with_legend(accepted_rows(results), "method"),
+                gr.skip(),
+            )
+            return
         _record(ctx, uid, lm, results, frame, cfg, len(text))
         yield (
             note + " Done; the runs are stored in your decoding history.",
             columns_html([(n, c.pieces, c.status) for n, c in columns.items()]),
             frame,
             frame[["method", "tokens/s"]],
-            accepted_rows(results),
-            decode_history(ctx.db, uid),
+            with_legend(accepted_rows(results), "method"),
+            with_legend(decode_history(ctx.db, uid), "series"),
         )
+
+    def stop_run(request: gr.Request) -> None:
+        event = stops.get(request.session_hash)
+        if event is not None:
+            event.set()
 
     def note_choices(request: gr.Request, profile: gr.OAuthProfile | None) -> dict:
         uid = ctx.signed_in_user(request, profile)
         notes = [] if uid is None else list_notes(ctx.db, uid)
-        return gr.update(choices=[(n.title, n.id) for n in notes], value=None)
+        return gr.update(choices=[(n.title, n.id) for n in notes])
 
     def from_note(
         note_id: int | str | None, request: gr.Request, profile: gr.OAuthProfile | None
@@ -375,19 +374,23 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             return gr.skip()
         return build_prompt(note, CardKind.BASIC)
 
+    # The presets follow the user's notes: filled at page load and again whenever the
+    # tab opens (a note added in Notes meanwhile).
     demo.load(note_choices, None, preset, api_visibility="private")
+    tab.select(note_choices, None, preset, api_visibility="private")
     preset.input(from_note, preset, prompt, api_name="playground_preset")
     check_hub.click(hub_check, None, hub_status, api_name="hub_status")
-    running = run.click(
+    run.click(
         run_methods,
         [model, prompt, methods, max_new, temperature],
         [status, outputs, table, bars, accepted, history],
         api_name="playground_run",
         concurrency_id="model",
     )
-    # Cancelling closes the stream, whose worker then stops the generation; an unfinished
-    # comparison is not stored.
-    stop.click(None, None, None, cancels=[running], api_visibility="private")
+    # Stop sets the session's event; the running handler ends the generation and shows
+    # "Stopped" with what finished. An unfinished comparison is not stored. No queue
+    # limit: Stop must not wait behind the run it stops.
+    stop.click(stop_run, None, None, api_visibility="private", concurrency_limit=None)
 
 
 def _record(

@@ -19,13 +19,17 @@ MODELS = [("Ebbinghaus (fitted exponential)", "ebbinghaus"), ("FSRS-6", "fsrs6")
 
 def build(ctx: AppContext) -> tuple[Callable, tuple]:
     """Lay out the tab; returns the page-load function and the components it fills."""
+    gr.Markdown(
+        "**Start here:** how your reviews are scheduled. Save checks every value; an "
+        "invalid one is named and nothing is saved."
+    )
     memory_model = gr.Radio(MODELS, label="Memory model", value="ebbinghaus")
     retention = gr.Slider(
         0.7, 0.97, value=0.9, step=0.01, label="Desired retention", elem_id="settings-retention"
     )
-    new_limit = gr.Number(
-        value=20, precision=0, minimum=0, maximum=10_000, label="New cards per day"
-    )
+    # No minimum/maximum here: Gradio would refuse the value before the handler runs and
+    # show a bare error badge; study.settings validates and the message says why.
+    new_limit = gr.Number(value=20, precision=0, label="New cards per day")
     job_time = gr.Textbox(value="03:00", label="Daily preparation job time (HH:MM, UTC)")
     save = gr.Button("Save", variant="primary")
     message = gr.Markdown(elem_id="settings-message")
@@ -58,7 +62,7 @@ def build(ctx: AppContext) -> tuple[Callable, tuple]:
             )
         except StudyError as exc:
             gr.Warning(str(exc))
-            return f"Not saved: {exc}"
+            return f"Not saved: {exc} Nothing was changed."
         resync()  # the job runner of this process follows the new job time at once
         return "Saved."
 

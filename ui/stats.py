@@ -18,6 +18,7 @@ from study.evaluate import evaluate
 from study.reviews import forgetting_curve
 from study.settings import review_histories
 from ui.context import AppContext
+from ui.plots import TIME_FORMAT, with_legend
 from ui.queries import decode_history, review_predictions
 
 __all__ = ["build", "due_forecast", "heatmap_html", "calibration"]
@@ -87,12 +88,29 @@ def calibration(frame: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
     return pd.concat([observed, ideal], ignore_index=True)
 
 
+def _forecast_update(frame: pd.DataFrame) -> dict:
+    """The forecast, with a hint instead of a flat empty chart when nothing is due."""
+    empty = not frame["cards due"].any()
+    hint = (
+        "Nothing due in the next 30 days: add a note, generate questions for it in Notes, "
+        "and review them."
+        if empty
+        else None
+    )
+    return gr.update(value=frame, caption=hint)
+
+
 def _naive(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None)
 
 
-def build(ctx: AppContext, demo: gr.Blocks) -> None:
-    """Lay out the Stats tab inside the current Blocks context."""
+def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
+    """Lay out the Stats tab inside the current Blocks context; opening ``tab`` redraws it
+    from the database (reviews and runs made since the page loaded)."""
+    gr.Markdown(
+        "**Start here:** these charts fill as you review cards (Review tab) and run the "
+        "Playground; they are redrawn each time this tab opens."
+    )
     refresh = gr.Button("Refresh", elem_id="stats-refresh")
     with gr.Row():
         card = gr.Dropdown([], label="Card for the forgetting curve", scale=3)
@@ -116,14 +134,16 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             label="forecast",
             x_label_angle=-60,
             sort=None,
+            y_axis_format="d",  # whole cards (an empty axis read "0.000000")
             elem_id="stats-forecast",
         )
         calib = gr.LinePlot(x="predicted", y="recall", color="series", title="Calibration: predicted vs observed recall",
                             x_lim=[0, 1], y_lim=[0, 1], label="calibration", elem_id="stats-calibration")  # fmt: skip
     gr.Markdown("Reviews per day")
     heatmap = gr.HTML(elem_id="stats-heatmap")
-    speed = gr.LinePlot(
+    speed = gr.ScatterPlot(  # points: a series of one run is still visible
         x="time",
+        x_axis_format=TIME_FORMAT,
         y="tokens/s",
         color="series",
         title="Decoding speed history",
@@ -146,10 +166,10 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         history = decode_history(ctx.db, uid)
         return (
             gr.update(choices=choices, value=choices[0][1] if choices else None),
-            due_forecast([c.due for c in cards], now),
+            _forecast_update(due_forecast([c.due for c in cards], now)),
             calibration(frame),
             heatmap_html(times, now),
-            history,
+            with_legend(history, "series"),
         )
 
     def draw_curve(
@@ -193,5 +213,8 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         draw_curve, card, [curve, reviews]
     )
     demo.load(overview, None, outputs, api_visibility="private")
+    tab.select(overview, None, outputs, api_visibility="private").then(
+        draw_curve, card, [curve, reviews]
+    )
     draw.click(draw_curve, card, [curve, reviews], api_name="stats_curve")
     compare.click(compare_models, None, comparison, api_name="stats_compare")

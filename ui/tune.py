@@ -1,37 +1,48 @@
 """Tune tab: run the layer search and the Kangaroo adapter training from the page, with
-live progress and cancel, and choose which skip profile the `skip` method uses.
+live progress and cancel, and choose which skip profile and adapter are active.
+
+Tuning never makes things worse: every search or training writes a new, time-stamped file,
+which becomes active only if it measures better than the active one (profiles: a higher
+score on the same objective; adapters: a higher held-out expected acceptance). The rest
+stay listed with their figures for the user to choose, the shipped files among them, and
+a replaced file is kept under a versioned name.
 
 Both jobs are library functions that report through callbacks and poll a stop callback.
-Each runs in a worker thread (the Playground's `stream_batches` drives it), so the page keeps
-streaming while the model works, and Cancel only sets an event the job reads between
-trials or steps. The handlers share the Playground's concurrency slot: the model is one
+Each runs in a worker thread (`ui.streaming.stream_batches`), so the page keeps streaming
+while the model works, and Cancel sets the event the job reads between trials, steps or
+corpus prompts. The handlers share the Playground's concurrency slot: the model is one
 CPU-bound resource, and a search next to a generation would spoil both.
 """
 
 from __future__ import annotations
 
 import os
-import queue
 import re
 import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
-from selfspec import SelfSpecError
-from selfspec.profiles import user_profile_dir
+from selfspec import LoadedModel, SelfSpecError
+from selfspec.profiles import SkipProfile, model_key, user_profile_dir
 from ui.context import AppContext
-from ui.playground import stream_batches
+from ui.streaming import stream_batches
 
 __all__ = [
     "ALLOW_ENV",
     "build",
     "heavy_refusal",
-    "job_events",
+    "adapter_choices",
+    "install_adapter_if_better",
+    "install_if_better",
+    "make_active",
+    "make_adapter_active",
+    "profile_choices",
     "profile_status",
     "trial_rows",
     "training_rows",
@@ -39,6 +50,7 @@ __all__ = [
 
 ALLOW_ENV = "SELFSPEC_ALLOW_TUNING"
 STREAM_EVERY_S = 0.25
+SHIPPED_CHOICE = "shipped"  # the list entry that restores the package's own file
 TRIAL_LINE = re.compile(r"trial (\d+): score (-?[\d.]+) \(best (-?[\d.]+)")
 PLOT_COLUMNS = ["trial", "value", "series"]
 CURVE_COLUMNS = ["step", "value", "series"]
@@ -65,38 +77,6 @@ def heavy_refusal(ctx: AppContext) -> str | None:
             f"(`python -m selfspec search`), or set {ALLOW_ENV}=1 if this server is yours."
         )
     return None
-
-
-_DONE = object()
-
-
-def job_events(
-    job: Callable[[Callable[[str], None], Callable[[], bool]], object], cancel: threading.Event
-) -> Iterator[object]:
-    """Run ``job(progress, should_stop)`` in a thread; yield its progress lines, then its
-    result. The library jobs report through callbacks, while `stream_batches` wants a generator;
-    closing this generator (the page went away) sets ``cancel`` so the job stops too."""
-    out: queue.Queue = queue.Queue()
-
-    def work() -> None:
-        try:
-            out.put(job(out.put, cancel.is_set))
-        except Exception as exc:  # noqa: BLE001 - re-raised in the reading thread
-            out.put(exc)
-        finally:
-            out.put(_DONE)
-
-    threading.Thread(target=work, daemon=True, name="tune-job").start()
-    finished = False
-    try:
-        while (item := out.get()) is not _DONE:
-            if isinstance(item, Exception):
-                raise item
-            yield item
-        finished = True
-    finally:
-        if not finished:
-            cancel.set()
 
 
 def collect(batch: list, progress: type, into: list, result: object) -> object:
@@ -162,51 +142,252 @@ def profile_status(ctx: AppContext) -> str:
     )
 
 
-def profile_files() -> list[str]:
-    """Skip profile files in the profiles folder, by name."""
+def _stamp() -> str:
+    """A file-name-safe UTC time, so every search or training writes a new file."""
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+
+
+def _profile_label(path: Path, lm: LoadedModel) -> str:
+    from selfspec.profiles import load_profile
+
+    try:
+        profile = load_profile(lm, path)
+    except SelfSpecError:
+        return f"{path.name} (not for this model)"
+    score = "not scored" if profile.score is None else f"score {profile.score:.3f}"
+    return f"{path.name}: {score} ({profile.objective}, {profile.trials} trials)"
+
+
+def profile_choices(ctx: AppContext) -> list[tuple[str, str]]:
+    """The profiles a user can make active, each labelled with its score: the shipped one
+    (always listed where the package has one) and every file in the profiles folder."""
+    from selfspec.profiles import profile_path
+
+    lm = ctx.models.default()
+    choices = []
+    shipped = profile_path(lm, user=False)
+    if shipped.is_file():
+        choices.append((f"shipped: {_profile_label(shipped, lm)}", SHIPPED_CHOICE))
     folder = user_profile_dir()
-    return sorted(p.name for p in folder.glob("*.skip.json")) if folder.is_dir() else []
+    if folder.is_dir():
+        active = profile_path(lm).name
+        for path in sorted(folder.glob("*.skip.json")):
+            mark = " [active]" if path.name == active else ""
+            choices.append((_profile_label(path, lm) + mark, path.name))
+    return choices
+
+
+def _backup(active: Path, suffix: str) -> Path | None:
+    """Keep the user's active file under a versioned name before it is replaced."""
+    if not active.is_file():
+        return None
+    kept = active.with_name(active.name.removesuffix(suffix) + f".{_stamp()}.replaced{suffix}")
+    shutil.copyfile(active, kept)
+    return kept
 
 
 def make_active(ctx: AppContext, name: str | None) -> str:
-    """Copy a profile file to the default model's profile path, which `load_profile` reads.
+    """Make a listed profile the one `skip` uses: copy it to the model's profile path, or,
+    for the shipped one, remove the user's file so that `load_profile` falls back to it.
 
     The file must be made for this model (`load_profile` checks it). The profile it replaces
-    is kept as `<model>.previous.skip.json`, so the switch can be undone from the same list.
+    is kept under a versioned name in the same list, so the switch can be undone.
     """
-    from selfspec.profiles import load_profile, model_key, profile_path
+    from selfspec.profiles import load_profile, profile_path
 
     if not name:
-        return "Pick a profile file first."
+        return "Pick a profile first."
     lm = ctx.models.default()
+    active = profile_path(lm)
+    if name == SHIPPED_CHOICE:
+        if not profile_path(lm, user=False).is_file():
+            return f"No profile ships with the package for {lm.name}."
+        kept = _backup(active, ".skip.json")
+        active.unlink(missing_ok=True)
+        return (
+            "The shipped profile is active again"
+            + (f"; yours is kept as `{kept.name}`" if kept else "")
+            + f".\n\n{profile_status(ctx)}"
+        )
     chosen = user_profile_dir() / Path(name).name
     try:
         load_profile(lm, chosen)
     except SelfSpecError as exc:
         return str(exc)
-    active = profile_path(lm)
     if chosen.resolve() == active.resolve():
         return f"`{name}` is already the active profile.\n\n{profile_status(ctx)}"
-    data = chosen.read_bytes()  # before the backup, which may be the chosen file itself
-    if active.is_file():
-        shutil.copyfile(active, active.with_name(f"{model_key(lm)}.previous.skip.json"))
+    data = chosen.read_bytes()
+    _backup(active, ".skip.json")
     active.write_bytes(data)
     return f"Copied `{name}` to `{active}`.\n\n{profile_status(ctx)}"
 
 
-def build(ctx: AppContext) -> None:
-    """Lay out the Tune tab inside the current Blocks context."""
+def _score(profile: SkipProfile | None) -> str:
+    return "none" if profile is None or profile.score is None else f"{profile.score:.3f}"
+
+
+def install_if_better(ctx: AppContext, candidate: Path) -> str:
+    """Make a searched profile active only if it scores higher than the active one on the
+    same objective; otherwise leave it listed for the user to choose. Returns the verdict."""
+    from selfspec.profiles import load_profile, profile_path
+
+    lm = ctx.models.default()
+    new = load_profile(lm, candidate)
+    try:
+        old = load_profile(lm)
+    except SelfSpecError:
+        old = None
+    comparable = (
+        old is not None
+        and old.objective == new.objective
+        and old.score is not None
+        and new.score is not None
+    )
+    if old is None or (comparable and new.score > old.score):
+        _backup(profile_path(lm), ".skip.json")
+        profile_path(lm).write_bytes(candidate.read_bytes())
+        return f"It is now active (score {_score(new)} against {_score(old)} for the one before)."
+    why = (
+        f"score {_score(new)} is not above the active profile's {_score(old)}"
+        if comparable
+        else f"its objective ({new.objective}) differs from the active profile's "
+        f"({old.objective}), so the scores do not compare"
+    )
+    return f"The active profile stays ({why}); choose it under *Profiles* to use it anyway."
+
+
+def adapter_choices(ctx: AppContext) -> list[tuple[str, str]]:
+    """The adapters a user can make active: the shipped one and every file in the folder."""
     from selfspec.drafters.kangaroo import adapter_path
-    from selfspec.profiles import profile_path
+
+    lm = ctx.models.default()
+    choices = []
+    shipped = adapter_path(lm, user=False)
+    if shipped.is_file():
+        choices.append((f"shipped: {_adapter_label(shipped, lm)}", SHIPPED_CHOICE))
+    active = adapter_path(lm)
+    if active.parent.is_dir():
+        for path in sorted(active.parent.glob("*.kangaroo*.safetensors")):
+            mark = " [active]" if path.name == active.name else ""
+            choices.append((_adapter_label(path, lm) + mark, path.name))
+    return choices
+
+
+def _acceptance(path: Path, lm: LoadedModel) -> float | None:
+    """The held-out expected acceptance recorded with an adapter, None if unreadable."""
+    from selfspec.adapter import load_adapter
+
+    try:
+        return load_adapter(lm, path).settings.expected_acceptance
+    except SelfSpecError:
+        return None
+
+
+def _adapter_label(path: Path, lm: LoadedModel) -> str:
+    acceptance = _acceptance(path, lm)
+    if acceptance is None:
+        return f"{path.name} (not for this model)"
+    return f"{path.name}: expected acceptance {acceptance:.3f}"
+
+
+def _copy_adapter(source: Path, target: Path) -> None:
+    from selfspec.adapter import settings_path
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    shutil.copyfile(settings_path(source), settings_path(target))
+
+
+def make_adapter_active(ctx: AppContext, name: str | None) -> str:
+    """Make a listed adapter the one `kangaroo` loads (the shipped one: remove the user's)."""
+    from selfspec.adapter import settings_path
+    from selfspec.drafters.kangaroo import adapter_path
+
+    if not name:
+        return "Pick an adapter first."
+    lm = ctx.models.default()
+    active = adapter_path(lm)
+    if name != SHIPPED_CHOICE:
+        chosen = active.with_name(Path(name).name)
+        if _acceptance(chosen, lm) is None:
+            return f"`{name}` is not a Kangaroo adapter for {lm.name}."
+        if chosen.resolve() == active.resolve():
+            return f"`{name}` is already the active adapter."
+    elif not adapter_path(lm, user=False).is_file():
+        return f"No adapter ships with the package for {lm.name}."
+    if active.is_file():
+        _copy_adapter(
+            active, active.with_name(f"{model_key(lm)}.kangaroo.{_stamp()}.replaced.safetensors")
+        )
+    if name == SHIPPED_CHOICE:
+        active.unlink(missing_ok=True)
+        settings_path(active).unlink(missing_ok=True)
+        return "The shipped adapter is active again; yours is kept in the list."
+    _copy_adapter(chosen, active)
+    return f"Copied `{name}` to `{active}`; the `kangaroo` method loads it from there."
+
+
+def install_adapter_if_better(ctx: AppContext, candidate: Path) -> str:
+    """Make a trained adapter active only if its held-out expected acceptance beats the
+    active one's (the user's, else the shipped); otherwise leave it listed."""
+    from selfspec.drafters.kangaroo import adapter_path
+
+    lm = ctx.models.default()
+    active = next(
+        (p for p in (adapter_path(lm), adapter_path(lm, user=False)) if p.is_file()), None
+    )
+    old = None if active is None else _acceptance(active, lm)
+    new = _acceptance(candidate, lm)
+    if new is not None and (old is None or new > old):
+        make_adapter_active(ctx, candidate.name)
+        was = "none" if old is None else f"{old:.3f}"
+        return f"It is now active (expected acceptance {new:.3f} against {was} before)."
+    return (
+        f"The active adapter stays (expected acceptance {new or 0:.3f} is not above its "
+        f"{old:.3f}); choose it under *Adapters* to use it anyway."
+    )
+
+
+def _cancellable_writer(cancel: threading.Event) -> Callable:
+    """The corpus writer of `build_corpus`, one prompt per call, that gives up between
+    prompts once ``cancel`` is set (writing the corpus is the longest stage)."""
+    from selfspec.train_adapter import write_one_by_one
+
+    def write(lm: LoadedModel, prompts: list[str], max_new_tokens: int) -> list[list[int]]:
+        if cancel.is_set():
+            raise _Cancelled
+        return write_one_by_one(lm, prompts, max_new_tokens)
+
+    return write
+
+
+class _Cancelled(Exception):
+    """Cancel pressed while the training corpus was being written."""
+
+
+def build(ctx: AppContext, tab: gr.Tab) -> None:
+    """Lay out the Tune tab inside the current Blocks context; opening ``tab`` refreshes
+    the status and the lists of profiles and adapters."""
+    from selfspec.drafters.kangaroo import adapter_path
+    from selfspec.profiles import model_key, profile_path
     from selfspec.search import OBJECTIVES, SearchSettings, run_search
-    from selfspec.train_adapter import LOSSES, TrainProgress, TrainSettings, train_adapter
+    from selfspec.train_adapter import (
+        LOSSES,
+        TrainProgress,
+        TrainSettings,
+        build_corpus,
+        corpus_prompts,
+        train_adapter,
+    )
 
     cancel = threading.Event()  # one model slot, so at most one job to cancel
     gr.Markdown(
-        "Tuning finds the sub-layers the `skip` method leaves out (Bayesian search) and "
-        "trains the Kangaroo adapter, both for the default model. They take the model's "
-        "slot: playground runs wait until they finish. Cancel stops after the current trial "
-        "or step and keeps what was found."
+        "**Start here:** tuning finds the sub-layers the `skip` method leaves out (Bayesian "
+        "search) and trains the Kangaroo adapter, both for the default model. Each result "
+        "is saved as a new file and becomes active only if it measures better than the "
+        "active one; the shipped profile and adapter can always be restored below. Jobs "
+        "take the model's slot: playground runs wait until they finish. Cancel stops "
+        "within a few seconds and changes nothing that is active."
     )
     status = gr.Markdown(elem_id="tune-status")
     refresh = gr.Button("Show the active profile", size="sm", elem_id="tune-refresh")
@@ -250,11 +431,16 @@ def build(ctx: AppContext) -> None:
                 label="acceptance",
             )
     with gr.Accordion("Active profile", open=False):
-        files = gr.Dropdown(profile_files(), label="Profile files", allow_custom_value=False)
+        files = gr.Dropdown([], label="Profile files", elem_id="tune-profiles")
         with gr.Row():
             reload_files = gr.Button("Reload list", size="sm")
             use = gr.Button("Make active", size="sm", elem_id="tune-use")
-        use_status = gr.Markdown()
+        adapters = gr.Dropdown([], label="Adapters", elem_id="tune-adapters")
+        use_adapter = gr.Button("Make this adapter active", size="sm", elem_id="tune-use-adapter")
+        use_status = gr.Markdown(elem_id="tune-use-status")
+
+    def lists() -> tuple:
+        return gr.update(choices=profile_choices(ctx)), gr.update(choices=adapter_choices(ctx))
 
     def search(
         n_trials: float, objective_name: str, n_prompts: float, n_tokens: float
@@ -275,15 +461,18 @@ def build(ctx: AppContext) -> None:
             yield str(exc), trial_rows([])
             return
         lm = ctx.models.default()
+        # A new file per search; the optuna study stays the model's, so trials resume.
+        candidate = user_profile_dir() / f"{model_key(lm)}.{_stamp()}.skip.json"
+        storage = profile_path(lm).with_suffix(".optuna.db")
         cancel.clear()
         lines: list[str] = []
         result = None
         yield f"Calibrating on **{lm.name}**…", trial_rows([])
         try:
-            events = job_events(
-                lambda p, s: run_search(lm, settings, progress=p, should_stop=s), cancel
+            job = lambda emit, stop: run_search(  # noqa: E731 - the job's one call
+                lm, settings, storage=storage, out=candidate, progress=emit, should_stop=stop
             )
-            for batch in stream_batches(events, STREAM_EVERY_S):
+            for batch in stream_batches(job, STREAM_EVERY_S, cancel):
                 result = collect(batch, str, lines, result)
                 if batch:
                     yield (lines[-1] if lines else "Calibrating…"), trial_rows(lines)
@@ -291,10 +480,11 @@ def build(ctx: AppContext) -> None:
             yield f"The search failed: {exc}", trial_rows(lines)
             return
         stopped = " Cancelled early." if cancel.is_set() else ""
+        verdict = install_if_better(ctx, candidate)
         yield (
             f"{lines[-1] if lines else 'No new trials (the search had already run them).'}"
-            f"{stopped}\n\nSaved `{profile_path(lm)}` ({result.trials} trials in total): "
-            f"{result.note}.",
+            f"{stopped}\n\nSaved `{candidate.name}` ({result.trials} trials in total): "
+            f"{result.note}. {verdict}",
             trial_rows(lines),
         )
 
@@ -308,7 +498,8 @@ def build(ctx: AppContext) -> None:
             yield view(refusal, [])
             return
         lm = ctx.models.default()
-        out = adapter_path(lm)
+        active = adapter_path(lm)
+        candidate = active.with_name(f"{model_key(lm)}.kangaroo.{_stamp()}.safetensors")
         settings = TrainSettings(
             exit_layer=int(layer or 0),
             steps=int(n_steps or 0),
@@ -322,15 +513,20 @@ def build(ctx: AppContext) -> None:
             return
         cancel.clear()
         start = time.perf_counter()
+
+        def job(emit: Callable, stop: Callable[[], bool]) -> object:
+            # The corpus is written here, not inside train_adapter, so that Cancel is
+            # heard between prompts; its cache keeps one name, so later runs reuse it.
+            prompts = corpus_prompts(None, settings.max_prompt_chars, settings.builtin)
+            cache = active.with_name(f"{model_key(lm)}.kangaroo.corpus.json")
+            sequences = build_corpus(lm, prompts, settings.max_new_tokens, cache,
+                                     writer=_cancellable_writer(cancel))  # fmt: skip
+            return train_adapter(lm, settings, candidate, progress=False, sequences=sequences,
+                                 should_stop=stop, report=emit)  # fmt: skip
+
         adapter, reports = None, []
         try:
-            events = job_events(
-                lambda p, s: train_adapter(
-                    lm, settings, out, progress=False, should_stop=s, report=p
-                ),
-                cancel,
-            )
-            for batch in stream_batches(events, STREAM_EVERY_S):
+            for batch in stream_batches(job, STREAM_EVERY_S, cancel):
                 adapter = collect(batch, TrainProgress, reports, adapter)
                 done = (
                     f"step {reports[-1].step} of {settings.steps}, loss {reports[-1].loss:.3f}"
@@ -341,40 +537,61 @@ def build(ctx: AppContext) -> None:
                     f"Training on **{lm.name}**: {done}… {time.perf_counter() - start:.0f} s.",
                     reports,
                 )
+        except _Cancelled:
+            yield view("Cancelled while writing the corpus; the active adapter is unchanged.", [])
+            return
         except SelfSpecError as exc:
             yield view(f"Training failed: {exc}", reports)
             return
         s = adapter.settings
+        if cancel.is_set():
+            _discard_adapter(candidate)
+            yield view(
+                f"Cancelled after {s.steps} of {settings.steps} steps; the partly trained "
+                "adapter was discarded and the active one is unchanged.",
+                reports,
+            )
+            return
         yield view(
-            f"Saved `{out}` after {s.steps} steps ({s.seconds} s)"
-            + (" — cancelled early" if s.steps < settings.steps else "")
-            + f": held-out {s.loss} loss {s.held_out_loss:.4f}, expected acceptance "
-            f"{s.expected_acceptance:.3f}. The `kangaroo` method loads it from there.",
+            f"Saved `{candidate.name}` after {s.steps} steps ({s.seconds} s): held-out {s.loss} "
+            f"loss {s.held_out_loss:.4f}, expected acceptance {s.expected_acceptance:.3f}. "
+            + install_adapter_if_better(ctx, candidate),
             reports,
         )
 
     def stop() -> str:
         cancel.set()
-        return "Cancelling after the current trial or step…"
+        return "Cancelling…"
 
     refresh.click(lambda: profile_status(ctx), None, status, api_name="tune_status")
+    tab.select(lambda: (profile_status(ctx), *lists()), None, [status, files, adapters],
+               api_visibility="private")  # fmt: skip
     search_btn.click(
         search,
         [trials, objective, prompts, tokens],
         [search_log, search_plot],
         api_name="tune_search",
         concurrency_id="model",
-    )
+    ).then(lists, None, [files, adapters])
     train_btn.click(
         train,
         [exit_layer, steps, loss],
         [train_log, loss_plot, acceptance_plot],
         api_name="tune_train",
         concurrency_id="model",
-    )
+    ).then(lists, None, [files, adapters])
     search_cancel.click(stop, None, status, api_name="tune_cancel", concurrency_limit=None)
     train_cancel.click(stop, None, status, api_visibility="private", concurrency_limit=None)
-    reload_files.click(
-        lambda: gr.update(choices=profile_files()), None, files, api_visibility="private"
-    )
-    use.click(lambda name: make_active(ctx, name), files, use_status, api_name="tune_use_profile")
+    reload_files.click(lists, None, [files, adapters], api_visibility="private")
+    use.click(lambda name: make_active(ctx, name), files, use_status, api_name="tune_use_profile"
+              ).then(lists, None, [files, adapters])  # fmt: skip
+    use_adapter.click(lambda name: make_adapter_active(ctx, name), adapters, use_status,
+                      api_name="tune_use_adapter").then(lists, None, [files, adapters])  # fmt: skip
+
+
+def _discard_adapter(path: Path) -> None:
+    """Remove a cancelled training's files (weights, settings, checkpoint)."""
+    from selfspec.adapter import settings_path
+
+    for file in (path, settings_path(path), path.with_name(path.stem + ".ckpt.pt")):
+        file.unlink(missing_ok=True)
