@@ -146,7 +146,9 @@ def speculative(
     with torch.inference_mode():
         cache = engine.new_cache(limit)
         t0 = time.perf_counter()
-        logits = engine.forward(torch.tensor([prompt_ids]), cache, 0, last_only=True)[0, -1]
+        logits = engine.forward(
+            torch.tensor([prompt_ids], device=engine.device), cache, 0, last_only=True
+        )[0, -1]
         last = choose(logits, cfg, gen)
     yield Chunk([last], [Origin.TARGET], Step(0, 0, 0.0, time.perf_counter() - t0))
     tokens = [*prompt_ids, last]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from functools import partial
 
 import pytest
@@ -116,6 +117,40 @@ def test_kv_cache_after_rollback_equals_plain_prefill():
     for i in range(N_LAYERS):
         assert torch.allclose(cache.k[i][:, :, :pos], fresh.k[i][:, :, :pos], atol=1e-12)
         assert torch.allclose(cache.v[i][:, :, :pos], fresh.v[i][:, :, :pos], atol=1e-12)
+
+
+# ---------------------------------------------------------------- the engine's device
+@contextmanager
+def default_device(device: str):
+    """Torch's default device for new tensors, restored afterwards (a GPU run's too)."""
+    before = torch.get_default_device()
+    torch.set_default_device(device)
+    try:
+        yield
+    finally:
+        torch.set_default_device(before)
+
+
+@pytest.mark.parametrize("name", ["skip", "pld", "kangaroo"])
+@pytest.mark.parametrize("greedy", [True, False])
+def test_the_loop_and_drafters_build_tensors_on_the_engine_s_device(name, greedy):
+    lm = tiny("tiny-llama")
+    adapter = make_adapter(lm, exit_layer=2)  # built before the default device changes
+    drafters = {
+        "skip": lambda lm: SkipLayerDrafter(SkipSet.of([2], [1, 2]), N_LAYERS, 6),
+        "pld": lambda lm: PromptLookupDrafter(),
+        "kangaroo": lambda lm: KangarooDrafter(adapter, 2, eta=0.3),
+    }
+    # Sampling is compared with the same method run normally: the draft lengths (and so the
+    # random draws) must not depend on timing, hence no cost-aware policy there.
+    method = partial(speculative, drafter=drafters[name], cost_aware=greedy)
+    cfg = SamplingConfig(max_new_tokens=24) if greedy else SamplingConfig(24, 1.0, seed=3)
+    prompt = "ab cd ab cd ab"
+    reference = tokens_of(lm, prompt, vanilla if greedy else method, cfg)
+    # On meta, a tensor built without the engine's device breaks the run or its output,
+    # as one left on the CPU would on CUDA, which no CPU-only run would otherwise notice.
+    with default_device("meta"):
+        assert tokens_of(lm, prompt, method, cfg) == reference
 
 
 # ---------------------------------------------------------------- sampling is exact
