@@ -24,7 +24,7 @@ from ui.config import AppConfig
 from ui.context import AppContext
 from ui.users import TEST_USER_HEADER
 
-__all__ = ["Served", "serve_app", "add_cards", "free_port", "user_headers"]
+__all__ = ["Served", "serve_app", "add_cards", "free_port", "plot_rows", "user_headers"]
 
 
 @dataclass(frozen=True)
@@ -93,3 +93,12 @@ def add_cards(
         return [c.id for c in cards]
 
     return ctx.db.write(work)
+
+
+def plot_rows(output: dict | None) -> list[list]:
+    """The data rows of a plot output from gradio_client: a plot value, or an update (the
+    app sends updates where it also sets the legend or a hint); [] for no value."""
+    if output is None:
+        return []
+    value = output.get("value", output) if output.get("__type__") == "update" else output
+    return [] if value is None else value["data"]

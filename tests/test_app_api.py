@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from db import DecodeRun, Review
 from study.export import read_cards_csv
-from tests.app_helpers import Served, add_cards, serve_app, user_headers
+from tests.app_helpers import Served, add_cards, plot_rows, serve_app, user_headers
 from ui.playground import MAX_PROMPT_CHARS
 from ui.review import card_of_key
 
@@ -39,12 +39,12 @@ def count(served: Served, query) -> int:  # noqa: ANN001 - a select statement
 def test_healthz_reports_database_and_model(served: Served) -> None:
     body = httpx.get(served.url + "healthz", timeout=10).json()
     assert body["db_ok"] is True
-    assert set(body) == {"model_loaded", "db_ok"}
+    assert set(body) == {"model_loaded", "model_error", "db_ok"}
 
 
 def test_playground_run_streams_outputs_metrics_and_records_runs(served: Served) -> None:
     before = count(served, select(func.count()).select_from(DecodeRun))
-    status, html, table, bars, accepted, _history = client(served, "pg").predict(
+    status, html, table, bars, accepted, _history, *_timeline = client(served, "pg").predict(
         "tiny-llama",
         "Hello <b>there</b> there there",
         ["hf", "pld"],
@@ -60,8 +60,8 @@ def test_playground_run_streams_outputs_metrics_and_records_runs(served: Served)
     assert rows["vanilla"]["speed-up"] == 1.0 and rows["vanilla"]["mean accepted"] == 1.0
     assert rows["hf"]["lossless"] == "yes"  # greedy HF generate of the same model
     assert bars is not None
-    steps = {row[0]: 0 for row in accepted["data"]}
-    for method, _n, count_ in accepted["data"]:
+    steps = {row[0]: 0 for row in plot_rows(accepted)}
+    for method, _n, count_ in plot_rows(accepted):
         steps[method] += count_
     assert set(steps) <= {"pld"}  # only drafting methods have accepted lengths
     assert count(served, select(func.count()).select_from(DecodeRun)) == before + 3
@@ -238,7 +238,7 @@ def test_stats_show_the_forecast_heatmap_and_curve_after_a_review(served: Served
     user.predict("3 · Good", key, api_name="/review_rate")
     cards, forecast, _calibration, heatmap, _speed = user.predict(api_name="/stats_overview")
     assert cards["value"] == card_id
-    assert sum(row[1] for row in forecast["data"]) == 1
+    assert sum(row[1] for row in plot_rows(forecast)) == 1
     assert "1 review(s) in the last" in heatmap
     curve, points = user.predict(card_id, api_name="/stats_curve")
     series = {row[2] for row in curve["data"]}

@@ -13,7 +13,7 @@ from gradio_client import Client
 from selfspec.loading import load_model
 from selfspec.search import SearchSettings, run_search
 from selfspec.train_adapter import Sequence, TrainSettings, train_adapter
-from tests.app_helpers import Served, serve_app
+from tests.app_helpers import Served, plot_rows, serve_app
 from ui.config import AppConfig
 from ui.streaming import stream_batches
 from ui.tune import (
@@ -49,7 +49,7 @@ def test_search_streams_every_trial_and_saves_the_profile(served: Served, data_d
     # The first search has nothing to beat: its new file becomes the active profile.
     assert "Saved `tiny-llama." in final_status and "now active" in final_status
     assert (data_dir / "profiles" / "tiny-llama.skip.json").is_file()
-    assert sorted({trial for trial, _value, _series in plot["data"]}) == [1, 2, 3]
+    assert sorted({trial for trial, _value, _series in plot_rows(plot)}) == [1, 2, 3]
     assert len(statuses) >= 2 and statuses[0].startswith("Calibrating")
 
 
@@ -161,5 +161,5 @@ def test_training_from_the_page_streams_its_curves(served: Served, data_dir: Pat
     final_status, loss_plot, acceptance_plot = job.result()
     assert "Saved" in final_status and "after 4 steps" in final_status
     assert "now active" in final_status  # nothing to beat: no user or shipped adapter
-    assert sorted({step for step, _v, _s in loss_plot["data"]}) == [1, 2, 3, 4]
-    assert len(acceptance_plot["data"]) == 4
+    assert sorted({step for step, _v, _s in plot_rows(loss_plot)}) == [1, 2, 3, 4]
+    assert len(plot_rows(acceptance_plot)) == 4

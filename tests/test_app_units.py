@@ -162,7 +162,8 @@ def test_password_protects_the_ui_but_not_the_health_check(tmp_path: Path) -> No
         db_url=f"sqlite:///{tmp_path / 'a.db'}",
     )
     web = TestClient(create_app(ctx))
-    assert web.get("/healthz").json() == {"model_loaded": False, "db_ok": True}
+    health = web.get("/healthz").json()  # the model may still be loading in the background
+    assert health["db_ok"] is True and health["model_error"] is None
     assert web.get("/config").status_code == 401
     assert web.post("/login", data={"username": "user", "password": "s3cret"}).status_code == 200
 

@@ -6,18 +6,24 @@ without it. Screenshots of each tab go to artifacts/screenshots/.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import func, select
 
-from db import Review
+from db import Review, get_settings
 from selfspec import METHODS
 from selfspec.draft_length import DraftLengthPolicy
-from tests.app_helpers import Served, add_cards, serve_app, user_headers
+from tests.app_helpers import Served, add_cards, free_port, serve_app, user_headers
 
 pytestmark = pytest.mark.browser
 
@@ -42,7 +48,16 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: 
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Profiles and adapters go under SELFSPEC_DATA_DIR: a fresh one, as on a first visit."""
+    path = tmp_path_factory.mktemp("data")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SELFSPEC_DATA_DIR", str(path))
+        yield path
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[Served]:
     with serve_app(tmp_path_factory.mktemp("browser")) as served:
         yield served
 
@@ -174,3 +189,235 @@ def test_two_signed_in_users_never_see_each_others_notes(browser: Browser, serve
     open_tab(bob, "Notes")
     expect(bob.locator("#notes-table")).to_contain_text("Kangaroo")  # his own seed notes
     expect(bob.locator("#notes-table")).not_to_contain_text("Alice only")
+
+
+# Issue 19: the bugs a first visit hit, one test each. Each failed on the code before the fix.
+
+
+def error_badges(page: Page):  # noqa: ANN201 - a Playwright locator
+    """Gradio's red "Error" status badges (an event that raised, or was cancelled)."""
+    return page.locator(".wrap .error, .error.svelte-1ipelgc, span.error").filter(
+        has_text=re.compile(r"^\s*Error\s*$")
+    )
+
+
+def test_stop_shows_stopped_and_what_finished_not_error_badges(
+    browser: Browser, served: Served
+) -> None:
+    page = open_page(browser, served, "stopper")
+    page.get_by_label("Prompt", exact=True).fill("Tell a long story about a lighthouse keeper.")
+    for name in [m for m in ("pld", "skip") if m in METHODS]:
+        page.get_by_role("checkbox", name=re.compile(f"^{name}:")).check()
+    page.get_by_label("number input for Max new tokens").fill("512")
+    page.get_by_label("number input for Max new tokens").press("Enter")
+    page.locator("#pg-run").click()
+    expect(page.locator("#pg-output .spec-col").first).to_be_visible(timeout=TIMEOUT_MS)
+    page.locator("#pg-stop").click()
+    expect(page.locator("#pg-status")).to_contain_text("Stopped", timeout=15_000)
+    expect(page.locator("#pg-output")).not_to_contain_text("generating")
+    expect(page.locator("#pg-output")).not_to_contain_text("warming up")
+    expect(page.get_by_text("Error", exact=True)).to_have_count(0)
+
+
+def test_settings_refuses_a_negative_limit_with_a_message_and_saves_nothing(
+    browser: Browser, served: Served
+) -> None:
+    page = open_page(browser, served, "settings-user")
+    open_tab(page, "Settings")
+    limit = page.get_by_label("New cards per day")
+    limit.fill("12")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#settings-message")).to_have_text("Saved.")
+    limit.fill("-5")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#settings-message")).to_contain_text("Not saved")
+    expect(page.get_by_text("Error", exact=True)).to_have_count(0)
+    uid = served.ctx.signed_in_user(SimpleNamespace(headers=user_headers("settings-user"),
+                                                    username=None), None)  # fmt: skip
+    with served.ctx.db.read() as session:
+        assert get_settings(session, uid).daily_new_limit == 12
+
+
+def test_a_new_note_form_is_empty_and_the_table_fits_1280_px(
+    browser: Browser, served: Served
+) -> None:
+    page = open_page(browser, served, "notes-fit")
+    open_tab(page, "Notes")
+    expect(page.locator("#notes-table")).to_contain_text("Kangaroo")
+    expect(page.locator("#note-id input, #note-id textarea")).to_have_value("")
+    for column in ("cards", "updated"):
+        header = page.locator("#notes-table thead th").filter(has_text=column).first
+        box = header.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 1280, (column, box)
+
+
+def test_lists_refresh_when_their_tab_opens(
+    browser: Browser, served: Served, data_dir: Path
+) -> None:
+    user = "fresh-lists"
+    add_cards(served.ctx, user, [("What drafts in Kangaroo?", "A shallow sub-network")])
+    page = open_page(browser, served, user)
+    # A note added in Notes appears in the Playground's presets without reloading.
+    open_tab(page, "Notes")
+    page.locator("#note-title textarea").fill("Fresh preset note")
+    page.locator("#note-body textarea").fill("Drafts are verified by the full model.")
+    page.locator("#note-save").click()
+    expect(page.locator("#notes-message")).to_contain_text("Added note")
+    # The generate status belongs to the note it was for: picking another clears it.
+    page.get_by_role("button", name="New note").click()
+    page.locator("#notes-generate").click()
+    expect(page.locator("#notes-gen-status")).to_contain_text("Pick or save a note first")
+    page.locator("#notes-table").get_by_text("Fresh preset note").click()
+    expect(page.locator("#note-title textarea")).to_have_value("Fresh preset note")
+    expect(page.locator("#notes-gen-status")).not_to_contain_text("Pick or save")
+    open_tab(page, "Playground")
+    page.get_by_label("Preset from a note").click()
+    expect(page.get_by_role("option", name="Fresh preset note")).to_be_visible()
+    page.keyboard.press("Escape")
+    # A review done in this visit shows in Stats without pressing Refresh.
+    open_tab(page, "Review")
+    page.locator("#review-start").click()
+    page.locator("body").press("Space")
+    expect(page.locator("#rate-3")).to_be_visible()
+    page.locator("body").press("3")
+    expect(page.locator("#review-message")).to_contain_text("Recorded")
+    open_tab(page, "Stats")
+    expect(page.locator("#stats-heatmap")).to_contain_text("1 review(s)")
+    # A profile file that appeared since the page loaded is listed when Tune opens.
+    folder = data_dir / "profiles"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "fresh.skip.json").write_text("{}")
+    open_tab(page, "Tune")
+    page.get_by_text("Active profile", exact=True).click()
+    page.get_by_label("Profile files").click()
+    expect(page.get_by_role("option", name="fresh.skip.json")).to_be_visible()
+
+
+def test_cancel_while_the_corpus_is_written_stops_soon_and_installs_nothing(
+    browser: Browser, served: Served, data_dir: Path
+) -> None:
+    from selfspec.drafters.kangaroo import adapter_path
+
+    active = adapter_path(served.ctx.models.default())
+    page = open_page(browser, served, "trainer")
+    open_tab(page, "Tune")
+    page.get_by_text("Kangaroo adapter training", exact=True).click()
+    page.get_by_label("Steps").fill("30")
+    page.locator("#tune-train").click()
+    expect(page.locator("#tune-train-log")).to_contain_text("Training", timeout=TIMEOUT_MS)
+    clicked = time.monotonic()
+    page.locator("#tune-train-cancel").click()
+    expect(page.locator("#tune-train-log")).to_contain_text(
+        re.compile("cancel", re.IGNORECASE), timeout=30_000
+    )
+    assert time.monotonic() - clicked < 15
+    assert not active.exists(), "a cancelled training installed an adapter"
+
+
+def test_a_short_search_does_not_replace_a_better_active_profile(
+    browser: Browser, served: Served, data_dir: Path
+) -> None:
+    from selfspec.profiles import SkipProfile, model_key, profile_path, save_profile
+
+    lm = served.ctx.models.default()
+    active = profile_path(lm)
+    good = SkipProfile(model=model_key(lm), n_layers=lm.engine.cfg.n_layers, attn=[1], mlp=[],
+                       objective="proxy", trials=200, score=100.0, beats_plain=True)  # fmt: skip
+    save_profile(good, active)
+    before = active.read_bytes()
+    page = open_page(browser, served, "searcher")
+    open_tab(page, "Tune")
+    page.get_by_label("Trials").fill("2")
+    page.get_by_label("Calibration prompts").fill("1")
+    page.get_by_label("Tokens per prompt").fill("8")
+    page.locator("#tune-search").click()
+    expect(page.locator("#tune-search-log")).to_contain_text("Saved", timeout=120_000)
+    assert active.read_bytes() == before, "a worse search result replaced the active profile"
+
+
+def test_healthz_says_the_model_is_loaded_without_any_prompt(
+    browser: Browser, tmp_path: Path
+) -> None:
+    with serve_app(tmp_path) as fresh:
+        page = browser.new_page()
+        deadline = time.monotonic() + 30
+        health = {}
+        while time.monotonic() < deadline:
+            health = page.request.get(fresh.url + "healthz").json()
+            if health["model_loaded"]:
+                break
+            time.sleep(0.5)
+        page.close()
+    assert health.get("model_loaded") is True, health
+
+
+def test_the_app_listens_on_gradio_server_port(browser: Browser, tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "SELFSPEC_MODEL": "tiny-llama",
+           "SELFSPEC_DATA_DIR": str(tmp_path), "SELFSPEC_JOBS": "off", "SELFSPEC_DTYPE": "float32"}  # fmt: skip
+    env.pop("SELFSPEC_PORT", None)
+    env.pop("PORT", None)
+    root = Path(__file__).resolve().parents[1]
+    server = subprocess.Popen([sys.executable, str(root / "app.py")], cwd=root, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and server.poll() is None:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.25)
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{port}/", timeout=TIMEOUT_MS)
+        expect(page.get_by_role("tab", name="Playground")).to_be_visible()
+        page.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+VISIBLE_SYMBOLS = """el => [...el.querySelectorAll('.role-mark.mark-symbol path')]
+    .filter(p => parseFloat(getComputedStyle(p).opacity || '1') > 0
+                 && (p.getAttribute('opacity') ?? '1') !== '0').length"""
+
+
+def axis_labels(page: Page, plot: str, axis: str) -> list[str]:
+    """The tick labels of a plot's axis ("X-axis" or "Y-axis"), once it has drawn them."""
+    labels = page.locator(f'{plot} .role-axis[aria-label^="{axis}"] .role-axis-label text')
+    expect(labels.first).to_be_attached()
+    return labels.all_text_contents()
+
+
+def legend_labels(page: Page, plot: str) -> list[str]:
+    return page.locator(f"{plot} .role-legend-label text").all_text_contents()
+
+
+def test_plots_show_single_runs_24_hour_times_and_the_current_legend(
+    browser: Browser, served: Served
+) -> None:
+    page = open_page(browser, served, "plotter")
+    page.get_by_label("Prompt", exact=True).fill("Count: one two three, one two three.")
+    page.get_by_role("checkbox", name=re.compile("^pld:")).check()
+    page.locator("#pg-run").click()
+    expect(page.locator("#pg-status")).to_contain_text("Done", timeout=TIMEOUT_MS)
+    history = page.locator(".block").filter(has_text="Speed-up over vanilla, history").last
+    expect(history.locator("svg").first).to_be_visible()
+    # One run per series: each must still be drawn (a line of one point is invisible).
+    assert history.evaluate(VISIBLE_SYMBOLS) >= 2
+    # A second run without pld: the accepted-lengths legend lists no method of the first.
+    page.get_by_role("checkbox", name=re.compile("^pld:")).uncheck()
+    page.locator("#pg-run").click()
+    expect(page.locator("#pg-status")).to_contain_text("Done", timeout=TIMEOUT_MS)
+    page.wait_for_timeout(500)
+    assert "pld" not in legend_labels(page, "#pg-accepted")
+    open_tab(page, "Stats")
+    speed = page.locator("#stats-speed")
+    expect(speed.locator("svg").first).to_be_visible()
+    labels = axis_labels(page, "#stats-speed", "X-axis")
+    assert labels and all(re.fullmatch(r"[A-Z][a-z]{2} \d{2}, \d{2}:\d{2}", t) for t in labels), (
+        labels
+    )
+    assert sorted(legend_labels(page, "#stats-speed")) == [
+        "pld · tiny-llama",
+        "vanilla · tiny-llama",
+    ]
+    assert not [t for t in axis_labels(page, "#stats-forecast", "Y-axis") if "." in t]

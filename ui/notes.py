@@ -76,21 +76,37 @@ def _cards_frame(ctx: AppContext, uid: int, note_id: int | None) -> pd.DataFrame
     return pd.DataFrame(rows, columns=CARD_COLUMNS)
 
 
-def _note_id(value: float | int | None) -> int | None:
-    return int(value) if value else None
+def _note_id(value: str | float | int | None) -> int | None:
+    """The id in the note-id field (text on the page, a number from the API), or None for
+    empty or anything that is not a whole number."""
+    text = "" if value is None else str(value).strip().removesuffix(".0")
+    return int(text) if text.isdigit() and int(text) > 0 else None
 
 
 def build(ctx: AppContext, demo: gr.Blocks) -> None:
     """Lay out the Notes tab inside the current Blocks context."""
+    gr.Markdown(
+        "**Start here:** click a note to edit it, or write a new one and save it; then "
+        "*Generate questions* turns it into review cards with the loaded model."
+    )
     with gr.Row():
         search = gr.Textbox(label="Search", placeholder="words in title or body", scale=3)
         tag = gr.Textbox(label="Tag", placeholder="exact tag", scale=1)
         refresh = gr.Button("Search", scale=0)
+    # Fixed shares and wrapped text keep every column on screen at 1280 px.
     notes = gr.Dataframe(headers=NOTE_COLUMNS, label="Your notes (click a row to edit)", interactive=False,
-                         elem_id="notes-table")  # fmt: skip
+                         elem_id="notes-table", wrap=True,
+                         column_widths=["7%", "43%", "25%", "8%", "17%"])  # fmt: skip
     with gr.Row():
         with gr.Column(scale=3):
-            note_id = gr.Number(label="Note id (empty: new note)", precision=0, elem_id="note-id")
+            # Text, not a Number: an empty Number shows 0, which reads as a note id.
+            note_id = gr.Textbox(
+                "",
+                label="Note id (empty: new note)",
+                placeholder="new note",
+                interactive=False,
+                elem_id="note-id",
+            )
             title = gr.Textbox(label="Title", elem_id="note-title")
             body = gr.Textbox(label="Body (Markdown)", lines=8, elem_id="note-body")
             with gr.Row():
@@ -148,13 +164,18 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             note = get_note(ctx.db, uid, chosen)
         except StudyError as exc:
             gr.Warning(str(exc))
-            return (*[gr.skip()] * 5, str(exc), gr.skip())
+            return (*[gr.skip()] * 5, str(exc), gr.skip(), gr.skip())
+        # The generate status belonged to the previous note: cleared.
         return (note.id, note.title, note.body, note.source or "", ", ".join(note.tags), "",
-                _cards_frame(ctx, uid, note.id))  # fmt: skip
+                _cards_frame(ctx, uid, note.id), "")  # fmt: skip
 
-    def store(nid: float | None, t: str, b: str, s: str, tg: str, search_text: str, tag_text: str,
+    def store(nid: str | None, t: str, b: str, s: str, tg: str, search_text: str, tag_text: str,
               request: gr.Request, profile: gr.OAuthProfile | None) -> tuple:  # fmt: skip
         uid = ctx.user(request, profile)
+        if str(nid or "").strip() and not _note_id(nid):
+            problem = f"'{nid}' is not a note id: leave the id empty to add a new note."
+            gr.Warning(problem)
+            return gr.skip(), f"Not saved: {problem}", gr.skip()
         try:
             if _note_id(nid):
                 note = edit_note(
@@ -176,16 +197,16 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         return note.id, said, _notes_frame(ctx, uid, search_text, tag_text)
 
     def blank() -> tuple:
-        return None, "", "", "", "", "", pd.DataFrame(columns=CARD_COLUMNS)
+        return "", "", "", "", "", "", pd.DataFrame(columns=CARD_COLUMNS), ""
 
-    def ask_delete(nid: float | None) -> tuple:
+    def ask_delete(nid: str | None) -> tuple:
         if not _note_id(nid):
             return gr.update(visible=False), "Pick a note first."
         return gr.update(
             visible=True
         ), f"Delete note {_note_id(nid)} and all its cards? Click the red button to confirm."
 
-    def really_delete(nid: float | None, search_text: str, tag_text: str, request: gr.Request,
+    def really_delete(nid: str | None, search_text: str, tag_text: str, request: gr.Request,
                       profile: gr.OAuthProfile | None) -> tuple:  # fmt: skip
         uid = ctx.user(request, profile)
         try:
@@ -212,7 +233,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         return f"Imported {len(added)} note(s): {titles}", _notes_frame(ctx, uid, "", "")
 
     def make_questions(
-        nid: float | None, request: gr.Request, profile: gr.OAuthProfile | None
+        nid: str | None, request: gr.Request, profile: gr.OAuthProfile | None
     ) -> Iterator[tuple]:
         uid = ctx.user(request, profile)
         if not _note_id(nid):
@@ -265,7 +286,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             "\n".join(str(row["choices"]).split(" | ")) if row["choices"] else "",
         )
 
-    def save_card(cid: float | None, q: str, a: str, ch: str, nid: float | None,
+    def save_card(cid: float | None, q: str, a: str, ch: str, nid: str | None,
                   request: gr.Request, profile: gr.OAuthProfile | None) -> tuple:  # fmt: skip
         uid = ctx.user(request, profile)
         options = [line for line in (ch or "").splitlines() if line.strip()]
@@ -279,7 +300,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         return f"Saved card {_note_id(cid)}.", _cards_frame(ctx, uid, _note_id(nid))
 
     def remove_card(
-        cid: float | None, nid: float | None, request: gr.Request, profile: gr.OAuthProfile | None
+        cid: float | None, nid: str | None, request: gr.Request, profile: gr.OAuthProfile | None
     ) -> tuple:
         uid = ctx.user(request, profile)
         try:
@@ -293,9 +314,9 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     refresh.click(show, listing, notes, api_name="notes_list")
     search.submit(show, listing, notes, api_visibility="private")
     demo.load(show, listing, notes, api_visibility="private")
-    notes.select(pick, notes, [*editor, message, cards], api_visibility="private")
+    notes.select(pick, notes, [*editor, message, cards, gen_status], api_visibility="private")
     save.click(store, [*editor, *listing], [note_id, message, notes], api_name="notes_save")
-    new.click(blank, None, [*editor, message, cards], api_visibility="private")
+    new.click(blank, None, [*editor, message, cards, gen_status], api_visibility="private")
     delete.click(ask_delete, note_id, [confirm, message], api_visibility="private")
     confirm.click(
         really_delete,

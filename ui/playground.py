@@ -6,6 +6,7 @@ page only reads from, so the time Gradio spends sending updates is not in the cl
 speed-up and the lossless check are measured against it in the same run.
 """
 
+import statistics
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,17 +45,22 @@ __all__ = [
 ]
 
 MAX_PROMPT_CHARS = 20_000
+MAX_REPEATS = 5
 BASELINE = "vanilla"
 STREAM_EVERY_S = 0.15  # how often the page re-renders the streamed output
 METRIC_COLUMNS = [
     "method",
     "tokens",
     "tokens/s",
+    "spread",
     "speed-up",
+    "drafted",
+    "accepted",
     "mean accepted",
     "acceptance",
     "lossless",
 ]
+TIMELINE_COLUMNS = ["step", "ms", "phase", "drafted", "accepted"]
 
 
 def check_prompt(prompt: str) -> str | None:
@@ -83,24 +89,42 @@ def _lossless(result: GenerationResult, base: GenerationResult | None, greedy: b
     return f"no (differs at token {first})"
 
 
-def _speedup(result: GenerationResult, base: GenerationResult | None) -> float | None:
-    if base is None or not base.tokens_per_s:
-        return None
-    return result.tokens_per_s / base.tokens_per_s
+def median_speeds(
+    results: dict[str, GenerationResult], repeats: dict[str, list[float]] | None = None
+) -> dict[str, float]:
+    """Each method's tokens/s: the median over its repeated runs, else its one run."""
+    repeats = repeats or {}
+    return {
+        name: statistics.median(repeats.get(name) or [result.tokens_per_s])
+        for name, result in results.items()
+    }
 
 
-def metrics_rows(results: dict[str, GenerationResult], greedy: bool) -> pd.DataFrame:
-    """The metrics table: one row per finished method."""
+def metrics_rows(
+    results: dict[str, GenerationResult],
+    greedy: bool,
+    repeats: dict[str, list[float]] | None = None,
+) -> pd.DataFrame:
+    """The metrics table: one row per finished method. With ``repeats`` (tokens/s of every
+    run of a method), tokens/s and the speed-up are medians and the spread is shown."""
     base = results.get(BASELINE)
+    speeds = median_speeds(results, repeats)
     rows = []
     for name, result in results.items():
-        speedup = _speedup(result, base)
+        runs = (repeats or {}).get(name) or []
+        base_speed = speeds.get(BASELINE)
+        speedup = speeds[name] / base_speed if base_speed else None
         rows.append(
             {
                 "method": name,
                 "tokens": len(result.tokens),
-                "tokens/s": round(result.tokens_per_s, 1),
+                "tokens/s": round(speeds[name], 1),
+                "spread": f"{min(runs):.1f}-{max(runs):.1f} over {len(runs)} runs"
+                if len(runs) > 1
+                else "one run",
                 "speed-up": None if speedup is None else round(speedup, 2),
+                "drafted": sum(s.drafted for s in result.steps),
+                "accepted": sum(s.accepted for s in result.steps),
                 "mean accepted": None
                 if result.mean_accepted is None
                 else round(result.mean_accepted, 2),
@@ -121,6 +145,23 @@ def accepted_rows(results: dict[str, GenerationResult]) -> pd.DataFrame:
         for n, count in result.accepted_histogram().items()
     ]
     return pd.DataFrame(rows, columns=["method", "accepted drafts", "steps"])
+
+
+def timeline_rows(result: GenerationResult | None) -> pd.DataFrame:
+    """Per verification step: draft and verify time (ms), with the drafts proposed and
+    accepted, so a user sees where a method's time goes against what it gets accepted."""
+    rows = [
+        {
+            "step": i,
+            "ms": 1000 * seconds,
+            "phase": phase,
+            "drafted": s.drafted,
+            "accepted": s.accepted,
+        }  # fmt: skip
+        for i, s in enumerate(result.steps if result else [], start=1)
+        for phase, seconds in (("draft", s.draft_s), ("verify", s.verify_s))
+    ]
+    return pd.DataFrame(rows, columns=TIMELINE_COLUMNS)
 
 
 @dataclass
@@ -144,6 +185,22 @@ class _Warmups:
         cfg = SamplingConfig(max_new_tokens=4)
         run_to_end(generate(lm, "Hello", info.run, cfg, name=name, **info.options))
         self._done.add(key)
+
+
+def _weights(lm: LoadedModel) -> str:
+    """What the figures were measured on: the weight format and the dtype."""
+    return f"weights {lm.weight_format}, dtype {str(lm.dtype).removeprefix('torch.')}"
+
+
+def _timeline_outputs(results: dict[str, GenerationResult]) -> tuple:
+    """The timeline's method list (the drafting methods first), its plot and the state."""
+    names = sorted(results, key=lambda n: not any(s.drafted for s in results[n].steps))
+    first = names[0] if names else None
+    return (
+        gr.update(choices=names, value=first),
+        with_legend(timeline_rows(results.get(first or "")), "phase"),
+        dict(results),
+    )
 
 
 def _stopped_summary(columns: dict[str, _Column], results: dict[str, GenerationResult]) -> str:
@@ -210,6 +267,14 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
         )
         with gr.Column(scale=1):
             max_new = gr.Slider(1, 512, value=64, step=1, label="Max new tokens")
+            repeat = gr.Slider(
+                1,
+                MAX_REPEATS,
+                value=1,
+                step=1,
+                label="Runs per method",
+                info="More than one: the table shows the median tokens/s and the spread.",
+            )
             temperature = gr.Slider(
                 0.0, 2.0, value=0.0, step=0.05, label="Temperature (0 = greedy)"
             )
@@ -248,6 +313,26 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
             elem_id="pg-history",
         )
 
+    with gr.Row():
+        timeline_of = gr.Dropdown(
+            [],
+            label="Timeline of",
+            info="A method of the last run",
+            scale=1,
+            elem_id="pg-timeline-of",
+        )
+        timeline = gr.BarPlot(
+            x="step",
+            y="ms",
+            color="phase",
+            title="Per step: draft and verify time (hover: drafts proposed and accepted)",
+            label="timeline",
+            tooltip="all",
+            scale=4,
+            elem_id="pg-timeline",
+        )
+    last_run = gr.State({})  # method -> its GenerationResult, for the timeline
+
     def hub_check() -> str:
         from selfspec.loading import hub_reachable
 
@@ -261,37 +346,43 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
         names: list[str],
         max_new_tokens: float,
         temp: float,
+        runs: float,
         request: gr.Request,
         profile: gr.OAuthProfile | None,
     ) -> Iterator[tuple]:
         uid = ctx.user(request, profile)
+        runs = max(1, min(MAX_REPEATS, int(runs or 1)))
         problem = check_prompt(text)
         if problem:
             gr.Warning(problem)
-            yield problem, "", pd.DataFrame(columns=METRIC_COLUMNS), None, None, gr.skip()
+            yield problem, "", pd.DataFrame(columns=METRIC_COLUMNS), None, None, *[gr.skip()] * 4
             return
         try:
             cfg = SamplingConfig(max_new_tokens=int(max_new_tokens), temperature=float(temp))
         except SelfSpecError as exc:
             gr.Warning(str(exc))
-            yield str(exc), "", pd.DataFrame(columns=METRIC_COLUMNS), None, None, gr.skip()
+            yield str(exc), "", pd.DataFrame(columns=METRIC_COLUMNS), None, None, *[gr.skip()] * 4
             return
         choice = ctx.models.get(model_id)
         lm = choice.model
-        note = f"Model: **{lm.name}**."
+        note = f"Model: **{lm.name}** ({_weights(lm)})."
         if choice.notice:
             gr.Warning(choice.notice)
-            note = f"{choice.notice} Model: **{lm.name}**."
+            note = f"{choice.notice} {note}"
         order = _ordered(names or [])
         columns = {name: _Column() for name in order}
         results: dict[str, GenerationResult] = {}
+        repeats: dict[str, list[float]] = {}  # tokens/s of every run, per method
 
         def view(message: str) -> tuple:
             cols = [(n, c.pieces, c.status) for n, c in columns.items()]
             return (
                 message,
                 columns_html(cols),
-                metrics_rows(results, cfg.greedy),
+                metrics_rows(results, cfg.greedy, repeats),
+                gr.skip(),
+                gr.skip(),
+                gr.skip(),
                 gr.skip(),
                 gr.skip(),
                 gr.skip(),
@@ -329,9 +420,24 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
             if name not in results:  # stopped during this method
                 break
             result = results[name]
-            column.status = f"{len(result.tokens)} tokens, {result.tokens_per_s:.1f} tokens/s"
+            repeats[name] = [result.tokens_per_s]
+            for run_no in range(2, runs + 1):  # the repeats are timed, not shown
+                if stopped.is_set():
+                    break
+                column.status = f"run {run_no} of {runs}…"
+                yield view(note)
+                events = generate(lm, text, info.run, cfg, name=name, **info.options)
+                for batch in stream_batches(events_job(events), STREAM_EVERY_S, stopped):
+                    repeats[name] += [
+                        e.tokens_per_s for e in batch if isinstance(e, GenerationResult)
+                    ]
+            column.status = f"{len(result.tokens)} tokens, {repeats[name][-1]:.1f} tokens/s" + (
+                f" (median of {len(repeats[name])}: {statistics.median(repeats[name]):.1f})"
+                if len(repeats[name]) > 1
+                else ""
+            )
             yield view(note)
-        frame = metrics_rows(results, cfg.greedy)
+        frame = metrics_rows(results, cfg.greedy, repeats)
         if stopped.is_set():
             yield (
                 f"{note} {_stopped_summary(columns, results)}",
@@ -340,9 +446,10 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
                 frame[["method", "tokens/s"]],
                 with_legend(accepted_rows(results), "method"),
                 gr.skip(),
+                *_timeline_outputs(results),
             )
             return
-        _record(ctx, uid, lm, results, frame, cfg, len(text))
+        _record(ctx, uid, lm, results, frame, cfg, len(text), median_speeds(results, repeats))
         yield (
             note + " Done; the runs are stored in your decoding history.",
             columns_html([(n, c.pieces, c.status) for n, c in columns.items()]),
@@ -350,7 +457,11 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
             frame[["method", "tokens/s"]],
             with_legend(accepted_rows(results), "method"),
             with_legend(decode_history(ctx.db, uid), "series"),
+            *_timeline_outputs(results),
         )
+
+    def show_timeline(name: str | None, runs: dict[str, GenerationResult]) -> dict:
+        return with_legend(timeline_rows(runs.get(name or "")), "phase")
 
     def stop_run(request: gr.Request) -> None:
         event = stops.get(request.session_hash)
@@ -376,14 +487,15 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
 
     # The presets follow the user's notes: filled at page load and again whenever the
     # tab opens (a note added in Notes meanwhile).
+    timeline_of.input(show_timeline, [timeline_of, last_run], timeline, api_visibility="private")
     demo.load(note_choices, None, preset, api_visibility="private")
     tab.select(note_choices, None, preset, api_visibility="private")
     preset.input(from_note, preset, prompt, api_name="playground_preset")
     check_hub.click(hub_check, None, hub_status, api_name="hub_status")
     run.click(
         run_methods,
-        [model, prompt, methods, max_new, temperature],
-        [status, outputs, table, bars, accepted, history],
+        [model, prompt, methods, max_new, temperature, repeat],
+        [status, outputs, table, bars, accepted, history, timeline_of, timeline, last_run],
         api_name="playground_run",
         concurrency_id="model",
     )
@@ -401,8 +513,10 @@ def _record(
     frame: pd.DataFrame,
     cfg: SamplingConfig,
     prompt_chars: int,
+    speeds: dict[str, float],
 ) -> None:
-    """Store each method's run; one transaction for the whole comparison."""
+    """Store each method's run (tokens/s: the median of its repeats); one transaction for
+    the whole comparison."""
     rows = frame.set_index("method")
 
     def work(session) -> None:
@@ -413,7 +527,7 @@ def _record(
                 session,
                 method=name,
                 model=lm.name,
-                tokens_per_s=result.tokens_per_s,
+                tokens_per_s=speeds[name],
                 speedup=None if pd.isna(speedup) else float(speedup),
                 mean_accepted=result.mean_accepted,
                 acceptance_rate=result.acceptance_rate,

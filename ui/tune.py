@@ -31,6 +31,7 @@ import pandas as pd
 from selfspec import LoadedModel, SelfSpecError
 from selfspec.profiles import SkipProfile, model_key, user_profile_dir
 from ui.context import AppContext
+from ui.plots import with_legend
 from ui.streaming import stream_batches
 
 __all__ = [
@@ -444,11 +445,11 @@ def build(ctx: AppContext, tab: gr.Tab) -> None:
 
     def search(
         n_trials: float, objective_name: str, n_prompts: float, n_tokens: float
-    ) -> Iterator[tuple[str, pd.DataFrame]]:
+    ) -> Iterator[tuple[str, dict]]:
         refusal = heavy_refusal(ctx)
         if refusal:
             gr.Warning(refusal)
-            yield refusal, trial_rows([])
+            yield refusal, with_legend(trial_rows([]), "series")
             return
         try:
             settings = SearchSettings(
@@ -458,7 +459,7 @@ def build(ctx: AppContext, tab: gr.Tab) -> None:
                 tokens=int(n_tokens or 0),
             )
         except SelfSpecError as exc:
-            yield str(exc), trial_rows([])
+            yield str(exc), with_legend(trial_rows([]), "series")
             return
         lm = ctx.models.default()
         # A new file per search; the optuna study stays the model's, so trials resume.
@@ -467,7 +468,7 @@ def build(ctx: AppContext, tab: gr.Tab) -> None:
         cancel.clear()
         lines: list[str] = []
         result = None
-        yield f"Calibrating on **{lm.name}**…", trial_rows([])
+        yield f"Calibrating on **{lm.name}**…", with_legend(trial_rows([]), "series")
         try:
             job = lambda emit, stop: run_search(  # noqa: E731 - the job's one call
                 lm, settings, storage=storage, out=candidate, progress=emit, should_stop=stop
@@ -475,9 +476,12 @@ def build(ctx: AppContext, tab: gr.Tab) -> None:
             for batch in stream_batches(job, STREAM_EVERY_S, cancel):
                 result = collect(batch, str, lines, result)
                 if batch:
-                    yield (lines[-1] if lines else "Calibrating…"), trial_rows(lines)
+                    yield (
+                        (lines[-1] if lines else "Calibrating…"),
+                        with_legend(trial_rows(lines), "series"),
+                    )
         except SelfSpecError as exc:
-            yield f"The search failed: {exc}", trial_rows(lines)
+            yield f"The search failed: {exc}", with_legend(trial_rows(lines), "series")
             return
         stopped = " Cancelled early." if cancel.is_set() else ""
         verdict = install_if_better(ctx, candidate)
@@ -485,12 +489,16 @@ def build(ctx: AppContext, tab: gr.Tab) -> None:
             f"{lines[-1] if lines else 'No new trials (the search had already run them).'}"
             f"{stopped}\n\nSaved `{candidate.name}` ({result.trials} trials in total): "
             f"{result.note}. {verdict}",
-            trial_rows(lines),
+            with_legend(trial_rows(lines), "series"),
         )
 
     def train(layer: float, n_steps: float, loss_name: str) -> Iterator[tuple]:
         def view(message: str, reports: list) -> tuple:
-            return message, training_rows(reports, "loss"), training_rows(reports, "acceptance")
+            return (
+                message,
+                with_legend(training_rows(reports, "loss"), "series"),
+                with_legend(training_rows(reports, "acceptance"), "series"),
+            )
 
         refusal = heavy_refusal(ctx)
         if refusal:
