@@ -185,6 +185,8 @@ class UserSettings(Base):
     fitted_params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     fitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     fitted_review_count: Mapped[int] = mapped_column(Integer, default=0)
+    fit_reasons: Mapped[dict[str, str] | None] = mapped_column(JSON, default=dict)
+    """Per model, why its parameters are the defaults or a fit (the last refit's verdict)."""
 
 
 class QuizRun(Base):

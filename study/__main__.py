@@ -23,33 +23,40 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate",
-        help="score the memory models on a review log",
-        description="Replay a review log (CSV: card_id, review_rating, review_time, "
-        "review_duration) through each memory model; report log loss, RMSE over bins "
-        "and AUC on a time-ordered split.",
+        help="score the memory models on one or more learners' review logs",
+        description="Replay review logs (CSV: card_id, review_rating, review_time, "
+        "review_duration) through each memory model, srs-benchmark style: time-ordered "
+        "folds per learner; log loss, RMSE(bins) and AUC with 95 %% bootstrap intervals; "
+        "one block per learner and the mean across learners.",
     )
-    parser.add_argument("--reviews", required=True, type=Path, help="review log CSV")
+    parser.add_argument(
+        "--reviews", required=True, nargs="+", type=Path, help="review log CSV(s), one per learner"
+    )
     parser.add_argument("--out", type=Path, help="write the JSON report here")
     parser.add_argument(
         "--models",
-        default="ebbinghaus,fsrs6,fsrs6-default,sm2,hlr",
-        help="comma-separated model names (default: all five)",
+        default="",
+        help="comma-separated model names (default: every model of study.evaluate)",
     )
+    parser.add_argument("--folds", type=int, default=5, help="time-ordered test folds (5)")
     parser.add_argument(
-        "--train-fraction", type=float, default=0.7, help="share of the log used to fit"
+        "--bootstrap", type=int, default=1000, help="bootstrap resamples for intervals (0: none)"
     )
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.set_defaults(func=_run_evaluate)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from study.evaluate import evaluate, load_review_log
+    from study.evaluate import evaluate_logs, load_review_log
 
     started = time.perf_counter()
-    histories = load_review_log(args.reviews)
-    report = evaluate(
-        histories,
-        models=[m.strip() for m in args.models.split(",") if m.strip()],
-        train_fraction=args.train_fraction,
+    logs = [load_review_log(path) for path in args.reviews]
+    report = evaluate_logs(
+        logs,
+        models=[m.strip() for m in args.models.split(",") if m.strip()] or None,
+        folds=args.folds,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
         progress=lambda line: print(line, file=sys.stderr),
     )
     print(report.table())
@@ -60,8 +67,45 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_quiz_eval(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "quiz-eval",
+        help="generate quiz cards for a folder of notes and report the yield",
+        description="Generate cards for every Markdown note under --notes with the model "
+        "($SELFSPEC_MODEL, default the bundled one) and write cards per note, rejection "
+        "reasons, time per card and every card, for a reader to judge. No database.",
+    )
+    parser.add_argument("--notes", required=True, type=Path, help="folder of Markdown notes")
+    parser.add_argument("--out", required=True, type=Path, help="JSON report to write")
+    parser.add_argument("--max-attempts", type=int, default=3, help="model calls per kind (3)")
+    parser.set_defaults(func=_run_quiz_eval)
+
+
+def _run_quiz_eval(args: argparse.Namespace) -> int:
+    from study.jobs import quiz_writer
+    from study.quiz_eval import quiz_eval
+
+    if not args.notes.is_dir():
+        raise ValueError(f"--notes {args.notes} is not a folder of Markdown notes")
+    report = quiz_eval(
+        args.notes,
+        quiz_writer(),
+        max_attempts=args.max_attempts,
+        progress=lambda line: print(line, file=sys.stderr),
+    ).as_dict()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    share = report["share_of_notes_with_2_or_more_cards"]
+    print(
+        f"{report['cards']} card(s) from {report['notes']} note(s); {share:.0%} of notes gave 2 "
+        f"or more; {report['seconds_per_card']} s per card; report in {args.out}"
+    )
+    return 0
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_evaluate,
+    _add_quiz_eval,
     add_jobs,
     add_worker,
     add_export,

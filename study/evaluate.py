@@ -1,16 +1,21 @@
-"""Replay a real review log through each memory model and score its predictions.
+"""Replay real review logs through each memory model and score them as srs-benchmark does.
 
-Protocol (as DESIGN.md section 4 and the srs-benchmark): each card's reviews are
-replayed in time order; a prediction is scored for every review that comes at least a
-day after the previous review of that card (same-day reviews move the state but are
-not predicted). The split is by time: all reviews before the cutoff (the first
-``train_fraction`` of the log) fit the parameters, and only predictions for reviews at
-or after the cutoff are scored, so no model sees the future it is judged on.
+Protocol (the open-spaced-repetition srs-benchmark's, so that anyone can rerun it on
+their own log and compare): per learner, all reviews are ordered by time and cut into
+``folds + 1`` equal chunks; fold k fits every model on the reviews before chunk k and
+scores its predictions for the reviews in chunk k (scikit-learn's ``TimeSeriesSplit``).
+Each card is replayed in time order, so a prediction uses the card's earlier reviews
+but never an outcome at or after the fold's cutoff for fitting. A review is scored when
+it comes a day or more after the previous review of its card (same-day reviews move
+the state but are not predicted). The predictions of all folds are pooled per learner.
 
-Metrics: log loss; RMSE over bins, where reviews are grouped by interval, review count
-and lapse count (each on a log-2 scale), the squared gap between mean prediction and
-mean outcome is weighted by the bin's size; and AUC (how well predictions rank
-recalled above forgotten reviews).
+Metrics, on the pooled predictions: log loss; srs-benchmark's RMSE(bins), where each
+review is binned by elapsed days (2.48 * 3.62**k), review number (1.99 * 1.89**k) and
+lapse count (1.65 * 1.73**k, same-day lapses not counted) and the gap between mean
+prediction and mean outcome is weighted by bin size; and AUC. Each comes with a 95 %
+bootstrap interval over cards (a card's reviews are resampled together, because they
+are not independent), and each model's log loss is compared with ``fsrs6-default`` on
+the same resamples. Several logs give one row per learner and the mean across learners.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import csv
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -38,35 +43,71 @@ from study.memory import (
     ReviewEvent,
     SM2Model,
 )
-from study.memory.base import SECONDS_PER_DAY, CardHistory
+from study.memory.base import CardHistory
+from study.memory.validation import fit_validated, scored_reviews, truncate
 
 __all__ = [
+    "BASELINE",
     "EVALUATED_MODELS",
     "Evaluation",
+    "Fold",
     "ModelScore",
-    "Split",
+    "MultiEvaluation",
+    "ReviewLog",
     "auc",
     "evaluate",
+    "evaluate_logs",
     "load_review_log",
     "log_loss",
     "rmse_bins",
-    "time_split",
+    "time_folds",
 ]
 
 REQUIRED_COLUMNS = ("card_id", "review_rating", "review_time")
 EPS = 1e-6
+BASELINE = "fsrs6-default"
+"""The control every model's log loss is compared with, resample by resample."""
 
 
-def load_review_log(path: Path | str) -> dict[str, list[ReviewEvent]]:
-    """Card histories (sorted by time) from a CSV in the shared review-log format.
+@dataclass(frozen=True)
+class ReviewLog:
+    """One learner's card histories, and what reading the file skipped or repaired.
 
-    Every row is checked before anything is returned, so a corrupt file fails whole
-    with the line number and the reason, never half-read.
+    ``skipped`` counts rows left out, by reason; ``notes`` counts what was kept but is
+    worth knowing (rows out of time order, cards with a single review, which have
+    nothing to predict). Nothing is dropped without being counted here.
+    """
+
+    name: str
+    histories: dict[str, list[ReviewEvent]]
+    skipped: dict[str, int] = field(default_factory=dict)
+    notes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def reviews(self) -> int:
+        return sum(len(h) for h in self.histories.values())
+
+    def summary(self) -> str:
+        counted = {**self.skipped, **self.notes}
+        parts = [f"{count} {reason}" for reason, count in counted.items() if count]
+        return f"{self.name}: {self.reviews} reviews of {len(self.histories)} cards" + (
+            f" ({'; '.join(parts)})" if parts else ""
+        )
+
+
+def load_review_log(path: Path | str) -> ReviewLog:
+    """A learner's log from a CSV in the shared review-log format, checked row by row.
+
+    A row that cannot be read (unknown rating, bad time, no card) fails the whole file
+    with its line number, never half-read. A second review of a card at the very same
+    time is a duplicate export, not a review: it is skipped and counted. Rows out of
+    time order are sorted and counted.
     """
     path = Path(path)
     if not path.is_file():
         raise InvalidReviewLogError(f"review log {path} does not exist or is not a file")
-    histories: dict[str, list[ReviewEvent]] = defaultdict(list)
+    rows: dict[str, list[ReviewEvent]] = defaultdict(list)
+    out_of_order = 0
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
@@ -78,16 +119,33 @@ def load_review_log(path: Path | str) -> dict[str, list[ReviewEvent]]:
                 )
             for line, row in enumerate(reader, start=2):
                 card_id, event = _parse_row(row, path, line)
-                histories[card_id].append(event)
+                previous = rows[card_id]
+                out_of_order += bool(previous) and event.at < previous[-1].at
+                previous.append(event)
     except UnicodeDecodeError as error:
         raise InvalidReviewLogError(f"{path}: not UTF-8 text ({error})") from error
     except csv.Error as error:
         raise InvalidReviewLogError(f"{path}: malformed CSV ({error})") from error
-    if not histories:
+    if not rows:
         raise InvalidReviewLogError(f"{path}: no reviews in the file")
-    for events in histories.values():
+    histories: dict[str, list[ReviewEvent]] = {}
+    duplicates = 0
+    for card_id, events in rows.items():
         events.sort(key=lambda e: e.at)
-    return dict(histories)
+        kept = [e for i, e in enumerate(events) if i == 0 or e.at != events[i - 1].at]
+        duplicates += len(events) - len(kept)
+        histories[card_id] = kept
+    return ReviewLog(
+        name=path.stem,
+        histories=histories,
+        skipped={"duplicate reviews (same card, same time) skipped": duplicates},
+        notes={
+            "rows out of time order (sorted)": out_of_order,
+            "cards with one review (nothing to predict)": sum(
+                len(h) == 1 for h in histories.values()
+            ),
+        },
+    )
 
 
 def _parse_row(row: dict[str, Any], path: Path, line: int) -> tuple[str, ReviewEvent]:
@@ -114,32 +172,43 @@ def _parse_row(row: dict[str, Any], path: Path, line: int) -> tuple[str, ReviewE
 
 
 @dataclass(frozen=True)
-class Split:
-    """A time-ordered split: reviews before ``cutoff`` train, the rest are scored."""
+class Fold:
+    """Fold k: fit on reviews before ``start``, score reviews in [start, end)."""
 
-    cutoff: datetime
-    train_fraction: float
+    index: int
+    start: datetime
+    end: datetime | None
     train_reviews: int
     test_reviews: int
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "method": "time-ordered",
-            "train_fraction": self.train_fraction,
-            "cutoff": self.cutoff.isoformat(),
+            "fold": self.index,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat() if self.end else None,
             "train_reviews": self.train_reviews,
             "test_reviews": self.test_reviews,
         }
 
 
-def time_split(histories: dict[str, list[ReviewEvent]], train_fraction: float = 0.7) -> Split:
-    """Cut the log at the review time that leaves ``train_fraction`` of reviews before it."""
-    if not 0.0 < train_fraction < 1.0:
-        raise ValueError(f"train_fraction {train_fraction} must lie strictly between 0 and 1")
-    times = sorted(e.at for events in histories.values() for e in events)
-    cutoff = times[min(int(len(times) * train_fraction), len(times) - 1)]
-    train = sum(t < cutoff for t in times)
-    return Split(cutoff, train_fraction, train, len(times) - train)
+def time_folds(histories: Sequence[CardHistory], folds: int = 5) -> list[Fold]:
+    """srs-benchmark's time-series folds: ``folds + 1`` equal chunks, the first only trains."""
+    if folds < 1:
+        raise ValueError(f"folds must be at least 1, not {folds}")
+    times = sorted(event.at for history in histories for event in history)
+    if len(times) < 2 * (folds + 1):
+        raise InvalidReviewLogError(
+            f"{len(times)} reviews are too few for {folds} time-ordered folds"
+        )
+    chunk = len(times) / (folds + 1)
+    starts = [times[int(round(chunk * k))] for k in range(1, folds + 1)]
+    result = []
+    for k, start in enumerate(starts):
+        end = starts[k + 1] if k + 1 < len(starts) else None
+        train = sum(t < start for t in times)
+        test = sum(t >= start and (end is None or t < end) for t in times)
+        result.append(Fold(k, start, end, train, test))
+    return result
 
 
 def log_loss(p: np.ndarray, y: np.ndarray) -> float:
@@ -148,15 +217,32 @@ def log_loss(p: np.ndarray, y: np.ndarray) -> float:
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
 
 
-def _log2_bucket(values: np.ndarray) -> np.ndarray:
-    return np.floor(np.log2(1.0 + np.maximum(values, 0.0))).astype(int)
+def _geometric_bin(values: np.ndarray, scale: float, base: float, decimals: int) -> np.ndarray:
+    """srs-benchmark's bin value: ``scale * base ** floor(log_base(x))``, rounded."""
+    k = np.floor(np.log(np.maximum(values, 1.0)) / math.log(base))
+    return np.round(scale * base**k, decimals)
 
 
 def rmse_bins(
-    p: np.ndarray, y: np.ndarray, interval: np.ndarray, reps: np.ndarray, lapses: np.ndarray
+    p: np.ndarray,
+    y: np.ndarray,
+    elapsed: np.ndarray,
+    review_number: np.ndarray,
+    lapses: np.ndarray,
 ) -> float:
-    """RMSE between mean prediction and mean outcome per bin, weighted by bin size."""
-    keys = np.stack([_log2_bucket(interval), _log2_bucket(reps), _log2_bucket(lapses)], axis=1)
+    """srs-benchmark's RMSE(bins): calibration gap per bin, weighted by the bin's size.
+
+    Bins: whole elapsed days on 2.48 * 3.62**k, review number on 1.99 * 1.89**k, lapse
+    count on 1.65 * 1.73**k (0 lapses its own bin).
+    """
+    keys = np.stack(
+        [
+            _geometric_bin(np.floor(elapsed), 2.48, 3.62, 2),
+            _geometric_bin(review_number, 1.99, 1.89, 0),
+            np.where(lapses > 0, _geometric_bin(lapses, 1.65, 1.73, 0), 0.0),
+        ],
+        axis=1,
+    )
     _, bin_index = np.unique(keys, axis=0, return_inverse=True)
     bin_index = bin_index.ravel()
     counts = np.bincount(bin_index)
@@ -177,134 +263,284 @@ def auc(p: np.ndarray, y: np.ndarray) -> float:
     )
 
 
+METRICS: dict[str, Callable[[np.ndarray], float]] = {
+    "log_loss": lambda rows: log_loss(rows[:, 0], rows[:, 1]),
+    "rmse_bins": lambda rows: rmse_bins(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3], rows[:, 4]),
+    "auc": lambda rows: auc(rows[:, 0], rows[:, 1]),
+}
+"""Each metric of ``scored_reviews`` rows, by name."""
+
+Interval = tuple[float, float]
+
+
 @dataclass(frozen=True)
 class ModelScore:
-    """One model's metrics on the scored (held-out) reviews."""
+    """One model's metrics on one learner's pooled held-out predictions."""
 
     log_loss: float
     rmse_bins: float
     auc: float
     scored: int
     seconds: float
-    params: tuple[float, ...] = field(default=())
+    intervals: dict[str, Interval] = field(default_factory=dict)
+    delta_log_loss: tuple[float, float, float] | None = None
+    fold_params: tuple[tuple[float, ...], ...] = ()
+    fold_adopted: tuple[bool, ...] = ()
+
+    @property
+    def params(self) -> tuple[float, ...]:
+        """The parameters of the last fold (fitted on all but the last chunk)."""
+        return self.fold_params[-1] if self.fold_params else ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "log_loss": round(self.log_loss, 5),
             "rmse_bins": round(self.rmse_bins, 5),
             "auc": round(self.auc, 5),
+            "ci95": {k: [round(lo, 5), round(hi, 5)] for k, (lo, hi) in self.intervals.items()},
+            f"log_loss_minus_{BASELINE}": (
+                [round(v, 5) for v in self.delta_log_loss] if self.delta_log_loss else None
+            ),
             "scored_reviews": self.scored,
             "seconds": round(self.seconds, 2),
-            "params": [round(v, 5) for v in self.params],
+            "fit_adopted_per_fold": list(self.fold_adopted),
+            "params_per_fold": [[round(v, 5) for v in p] for p in self.fold_params],
         }
+
+
+def _ci(text: str, interval: Interval | None) -> str:
+    return text if interval is None else f"{text} [{interval[0]:.4f}, {interval[1]:.4f}]"
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """The report of one evaluation run."""
+    """One learner's report: folds, and every model's score."""
 
+    name: str
     reviews: int
     cards: int
-    split: Split
+    folds: list[Fold]
     models: dict[str, ModelScore]
+    log_summary: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "learner": self.name,
             "reviews": self.reviews,
             "cards": self.cards,
-            "split": self.split.as_dict(),
+            "log": self.log_summary,
+            "protocol": "time-ordered folds (srs-benchmark); bootstrap over cards",
+            "folds": [fold.as_dict() for fold in self.folds],
             "models": {name: score.as_dict() for name, score in self.models.items()},
         }
 
     def table(self) -> str:
+        scored = max((s.scored for s in self.models.values()), default=0)
         lines = [
-            f"{self.reviews} reviews of {self.cards} cards; scored {self._scored()} reviews "
-            f"from {self.split.cutoff.isoformat()} on (time-ordered split, "
-            f"{self.split.train_fraction:.0%} to fit)",
-            f"{'model':<15}{'log loss':>10}{'RMSE(bins)':>12}{'AUC':>8}{'seconds':>9}",
+            f"{self.log_summary or self.name}; scored {scored} reviews over "
+            f"{len(self.folds)} time-ordered folds (95 % bootstrap intervals over cards)",
+            f"{'model':<19}{'log loss':<27}{'RMSE(bins)':<27}{'AUC':<27}{'vs ' + BASELINE:<28}",
         ]
         for name, s in sorted(self.models.items(), key=lambda item: item[1].log_loss):
+            delta = (
+                f"{s.delta_log_loss[0]:+.4f} [{s.delta_log_loss[1]:+.4f}, {s.delta_log_loss[2]:+.4f}]"
+                if s.delta_log_loss and name != BASELINE
+                else ""
+            )
             lines.append(
-                f"{name:<15}{s.log_loss:>10.4f}{s.rmse_bins:>12.4f}{s.auc:>8.4f}{s.seconds:>9.1f}"
+                f"{name:<19}"
+                + "".join(f"{_ci(f'{getattr(s, m):.4f}', s.intervals.get(m)):<27}" for m in METRICS)
+                + delta
             )
         return "\n".join(lines)
 
-    def _scored(self) -> int:
-        return max((s.scored for s in self.models.values()), default=0)
+
+@dataclass(frozen=True)
+class MultiEvaluation:
+    """Several learners: one ``Evaluation`` each, and each metric's mean across them."""
+
+    learners: list[Evaluation]
+
+    def means(self) -> dict[str, dict[str, float]]:
+        names = [n for n in self.learners[0].models if all(n in e.models for e in self.learners)]
+        return {
+            name: {
+                metric: float(np.mean([getattr(e.models[name], metric) for e in self.learners]))
+                for metric in METRICS
+            }
+            for name in names
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "learners": [e.as_dict() for e in self.learners],
+            "mean_across_learners": {
+                name: {k: round(v, 5) for k, v in metrics.items()}
+                for name, metrics in self.means().items()
+            },
+        }
+
+    def table(self) -> str:
+        blocks = [e.table() for e in self.learners]
+        if len(self.learners) > 1:
+            lines = [
+                f"mean across {len(self.learners)} learners (unweighted)",
+                f"{'model':<19}{'log loss':>10}{'RMSE(bins)':>12}{'AUC':>8}",
+            ]
+            for name, m in sorted(self.means().items(), key=lambda item: item[1]["log_loss"]):
+                lines.append(
+                    f"{name:<19}{m['log_loss']:>10.4f}{m['rmse_bins']:>12.4f}{m['auc']:>8.4f}"
+                )
+            blocks.append("\n".join(lines))
+        return "\n\n".join(blocks)
 
 
-ModelFactory = Callable[[Sequence[CardHistory]], MemoryModel]
+ModelFactory = Callable[[Sequence[CardHistory]], tuple[MemoryModel, bool | None]]
+
+
+def _validated(model: MemoryModel) -> ModelFactory:
+    """The scheduler's own rule: a fit is used only if the learner's later reviews agree."""
+
+    def factory(train: Sequence[CardHistory]) -> tuple[MemoryModel, bool | None]:
+        decision = fit_validated(model, train)
+        return decision.model, decision.adopted
+
+    return factory
+
 
 EVALUATED_MODELS: dict[str, ModelFactory] = {
-    "ebbinghaus": lambda train: EbbinghausModel().fit(train),
-    "fsrs6": lambda train: FSRS6Model().fit(train),
-    "fsrs6-default": lambda train: FSRS6Model(),
-    "sm2": lambda train: SM2Model(),
-    "hlr": lambda train: HLRModel().fit(train),
+    "ebbinghaus": _validated(EbbinghausModel()),
+    "ebbinghaus-default": lambda train: (EbbinghausModel(), None),
+    "fsrs6": _validated(FSRS6Model()),
+    BASELINE: lambda train: (FSRS6Model(), None),
+    "hlr": lambda train: (HLRModel().fit(train), None),
+    "sm2": lambda train: (SM2Model(), None),
 }
+"""``ebbinghaus`` and ``fsrs6`` are fitted as the scheduler fits them (``fit_validated``);
+the ``-default`` entries are the untouched population defaults, the controls."""
 
 
-def _scored_predictions(
-    model: MemoryModel, histories: Iterable[CardHistory], cutoff: datetime
-) -> np.ndarray:
-    """Rows (prediction, outcome, interval days, review count, lapse count) past the cutoff."""
-    rows = []
-    for history in histories:
-        lapses = 0
-        for index, (prediction, event) in enumerate(
-            zip(model.replay(history), history, strict=True)
-        ):
-            if index and prediction is not None and event.at >= cutoff:
-                seconds = (event.at - history[index - 1].at).total_seconds()
-                if seconds >= SECONDS_PER_DAY:
-                    rows.append(
-                        (
-                            prediction,
-                            event.rating.recalled,
-                            seconds / SECONDS_PER_DAY,
-                            index,
-                            lapses,
-                        )
-                    )
-            lapses += not event.rating.recalled
-    return np.asarray(rows, dtype=float).reshape(-1, 5)
+def _bootstrap(
+    rows: dict[str, np.ndarray], samples: int, seed: int
+) -> tuple[dict[str, dict[str, Interval]], dict[str, tuple[float, float, float]]]:
+    """95 % intervals per model and metric, and each log loss minus the baseline's.
+
+    Cards are resampled with replacement and all their scored reviews come along; every
+    model sees the same resamples, so the differences are paired.
+    """
+    first = next(iter(rows.values()))
+    card = first[:, 5].astype(int)
+    cards = np.unique(card)
+    position = np.searchsorted(cards, card)
+    rng = np.random.default_rng(seed)
+    draws: dict[str, dict[str, list[float]]] = {n: {m: [] for m in METRICS} for n in rows}
+    deltas: dict[str, list[float]] = {n: [] for n in rows}
+    for _ in range(samples):
+        counts = np.bincount(rng.integers(0, len(cards), len(cards)), minlength=len(cards))
+        index = np.repeat(np.arange(len(card)), counts[position])
+        baseline = log_loss(rows[BASELINE][index, 0], first[index, 1]) if BASELINE in rows else 0
+        for name, data in rows.items():
+            sample = data[index]
+            for metric, compute in METRICS.items():
+                draws[name][metric].append(compute(sample))
+            deltas[name].append(draws[name]["log_loss"][-1] - baseline)
+    intervals = {
+        name: {m: _percentiles(values) for m, values in per_metric.items()}
+        for name, per_metric in draws.items()
+    }
+    paired = {}
+    if BASELINE in rows:
+        for name, values in deltas.items():
+            point = log_loss(rows[name][:, 0], first[:, 1]) - log_loss(
+                rows[BASELINE][:, 0], first[:, 1]
+            )
+            paired[name] = (point, *_percentiles(values))
+    return intervals, paired
+
+
+def _percentiles(values: list[float]) -> Interval:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return (float("nan"), float("nan"))
+    low, high = np.percentile(finite, [2.5, 97.5])
+    return float(low), float(high)
 
 
 def evaluate(
-    histories: dict[str, list[ReviewEvent]],
+    log: ReviewLog | dict[str, list[ReviewEvent]],
     models: Sequence[str] | None = None,
-    train_fraction: float = 0.7,
+    folds: int = 5,
+    bootstrap: int = 1000,
+    seed: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> Evaluation:
-    """Fit every model on the early part of the log and score it on the later part."""
+    """Fit and score every model on one learner's log over time-ordered folds."""
+    if not isinstance(log, ReviewLog):
+        log = ReviewLog(name="reviews", histories=dict(log))
     names = list(models or EVALUATED_MODELS)
     unknown = [n for n in names if n not in EVALUATED_MODELS]
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}: choose from {sorted(EVALUATED_MODELS)}")
-    split = time_split(histories, train_fraction)
-    ordered = [histories[card] for card in sorted(histories)]
-    train = [[e for e in h if e.at < split.cutoff] for h in ordered]
-    train = [h for h in train if h]
-    scores: dict[str, ModelScore] = {}
+    ordered = [log.histories[card] for card in sorted(log.histories)]
+    fold_list = time_folds(ordered, folds)
+    rows: dict[str, np.ndarray] = {}
+    timing: dict[str, float] = {}
+    fitted: dict[str, list[tuple[MemoryModel, bool | None]]] = {}
     for name in names:
         started = time.perf_counter()
-        model = EVALUATED_MODELS[name](train)
-        data = _scored_predictions(model, ordered, split.cutoff)
-        if len(data) == 0:
+        parts = []
+        fitted[name] = []
+        for fold in fold_list:
+            model, adopted = EVALUATED_MODELS[name](truncate(ordered, fold.start))
+            fitted[name].append((model, adopted))
+            parts.append(scored_reviews(model, ordered, fold.start, fold.end))
+        rows[name] = np.concatenate(parts)
+        timing[name] = time.perf_counter() - started
+        if len(rows[name]) == 0:
             raise InvalidReviewLogError(
-                "no review after the cutoff comes a day or more after the previous one: "
-                "the log is too short to evaluate"
+                f"{log.name}: no review in any test fold comes a day or more after the "
+                "previous review of its card: the log is too short to evaluate"
             )
-        p, y = data[:, 0], data[:, 1]
-        scores[name] = ModelScore(
-            log_loss=log_loss(p, y),
-            rmse_bins=rmse_bins(p, y, data[:, 2], data[:, 3], data[:, 4]),
-            auc=auc(p, y),
-            scored=len(data),
-            seconds=time.perf_counter() - started,
-            params=model.params,
-        )
         if progress:
-            progress(f"{name}: log loss {scores[name].log_loss:.4f}")
-    reviews = sum(len(h) for h in ordered)
-    return Evaluation(reviews=reviews, cards=len(ordered), split=split, models=scores)
+            progress(
+                f"{log.name} {name}: log loss {log_loss(rows[name][:, 0], rows[name][:, 1]):.4f}"
+            )
+    intervals, deltas = _bootstrap(rows, bootstrap, seed) if bootstrap else ({}, {})
+    scores = {
+        name: ModelScore(
+            log_loss=METRICS["log_loss"](data),
+            rmse_bins=METRICS["rmse_bins"](data),
+            auc=METRICS["auc"](data),
+            scored=len(data),
+            seconds=timing[name],
+            intervals=intervals.get(name, {}),
+            delta_log_loss=deltas.get(name),
+            fold_params=tuple(model.params for model, _ in fitted[name]),
+            fold_adopted=tuple(a for _, a in fitted[name] if a is not None),
+        )
+        for name, data in rows.items()
+    }
+    return Evaluation(
+        name=log.name,
+        reviews=log.reviews,
+        cards=len(ordered),
+        folds=fold_list,
+        models=scores,
+        log_summary=log.summary(),
+    )
+
+
+def evaluate_logs(
+    logs: Sequence[ReviewLog],
+    models: Sequence[str] | None = None,
+    folds: int = 5,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> MultiEvaluation:
+    """``evaluate`` on each learner's log, and the mean across learners."""
+    if not logs:
+        raise ValueError("no review logs to evaluate")
+    return MultiEvaluation(
+        [evaluate(log, models, folds, bootstrap, seed, progress) for log in logs]
+    )

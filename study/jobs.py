@@ -44,6 +44,7 @@ __all__ = [
     "PrepareConfig",
     "database",
     "prepare_questions",
+    "quiz_writer",
     "recent_job_runs",
     "refit_memory",
     "run_job",
@@ -111,6 +112,12 @@ def database(url: str) -> Database:
 
 
 _model_lock = threading.Lock()
+
+
+def quiz_writer() -> Complete:
+    """The quiz writer: ``$SELFSPEC_MODEL`` (default the bundled model) with its fastest
+    exact method, loaded once per process."""
+    return _bundled_complete()
 
 
 def _bundled_complete() -> Complete:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from db import Database, Review, UserSettings, get_settings, utcnow
 from study.errors import InvalidSettingError
 from study.memory import SCHEDULING_MODELS, MemoryModel, Rating, ReviewEvent, get_model
+from study.memory.validation import FitDecision, fit_validated
 from study.scheduler import RETENTION_RANGE, SchedulingPolicy
 
 __all__ = [
@@ -41,6 +42,20 @@ class StudySettings:
     policy: SchedulingPolicy
     daily_new_limit: int
     daily_job_time: str
+    fit_reason: str = ""
+
+    def describe(self) -> str:
+        """Which model and parameters schedule the cards, and why, for the user to read."""
+        label = {"ebbinghaus": "Ebbinghaus (exponential curve)", "fsrs6": "FSRS-6"}.get(
+            self.model.name, self.model.name
+        )
+        own = self.model.params != type(self.model).default_params()
+        which = "parameters fitted to your reviews" if own else "population defaults"
+        why = self.fit_reason or (
+            "no refit has run yet; a fit is adopted only if it predicts your latest "
+            "reviews better than the parameters in use"
+        )
+        return f"{label} with {which}: {why}."
 
 
 def model_tag(model: MemoryModel) -> str:
@@ -64,6 +79,7 @@ def _from_row(row: UserSettings | None) -> StudySettings:
     )
     params = (row.fitted_params or {}).get(row.memory_model)
     return StudySettings(
+        fit_reason=(row.fit_reasons or {}).get(row.memory_model, ""),
         model=get_model(row.memory_model, params),
         policy=SchedulingPolicy(
             desired_retention=row.desired_retention,
@@ -126,27 +142,31 @@ def review_histories(session: Session, user_id: int) -> dict[int, list[ReviewEve
     return dict(histories)
 
 
-def refit_parameters(db: Database, user_id: int, model_name: str | None = None) -> MemoryModel:
-    """Fit ``model_name`` (default: the user's model) to the user's reviews and store it.
+def refit_parameters(db: Database, user_id: int, model_name: str | None = None) -> FitDecision:
+    """Refit ``model_name`` (default: the user's model) and keep it only if it earns it.
 
-    Models keep their current parameters when there is too little data to fit.
+    ``fit_validated`` fits on the user's earlier reviews and adopts the fit only if it
+    predicts their latest reviews better than the parameters in use; the verdict, in
+    words, is stored with the parameters so the user can see why they are scheduled so.
     """
     with db.read() as session:
         row = session.get(UserSettings, user_id)
         name = model_name or (row.memory_model if row else "ebbinghaus")
         current = ((row.fitted_params or {}) if row else {}).get(name)
         histories = list(review_histories(session, user_id).values())
-    fitted = get_model(name, current).fit(histories)
+    decision = fit_validated(get_model(name, current), histories)
     count = sum(len(h) for h in histories)
 
     def work(session: Session) -> None:
         settings = get_settings(session, user_id)
-        settings.fitted_params = {**(settings.fitted_params or {}), name: list(fitted.params)}
+        params = list(decision.model.params)
+        settings.fitted_params = {**(settings.fitted_params or {}), name: params}
+        settings.fit_reasons = {**(settings.fit_reasons or {}), name: decision.reason}
         settings.fitted_at = utcnow()
         settings.fitted_review_count = count
 
     db.write(work)
-    return fitted
+    return decision
 
 
 def kept_review_count(session: Session, user_id: int) -> int:

@@ -1,6 +1,10 @@
 """Two classic baselines, for comparison only: SM-2 and half-life regression.
 
-SM-2 (Wozniak 1990) predicts no probability, only the next interval I. As in the
+SM-2 (Wozniak 1990) predicts no probability, only the next interval I. As SuperMemo
+defines it, a repetition is a review on a later day: the same-day re-drills of items
+answered below 4 do not count, so here a review less than a day after the previous one
+leaves I, EF and the repetition count unchanged. A lapse (quality below 3) restarts the
+repetitions without changing EF. As in the
 open-spaced-repetition srs-benchmark, its output is mapped to a recall prediction by
 assuming that the interval was chosen for 90 % recall on an exponential curve:
 R(t) = 0.9 ** (t / I). Answers map to SM-2 quality 0..5 as Again 0, Hard 3, Good 4,
@@ -61,6 +65,8 @@ class SM2Model(MemoryModel):
             )
         )
         quality = _SM2_QUALITY[Rating(rating)]
+        if state is not None and elapsed_days(state.last_review, at) < 1.0:
+            return MemoryState(stability=interval, difficulty=ef, last_review=at, extra=(n,))
         if quality < 3:
             n, interval = 0, 1.0
         else:

@@ -121,7 +121,14 @@ class FSRS6Model(MemoryModel):
         return out
 
     def fit(self, histories: Sequence[CardHistory]) -> Self:
-        """Parameters from the package's ``Optimizer`` (it keeps defaults below 512 reviews)."""
+        """Parameters from the package's ``Optimizer.compute_optimal_parameters``.
+
+        It is the only optimiser fsrs 6.3.2 offers (Adam on mini-batches of 512 reviews,
+        5 epochs with a cosine learning rate, the first 64 reviews of each card, keeping
+        the best epoch), so it is also the strongest; it returns the defaults below 512
+        reviews. Whether its result is used is decided on later reviews by
+        ``study.memory.validation.fit_validated``.
+        """
         from fsrs import Optimizer
 
         logs = to_fsrs_review_logs(histories)
