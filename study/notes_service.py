@@ -22,7 +22,7 @@ from db import Card, Database, Note, User, utcnow
 from study import markdown_import
 from study.errors import InvalidNoteError, NoteNotFoundError, StudyError
 from study.markdown_import import MAX_BYTES, NoteDraft, parse_markdown, parse_markdown_bytes
-from study.notes import seed_notes
+from study.notes import SEED_CARD_MODEL, seed_cards, seed_notes
 
 __all__ = [
     "MAX_TITLE_CHARS",
@@ -268,7 +268,7 @@ def import_folder(db: Database, user_id: int, folder: Path) -> list[NoteView]:
 
 
 def ensure_seed_notes(db: Database, user_id: int) -> int:
-    """Give the user the seed notes once; return how many notes were added (0 afterwards).
+    """Give the user the seed notes, with their vetted cards, once; return the notes added.
 
     Titles the user already has are skipped, so a database from before seeding was
     recorded does not get copies of notes it holds.
@@ -283,6 +283,20 @@ def ensure_seed_notes(db: Database, user_id: int) -> int:
             return 0
         have = set(session.scalars(select(Note.title).where(Note.user_id == user_id)))
         added = _add_drafts(session, user_id, [d for d in drafts if d.title not in have])
+        vetted = seed_cards()
+        session.add_all(
+            Card(
+                user_id=user_id,
+                note_id=note.id,
+                kind=card.kind.value,
+                question=card.question,
+                answer=card.answer,
+                choices=list(card.choices) or None,
+                gen_model=SEED_CARD_MODEL,
+            )
+            for note in added
+            for card in vetted.get(note.title, [])
+        )
         user.seeded_at = utcnow()
         return len(added)
 

@@ -30,6 +30,7 @@ __all__ = [
     "SchedulingPolicy",
     "due_cards",
     "fuzz_interval",
+    "nothing_due_reason",
     "review_interval_days",
     "schedule_review",
 ]
@@ -220,3 +221,41 @@ def _due_card(card: Card, due: datetime | None, is_new: bool) -> DueCard:
         is_new=is_new,
         due=due,
     )
+
+
+def nothing_due_reason(db: Database, user_id: int, now: datetime | None = None) -> str:
+    """Why the Review queue is empty, and what to do about it, in words for the user.
+
+    A first visit must not meet a blank page: with no cards at all it points to Notes
+    (generate questions, or import notes); otherwise it says when the next card is due
+    or that today's allowance of new cards is used up.
+    """
+    now = require_utc(now or utcnow(), "now")
+    with db.read() as session:
+        total = int(session.scalar(select(func.count()).where(Card.user_id == user_id)) or 0)
+        next_due = session.scalar(
+            select(func.min(CardState.due))
+            .join(Card, Card.id == CardState.card_id)
+            .where(Card.user_id == user_id, CardState.due > now)
+        )
+        unseen = int(
+            session.scalar(
+                select(func.count())
+                .select_from(Card)
+                .outerjoin(CardState, CardState.card_id == Card.id)
+                .where(Card.user_id == user_id, CardState.card_id.is_(None))
+            )
+            or 0
+        )
+    if total == 0:
+        return (
+            "You have no cards yet. Open **Notes**, pick a note and press **Generate "
+            "questions for this note** (or import your own Markdown notes first); the "
+            "cards it stores come here."
+        )
+    parts = ["Nothing is due right now."]
+    if unseen:
+        parts.append(f"{unseen} new card(s) wait for tomorrow: today's new-card limit is used.")
+    if next_due is not None:
+        parts.append(f"The next review is due {require_utc(next_due):%Y-%m-%d %H:%M} UTC.")
+    return " ".join(parts)

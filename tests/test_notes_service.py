@@ -9,7 +9,7 @@ from db import Note, get_or_create_user
 from study.cards_service import delete_card, edit_card, list_cards
 from study.errors import CardNotFoundError, InvalidNoteError, NoteNotFoundError, StudyError
 from study.markdown_import import MarkdownImportError
-from study.notes import seed_notes
+from study.notes import seed_cards, seed_notes
 from study.notes_service import (
     add_note,
     delete_note,
@@ -20,6 +20,9 @@ from study.notes_service import (
     import_markdown,
     list_notes,
 )
+from study.quiz.prompt import plain_text
+from study.quiz.validate import validate_card
+from study.scheduler import due_cards
 from tests.study_helpers import add_user_with_cards
 
 
@@ -135,3 +138,22 @@ def test_seed_notes_are_loaded_once_and_stay_deleted(db):
     assert _note_count(db, ann) == 0
     bob = _user(db, "bob")
     assert ensure_seed_notes(db, bob) == expected
+
+
+def test_every_seed_note_ships_vetted_cards_that_pass_the_card_checks():
+    notes = {note.title: note for note in seed_notes()}
+    cards = seed_cards()
+    assert set(cards) == set(notes)
+    for title, drafts in cards.items():
+        assert len(drafts) >= 3, title
+        note_text = f"{title}\n\n{plain_text(notes[title].body)}"
+        for index, card in enumerate(drafts):
+            others = [c.question for c in drafts[:index]]
+            assert validate_card(card, note_text, others) == (), (title, card.question)
+
+
+def test_a_first_visit_has_cards_to_review(db):
+    user = db.write(lambda session: get_or_create_user(session, "newcomer").id)
+    ensure_seed_notes(db, user)
+    due = due_cards(db, user)
+    assert len(due) == min(sum(len(c) for c in seed_cards().values()), 20)

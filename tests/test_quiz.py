@@ -21,6 +21,9 @@ from study.quiz import (
     similarity,
     validate_card,
 )
+from study.quiz.generate import shuffle_choices
+from study.quiz.prompt import example_text
+from study.quiz_eval import quiz_eval
 
 NOTE = NoteDraft(
     title="Ebbinghaus forgetting curve",
@@ -379,7 +382,7 @@ def test_each_kind_gets_its_own_prompt_and_bad_arguments_are_refused():
         "C) recognition tests\nCorrect: A",
     )
     outcome = generate_cards(NOTE, complete, kinds=list(CardKind))
-    assert [c.card for c in outcome.cards] == [GOOD_BASIC, GOOD_CLOZE, GOOD_MCQ]
+    assert [c.card for c in outcome.cards] == [GOOD_BASIC, GOOD_CLOZE, shuffle_choices(GOOD_MCQ)]
     assert outcome.failures == [] and outcome.attempts == 3
     assert "Cloze: <sentence with ___>" in complete.prompts[1]
     with pytest.raises(ValueError, match="max_attempts"):
@@ -405,3 +408,63 @@ def test_an_answer_found_only_in_an_unrelated_sentence_is_rejected():
     assert any("links the answer" in r for r in validate_card(stray, note))
     linked = CardDraft(CardKind.BASIC, "How many parameters does the model keep per card?", "1")
     assert not any("links the answer" in r for r in validate_card(linked, note))
+
+
+def test_options_are_shuffled_reproducibly_and_the_correct_one_follows():
+    cards = [
+        CardDraft(CardKind.MCQ, f"Question {n} about savings?", "b", ("a", "b", "c", "d"), 1)
+        for n in range(12)
+    ]
+    shuffled = [shuffle_choices(card) for card in cards]
+    assert all(s.choices[s.correct_index] == "b" for s in shuffled)
+    assert len({s.correct_index for s in shuffled}) > 1  # not always where the model put it
+    assert shuffled == [shuffle_choices(card) for card in cards]
+
+
+def test_retries_explore_instead_of_repeating_the_prompt():
+    complete = Scripted("nothing useful", "still nothing", "no card here")
+    generate_cards(NOTE, complete, kinds=["basic"], max_attempts=3)
+    assert len(set(complete.prompts)) == 3
+
+
+def test_a_note_too_short_to_quiz_says_so_without_calling_the_model():
+    short = NoteDraft(title="Tiny", body="Cats purr.")
+    complete = Scripted("Question: What do cats do?\nAnswer: purr")
+    outcome = generate_cards(short, complete)
+    assert outcome.attempts == 0 and complete.prompts == []
+    assert "too short to quiz" in outcome.failures[0]
+
+
+def test_a_number_must_be_the_fact_the_question_asks_for():
+    note = "Ebbinghaus\nSavings were 58% after 20 minutes.\nThe decoder has 2 draft layers."
+    stray = CardDraft(CardKind.BASIC, "How many reviews can be recalled in one day?", "20")
+    assert any("number 20" in r for r in validate_card(stray, note))
+    fact = CardDraft(CardKind.BASIC, "After how many minutes were savings 58%?", "20")
+    assert not any("number" in r for r in validate_card(fact, note))
+
+
+def test_the_prompt_example_must_not_leak_into_a_card():
+    note = "Decoding\nThe draft proposes tokens and the target verifies them at each step."
+    leaked = CardDraft(
+        CardKind.BASIC, "What does the target verify at each step?", "100 degrees Celsius"
+    )
+    reasons = validate_card(leaked, note, example_text=example_text("basic"))
+    assert any("worked example" in r for r in reasons)
+    honest = CardDraft(CardKind.BASIC, "What does the target verify at each step?", "the tokens")
+    assert not any(
+        "worked example" in r
+        for r in validate_card(honest, note, example_text=example_text("basic"))
+    )
+
+
+def test_quiz_eval_reports_yield_reasons_and_time_per_card(tmp_path):
+    (tmp_path / "a.md").write_text(f"---\ntitle: {NOTE.title}\n---\n{NOTE.body}\n", "utf-8")
+    (tmp_path / "b.md").write_text("---\ntitle: Tiny\n---\nCats purr.\n", encoding="utf-8")
+    complete = Scripted("Question: What did Ebbinghaus memorise?\nAnswer: nonsense syllables")
+    report = quiz_eval(tmp_path, complete, max_attempts=1).as_dict()
+    assert report["notes"] == 2 and report["cards"] == 1
+    first, tiny = report["per_note"]
+    assert first["cards"][0]["answer"] == "nonsense syllables"
+    assert tiny["model_calls"] == 0 and "too short to quiz" in tiny["rejections"][0]
+    assert report["share_of_notes_with_2_or_more_cards"] == 0.0
+    assert any("too short" in reason for reason in report["rejection_reasons"])

@@ -13,7 +13,14 @@ from fsrs import Scheduler as FsrsScheduler
 from study.errors import InvalidSettingError
 from study.memory import EbbinghausModel, FSRS6Model, Rating
 from study.reviews import submit_review
-from study.scheduler import Phase, SchedulingPolicy, due_cards, fuzz_interval, schedule_review
+from study.scheduler import (
+    Phase,
+    SchedulingPolicy,
+    due_cards,
+    fuzz_interval,
+    nothing_due_reason,
+    schedule_review,
+)
 from study.settings import update_settings
 from tests.study_helpers import T0, add_user_with_cards
 
@@ -148,3 +155,13 @@ def test_due_cards_respects_the_daily_new_limit_and_user(db):
     assert [d.card_id for d in due if d.is_new] == [cards[2]]
     assert all(d.card_id in cards for d in due_cards(db, user, now=later))
     assert not {d.card_id for d in due_cards(db, other, now=later)} & set(cards)
+
+
+def test_an_empty_review_says_why_and_what_to_do(db):
+    nobody, _ = add_user_with_cards(db, "cardless", 0)
+    assert "Generate questions for this note" in nothing_due_reason(db, nobody, now=T0)
+    user, cards = add_user_with_cards(db, "dana", 2)
+    update_settings(db, user, daily_new_limit=1)
+    submit_review(db, user, cards[0], 4, idempotency_key="k", at=T0)
+    text = nothing_due_reason(db, user, now=T0 + timedelta(minutes=1))
+    assert "1 new card(s) wait for tomorrow" in text and "next review is due" in text

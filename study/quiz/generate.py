@@ -14,16 +14,22 @@ whether a broken model is a failed job.
 
 from __future__ import annotations
 
+import random
+import zlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
-from study.quiz.cards import CardKind, GeneratedCard
+from study.quiz.cards import CardDraft, CardKind, GeneratedCard
 from study.quiz.parse import parse_cards
-from study.quiz.prompt import NoteLike, build_prompt, plain_text
-from study.quiz.validate import DEFAULT_RULES, Rules, validate_card
+from study.quiz.prompt import NoteLike, build_prompt, example_text, plain_text
+from study.quiz.validate import DEFAULT_RULES, Rules, content_words, validate_card
 
-__all__ = ["Completion", "QuizOutcome", "generate_cards"]
+__all__ = ["MIN_NOTE_WORDS", "Completion", "QuizOutcome", "generate_cards", "shuffle_choices"]
+
+MIN_NOTE_WORDS = 8
+"""Content words a note needs before it is worth a model call: below that there is
+hardly one fact to ask about, and every attempt would be rejected."""
 
 
 class Completion(Protocol):
@@ -73,6 +79,16 @@ def generate_cards(
         raise ValueError(f"per_kind must be at least 1, got {per_kind}")
     wanted = [CardKind.parse(kind) for kind in kinds]
     note_text = f"{note.title}\n\n{plain_text(note.body)}"
+    words = len(content_words(plain_text(note.body)))
+    if words < MIN_NOTE_WORDS:
+        return QuizOutcome(
+            cards=[],
+            failures=[
+                f"note too short to quiz: {words} content words, at least {MIN_NOTE_WORDS} "
+                "needed (no model call made)"
+            ],
+            attempts=0,
+        )
     questions = [q for q in existing if q.strip()]
     cards: list[GeneratedCard] = []
     failures: list[str] = []
@@ -90,7 +106,7 @@ def generate_cards(
             for card in parsed.cards:
                 if kept >= per_kind:
                     break
-                reasons = validate_card(card, note_text, questions, rules)
+                reasons = validate_card(card, note_text, questions, rules, example_text(kind))
                 if reasons:
                     failures.extend(f"{tag}: {reason}" for reason in reasons)
                     continue
@@ -98,7 +114,7 @@ def generate_cards(
                 kept += 1
                 cards.append(
                     GeneratedCard(
-                        card=card,
+                        card=shuffle_choices(card),
                         model=str(completion.model),
                         method=str(completion.method),
                         tokens_per_s=_rate(completion),
@@ -106,6 +122,23 @@ def generate_cards(
                     )
                 )
     return QuizOutcome(cards=cards, failures=failures, attempts=calls)
+
+
+def shuffle_choices(card: CardDraft) -> CardDraft:
+    """The card with its options in a shuffled order (same order for the same card).
+
+    The model tends to put the answer where its example did (always B); shown in the
+    model's order, the position would give the answer away.
+    """
+    if card.kind is not CardKind.MCQ or card.correct_index is None:
+        return card
+    order = list(range(len(card.choices)))
+    random.Random(zlib.crc32(card.question.encode())).shuffle(order)
+    return replace(
+        card,
+        choices=tuple(card.choices[i] for i in order),
+        correct_index=order.index(card.correct_index),
+    )
 
 
 def _rate(completion: Completion) -> float | None:

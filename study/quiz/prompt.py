@@ -16,7 +16,7 @@ from typing import Protocol
 
 from study.quiz.cards import CardKind
 
-__all__ = ["NoteLike", "build_prompt", "note_excerpts", "plain_text"]
+__all__ = ["NoteLike", "build_prompt", "example_text", "note_excerpts", "plain_text"]
 
 _EXAMPLE_TEXT = "Water boils at 100 degrees Celsius at sea level."
 
@@ -135,16 +135,28 @@ def _split_sentences(paragraph: str, max_words: int) -> list[str]:
     return chunks
 
 
+def example_text(kind: CardKind | str) -> str:
+    """Everything the prompt's worked example for ``kind`` says (checked against leaks)."""
+    return f"{_EXAMPLE_TEXT}\n{_EXAMPLES[CardKind.parse(kind)]}"
+
+
 def build_prompt(note: NoteLike, kind: CardKind, *, part: int = 0, max_words: int = 160) -> str:
     """The user message asking for one card of ``kind`` from excerpt ``part`` of the note.
 
-    ``part`` wraps around, so a caller can simply pass its attempt number.
+    Each ``part`` explores: it cycles through the excerpts first and then, within an
+    excerpt, through its sentences, naming one sentence to ask about. A retry therefore
+    never sends the same prompt again, which with greedy decoding would only return the
+    same rejected card (on a one-paragraph note, attempts 2 and 3 used to repeat attempt
+    1 byte for byte).
     """
     kind = CardKind.parse(kind)
     excerpts = note_excerpts(note, max_words)
     excerpt = excerpts[part % len(excerpts)]
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+", excerpt) if len(s.split()) >= 5]
+    focus = sentences[(part // len(excerpts)) % len(sentences)] if sentences else ""
+    about = f"\nAsk about this sentence of the text: {focus}" if focus else ""
     return (
         f"{_INSTRUCTIONS[kind]}\n\n"
         f"Example:\nText: {_EXAMPLE_TEXT}\n{_EXAMPLES[kind]}\n\n"
-        f"Text ({note.title}): {excerpt}"
+        f"Text ({note.title}): {excerpt}{about}"
     )

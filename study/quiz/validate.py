@@ -23,6 +23,13 @@ their thresholds in :class:`Rules`:
 * **Cloze**: exactly one blank, and the sentence with the blank filled in comes from
   the note: some sentence of the note contains every content word of the answer and at
   least ``cloze_sentence_share`` of the filled sentence's content words.
+* **Numbers are the fact asked for**: every number in the answer occurs in a sentence of
+  the note that also holds at least a third of the question's content words (at least
+  two), so a number that merely appears somewhere in the note ("20" from "after 20
+  minutes") does not answer an unrelated question.
+* **Nothing of the prompt's example**: no content word of the prompt's worked example
+  that the note does not itself use appears in the card ("100 degrees Celsius" on a
+  note about decoding is the example leaking, not a fact of the note).
 """
 
 from __future__ import annotations
@@ -85,8 +92,12 @@ def validate_card(
     note_text: str,
     existing: Iterable[str] = (),
     rules: Rules = DEFAULT_RULES,
+    example_text: str = "",
 ) -> tuple[str, ...]:
-    """Every reason ``card`` must not be stored; an empty tuple means it passed."""
+    """Every reason ``card`` must not be stored; an empty tuple means it passed.
+
+    ``example_text`` is the worked example the prompt showed the model, if any.
+    """
     reasons = _check_filled(card, rules)
     if reasons:
         return tuple(reasons)
@@ -99,6 +110,8 @@ def validate_card(
         reasons += _check_choices(card, rules)
     if card.kind is CardKind.CLOZE:
         reasons += _check_cloze(card, note_text, rules)
+    reasons += _check_numbers(card, note_text)
+    reasons += _check_example_leak(card, note_text, example_text)
     return tuple(reasons)
 
 
@@ -164,6 +177,39 @@ def _check_context(card: CardDraft, note_text: str) -> list[str]:
         if answer & words and question & words:
             return []
     return ["no sentence of the note links the answer to the question"]
+
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _check_numbers(card: CardDraft, note_text: str) -> list[str]:
+    numbers = _NUMBER.findall(card.answer)
+    if not numbers:
+        return []
+    question = content_words(card.question.replace(BLANK, " ")) - set(numbers)
+    needed = max(2, -(-len(question) // 3))
+    if card.kind is CardKind.CLOZE:  # the cloze check already ties it to its sentence
+        return []
+    for number in numbers:
+        if not any(
+            number in _NUMBER.findall(sentence)
+            and len(question & content_words(sentence)) >= min(needed, len(question))
+            for sentence in _SENTENCE_END.split(note_text)
+        ):
+            return [
+                f"the number {number} in the answer is not stated in the note as the fact "
+                "the question asks for"
+            ]
+    return []
+
+
+def _check_example_leak(card: CardDraft, note_text: str, example_text: str) -> list[str]:
+    leaked = content_words(example_text) - content_words(note_text)
+    card_words = content_words(" ".join((card.question, card.answer, *card.choices)))
+    found = sorted(leaked & card_words)
+    if found:
+        return [f"copies the prompt's worked example ({', '.join(found[:4])})"]
+    return []
 
 
 def _check_choices(card: CardDraft, rules: Rules) -> list[str]:
