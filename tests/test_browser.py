@@ -421,3 +421,28 @@ def test_plots_show_single_runs_24_hour_times_and_the_current_legend(
         "vanilla · tiny-llama",
     ]
     assert not [t for t in axis_labels(page, "#stats-forecast", "Y-axis") if "." in t]
+
+
+def test_the_playground_states_its_lossless_rule_weights_and_spread(
+    browser: Browser, served: Served
+) -> None:
+    page = open_page(browser, served, "explainer")
+    page.get_by_label("Prompt", exact=True).fill("Repeat: red green blue, red green blue.")
+    peers = [m for m in ("hf",) if m in METHODS and METHODS[m].installed()]
+    for name in ["pld", *peers]:
+        page.get_by_role("checkbox", name=re.compile(f"^{name}:")).check()
+    page.get_by_label("number input for Runs per method").fill("2")
+    page.get_by_label("number input for Runs per method").press("Enter")
+    page.locator("#pg-run").click()
+    status = page.locator("#pg-status")
+    expect(status).to_contain_text("Done", timeout=TIMEOUT_MS)
+    # The verdict names its rule: exact for ours, the logit tolerance for a peer.
+    metrics = page.locator("#pg-metrics")
+    expect(metrics).to_contain_text("identical (exact)")
+    if peers:
+        expect(metrics).to_contain_text("tolerance 0.001")
+    expect(status).to_contain_text("Lossless: our methods must match vanilla token for token")
+    expect(status).to_contain_text("weights F32, dtype float32")
+    expect(metrics).to_contain_text("over 2 runs")
+    timeline = page.locator("#pg-timeline .role-mark.mark-rect path")
+    expect(timeline.first).to_be_attached()

@@ -26,6 +26,8 @@ from selfspec import (
     get_method,
     run_to_end,
 )
+from selfspec.bench import Judgement, Rule, judge, rule_for, tolerance
+from selfspec.decoding import prepare_prompt
 from study.errors import StudyError
 from study.notes_service import get_note, list_notes
 from study.quiz import CardKind, build_prompt
@@ -37,11 +39,18 @@ from ui.streaming import events_job, stream_batches
 
 __all__ = [
     "MAX_PROMPT_CHARS",
+    "MAX_REPEATS",
     "BASELINE",
+    "Verdict",
+    "accepted_rows",
     "build",
     "check_prompt",
+    "judge_run",
+    "median_speeds",
     "metrics_rows",
-    "accepted_rows",
+    "rule_note",
+    "timeline_rows",
+    "verdict",
 ]
 
 MAX_PROMPT_CHARS = 20_000
@@ -75,18 +84,50 @@ def check_prompt(prompt: str) -> str | None:
     return None
 
 
-def _lossless(result: GenerationResult, base: GenerationResult | None, greedy: bool) -> str:
-    if base is None or result is base:
-        return "reference" if result is base else "n/a"
-    if not greedy:
-        return "n/a (sampling)"
-    if result.tokens == base.tokens:
-        return "yes"
-    first = next(
-        (i for i, (a, b) in enumerate(zip(result.tokens, base.tokens, strict=False)) if a != b),
-        min(len(result.tokens), len(base.tokens)),
+@dataclass(frozen=True)
+class Verdict:
+    """The lossless check of one method's output against vanilla's, as the table shows it.
+
+    The judgement itself is ``selfspec.bench.judge``, the benchmark's own rule (exact for
+    our methods, a logit tolerance for peers); this only words it.
+    """
+
+    lossless: bool | None  # None: nothing to judge (the reference, or sampling)
+    text: str
+
+
+REFERENCE = Verdict(True, "reference")
+NOT_JUDGED = Verdict(None, "n/a (sampling)")
+
+
+def verdict(judgement: Judgement, rule: Rule) -> Verdict:
+    """Words for a judgement: the answer, the rule, and where the output differs."""
+    if judgement.exact:
+        return Verdict(True, f"yes: identical ({rule})")
+    where = f"differs at token {judgement.first_difference}"
+    worst = judgement.worst
+    margin = "" if worst is None else f", worst margin {worst.margin:.3g} at token {worst.position}"
+    if judgement.lossless:
+        return Verdict(True, f"yes within {rule}: {where}{margin}")
+    return Verdict(False, f"no ({rule}): {where}{margin}")
+
+
+def judge_run(
+    lm: LoadedModel, prompt_ids: list[int], base: GenerationResult, result: GenerationResult
+) -> Verdict:
+    """Judge ``result`` against vanilla's ``base`` by the benchmark's rule for its method."""
+    rule = rule_for(get_method(result.method), lm.dtype)
+    return verdict(judge(lm, prompt_ids, base.tokens, result, rule), rule)
+
+
+def rule_note(lm: LoadedModel) -> str:
+    """The lossless rule in one sentence, with this model's tolerance for peers."""
+    return (
+        "Lossless: our methods must match vanilla token for token (exact); peers (hf, "
+        "llama.cpp), which run other code, pass if at every position the token they emitted "
+        "trails our model's top logit by at most "
+        f"{tolerance(lm.dtype):g} ({str(lm.dtype).removeprefix('torch.')})."
     )
-    return f"no (differs at token {first})"
 
 
 def median_speeds(
@@ -102,12 +143,11 @@ def median_speeds(
 
 def metrics_rows(
     results: dict[str, GenerationResult],
-    greedy: bool,
+    verdicts: dict[str, Verdict],
     repeats: dict[str, list[float]] | None = None,
 ) -> pd.DataFrame:
     """The metrics table: one row per finished method. With ``repeats`` (tokens/s of every
     run of a method), tokens/s and the speed-up are medians and the spread is shown."""
-    base = results.get(BASELINE)
     speeds = median_speeds(results, repeats)
     rows = []
     for name, result in results.items():
@@ -131,7 +171,7 @@ def metrics_rows(
                 "acceptance": None
                 if result.acceptance_rate is None
                 else round(result.acceptance_rate, 3),
-                "lossless": _lossless(result, base, greedy),
+                "lossless": verdicts[name].text if name in verdicts else "checking…",
             }
         )
     return pd.DataFrame(rows, columns=METRIC_COLUMNS)
@@ -373,13 +413,27 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
         columns = {name: _Column() for name in order}
         results: dict[str, GenerationResult] = {}
         repeats: dict[str, list[float]] = {}  # tokens/s of every run, per method
+        verdicts: dict[str, Verdict] = {}
+
+        def _verdict(
+            name: str, results: dict[str, GenerationResult], text: str, cfg: SamplingConfig
+        ) -> Verdict:
+            if name == BASELINE:
+                return REFERENCE
+            if not cfg.greedy:
+                return NOT_JUDGED
+            try:
+                ids = prepare_prompt(lm, text, cfg)
+                return judge_run(lm, ids, results[BASELINE], results[name])
+            except SelfSpecError as exc:
+                return Verdict(None, f"not checked: {exc}")
 
         def view(message: str) -> tuple:
             cols = [(n, c.pieces, c.status) for n, c in columns.items()]
             return (
                 message,
                 columns_html(cols),
-                metrics_rows(results, cfg.greedy, repeats),
+                metrics_rows(results, verdicts, repeats),
                 gr.skip(),
                 gr.skip(),
                 gr.skip(),
@@ -420,6 +474,7 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
             if name not in results:  # stopped during this method
                 break
             result = results[name]
+            verdicts[name] = _verdict(name, results, text, cfg)
             repeats[name] = [result.tokens_per_s]
             for run_no in range(2, runs + 1):  # the repeats are timed, not shown
                 if stopped.is_set():
@@ -437,7 +492,7 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
                 else ""
             )
             yield view(note)
-        frame = metrics_rows(results, cfg.greedy, repeats)
+        frame = metrics_rows(results, verdicts, repeats)
         if stopped.is_set():
             yield (
                 f"{note} {_stopped_summary(columns, results)}",
@@ -449,9 +504,11 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
                 *_timeline_outputs(results),
             )
             return
-        _record(ctx, uid, lm, results, frame, cfg, len(text), median_speeds(results, repeats))
+        _record(
+            ctx, uid, lm, results, frame, verdicts, cfg, len(text), median_speeds(results, repeats)
+        )
         yield (
-            note + " Done; the runs are stored in your decoding history.",
+            f"{note} Done; the runs are stored in your decoding history.\n\n{rule_note(lm)}",
             columns_html([(n, c.pieces, c.status) for n, c in columns.items()]),
             frame,
             frame[["method", "tokens/s"]],
@@ -511,6 +568,7 @@ def _record(
     lm: LoadedModel,
     results: dict[str, GenerationResult],
     frame: pd.DataFrame,
+    verdicts: dict[str, Verdict],
     cfg: SamplingConfig,
     prompt_chars: int,
     speeds: dict[str, float],
@@ -521,7 +579,6 @@ def _record(
 
     def work(session) -> None:
         for name, result in results.items():
-            lossless = rows.loc[name, "lossless"]
             speedup = rows.loc[name, "speed-up"]
             record_decode_run(
                 session,
@@ -531,9 +588,7 @@ def _record(
                 speedup=None if pd.isna(speedup) else float(speedup),
                 mean_accepted=result.mean_accepted,
                 acceptance_rate=result.acceptance_rate,
-                lossless={"yes": True, "reference": True}.get(
-                    lossless, False if lossless.startswith("no") else None
-                ),
+                lossless=verdicts[name].lossless,
                 user_id=uid,
                 extra={
                     "source": "playground",
@@ -543,6 +598,8 @@ def _record(
                     "temperature": cfg.temperature,
                     "device": str(lm.device),
                     "dtype": str(lm.dtype),
+                    "weight_format": lm.weight_format,
+                    "lossless_check": verdicts[name].text,
                 },
             )
 
