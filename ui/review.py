@@ -15,7 +15,8 @@ import gradio as gr
 from db import utcnow
 from study.errors import CardNotFoundError, NothingToUndoError, StudyError
 from study.reviews import submit_review, undo_last_review
-from study.scheduler import due_cards
+from study.scheduler import due_cards, nothing_due_reason
+from study.settings import load_settings
 from ui.context import AppContext
 from ui.render import escape
 
@@ -84,7 +85,11 @@ def _summary(ctx: AppContext, uid: int, state: dict) -> str:
 def build(ctx: AppContext) -> None:
     """Lay out the Review tab inside the current Blocks context."""
     state = gr.State({})
-    gr.Markdown("Keys: **Space** shows the answer, **1-4** rate Again / Hard / Good / Easy.")
+    gr.Markdown(
+        "Keys: **Space** or **Enter** shows the answer; **1-4** pick an option of a "
+        "multiple-choice card, then rate Again / Hard / Good / Easy. While a card is on "
+        "screen these keys always act on the card, never on a focused button."
+    )
     with gr.Row():
         start = gr.Button("Start today's review", variant="primary", elem_id="review-start")
         undo = gr.Button("Undo last rating", elem_id="review-undo")
@@ -102,7 +107,7 @@ def build(ctx: AppContext) -> None:
     def view(uid: int, st: dict, revealed: bool = False, note: str = "") -> tuple:
         card = _current(st)
         if card is None:
-            done = _summary(ctx, uid, st) if st.get("reviewed") else "Nothing is due right now."
+            done = _summary(ctx, uid, st) if st.get("reviewed") else nothing_due_reason(ctx.db, uid)
             hidden = gr.update(visible=False)
             return (
                 st,
@@ -138,7 +143,10 @@ def build(ctx: AppContext) -> None:
         uid = ctx.user(request, profile)
         st = _new_session(ctx, uid)
         _show_next(st)
-        return view(uid, st, note=f"{len(st['cards'])} card(s) due now.")
+        with ctx.db.read() as session:
+            scheduler = load_settings(session, uid).describe()
+        due = f"{len(st['cards'])} card(s) due now." if st["cards"] else ""
+        return view(uid, st, note=f"{due}\n\n_Scheduled by {scheduler}_".strip())
 
     def show_answer(st: dict, request: gr.Request, profile: gr.OAuthProfile | None) -> tuple:
         return view(ctx.user(request, profile), st, revealed=True)
