@@ -244,46 +244,58 @@ def test_a_new_note_form_is_empty_and_the_table_fits_1280_px(
     page = open_page(browser, served, "notes-fit")
     open_tab(page, "Notes")
     expect(page.locator("#notes-table")).to_contain_text("Kangaroo")
-    expect(page.locator("#note-id input, #note-id textarea")).to_have_value("")
     for column in ("cards", "updated"):
         header = page.locator("#notes-table thead th").filter(has_text=column).first
         box = header.bounding_box()
         assert box is not None and box["x"] + box["width"] <= 1280, (column, box)
+    expect(page.locator("#note-id input, #note-id textarea")).to_have_value("")
 
 
-def test_lists_refresh_when_their_tab_opens(
-    browser: Browser, served: Served, data_dir: Path
+def test_a_note_added_meanwhile_is_a_preset_when_the_playground_opens(
+    browser: Browser, served: Served
 ) -> None:
-    user = "fresh-lists"
-    add_cards(served.ctx, user, [("What drafts in Kangaroo?", "A shallow sub-network")])
-    page = open_page(browser, served, user)
-    # A note added in Notes appears in the Playground's presets without reloading.
+    page = open_page(browser, served, "fresh-presets")
     open_tab(page, "Notes")
     page.locator("#note-title textarea").fill("Fresh preset note")
     page.locator("#note-body textarea").fill("Drafts are verified by the full model.")
     page.locator("#note-save").click()
     expect(page.locator("#notes-message")).to_contain_text("Added note")
-    # The generate status belongs to the note it was for: picking another clears it.
-    page.get_by_role("button", name="New note").click()
-    page.locator("#notes-generate").click()
-    expect(page.locator("#notes-gen-status")).to_contain_text("Pick or save a note first")
-    page.locator("#notes-table").get_by_text("Fresh preset note").click()
-    expect(page.locator("#note-title textarea")).to_have_value("Fresh preset note")
-    expect(page.locator("#notes-gen-status")).not_to_contain_text("Pick or save")
     open_tab(page, "Playground")
     page.get_by_label("Preset from a note").click()
     expect(page.get_by_role("option", name="Fresh preset note")).to_be_visible()
-    page.keyboard.press("Escape")
-    # A review done in this visit shows in Stats without pressing Refresh.
+
+
+def test_the_generate_status_is_cleared_when_another_note_is_picked(
+    browser: Browser, served: Served
+) -> None:
+    page = open_page(browser, served, "fresh-status")
+    open_tab(page, "Notes")
+    page.locator("#notes-generate").click()  # no note picked yet
+    expect(page.locator("#notes-gen-status")).to_contain_text("Pick or save a note first")
+    page.locator("#notes-table").get_by_text("Kangaroo").first.click()
+    expect(page.locator("#note-title textarea")).to_have_value(re.compile("Kangaroo"))
+    expect(page.locator("#notes-gen-status")).not_to_contain_text("Pick or save")
+
+
+def test_stats_show_a_review_of_this_visit_without_refresh(
+    browser: Browser, served: Served
+) -> None:
+    user = "fresh-stats"
+    add_cards(served.ctx, user, [("What drafts in Kangaroo?", "A shallow sub-network")])
+    page = open_page(browser, served, user)
     open_tab(page, "Review")
     page.locator("#review-start").click()
-    page.locator("body").press("Space")
-    expect(page.locator("#rate-3")).to_be_visible()
-    page.locator("body").press("3")
+    page.get_by_role("button", name=re.compile("^Show answer")).click()
+    page.locator("#rate-3").click()
     expect(page.locator("#review-message")).to_contain_text("Recorded")
     open_tab(page, "Stats")
     expect(page.locator("#stats-heatmap")).to_contain_text("1 review(s)")
-    # A profile file that appeared since the page loaded is listed when Tune opens.
+
+
+def test_a_profile_file_saved_meanwhile_is_listed_when_tune_opens(
+    browser: Browser, served: Served, data_dir: Path
+) -> None:
+    page = open_page(browser, served, "fresh-tune")
     folder = data_dir / "profiles"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "fresh.skip.json").write_text("{}")
@@ -431,8 +443,6 @@ def test_the_playground_states_its_lossless_rule_weights_and_spread(
     peers = [m for m in ("hf",) if m in METHODS and METHODS[m].installed()]
     for name in ["pld", *peers]:
         page.get_by_role("checkbox", name=re.compile(f"^{name}:")).check()
-    page.get_by_label("number input for Runs per method").fill("2")
-    page.get_by_label("number input for Runs per method").press("Enter")
     page.locator("#pg-run").click()
     status = page.locator("#pg-status")
     expect(status).to_contain_text("Done", timeout=TIMEOUT_MS)
@@ -443,6 +453,12 @@ def test_the_playground_states_its_lossless_rule_weights_and_spread(
         expect(metrics).to_contain_text("tolerance 0.001")
     expect(status).to_contain_text("Lossless: our methods must match vanilla token for token")
     expect(status).to_contain_text("weights F32, dtype float32")
+    # Two runs per method: the table gives the median and the spread.
+    page.get_by_label("number input for Runs per method").fill("2")
+    page.get_by_label("number input for Runs per method").press("Enter")
+    page.locator("#pg-run").click()
+    expect(status).not_to_contain_text("Done")
+    expect(status).to_contain_text("Done", timeout=TIMEOUT_MS)
     expect(metrics).to_contain_text("over 2 runs")
     timeline = page.locator("#pg-timeline .role-mark.mark-rect path")
     expect(timeline.first).to_be_attached()
