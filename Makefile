@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint chromium postgresql bench
+.PHONY: run test lint chromium postgresql bench peers
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,3 +38,19 @@ test: lint chromium postgresql
 bench: $(STAMP)
 	$(PY) -m selfspec bench --model bundled --methods vanilla,skip,pld,hf,hf-pld,hf-early-exit \
 		--out artifacts/bench.json
+
+# The llama.cpp peer (`--methods llamacpp`), optional and pinned: llama-cpp-python built
+# from source for this CPU (llama.cpp's native flags) into .venv, once per pin. It needs a
+# C/C++ compiler and a long build on a small machine (docs/bench.md); the multimodal
+# library, which the peer never uses, is left out.
+LLAMA_CPP_PYTHON := 0.3.36
+PEERS := $(VENV)/.peers-llama-cpp-python-$(LLAMA_CPP_PYTHON)
+
+peers: $(PEERS)
+
+$(PEERS): $(STAMP)
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL="$$(nproc)" \
+		$(PY) -m pip install --disable-pip-version-check --no-cache-dir \
+		--no-binary llama-cpp-python llama-cpp-python==$(LLAMA_CPP_PYTHON)
+	$(PY) -c "import llama_cpp; assert llama_cpp.__version__ == '$(LLAMA_CPP_PYTHON)'"
+	touch $@
