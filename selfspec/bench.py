@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from selfspec import native
 from selfspec.decoding import GenerationResult, generate, run_to_end
 from selfspec.llamacpp import llamacpp_environment
 from selfspec.loading import LoadedModel
@@ -163,6 +164,12 @@ def environment(lm: LoadedModel, methods: Collection[str] = ()) -> dict:
         "python": platform.python_version(),
         "model": lm.name,
         "source": lm.source,
+        "weights": lm.weight_format,
+        "weight_bytes": lm.engine.weight_bytes(),
+        "kernel": native.status() if lm.device.type == "cpu" else "torch on " + lm.device.type,
+        "cpu_flags": sorted(
+            f for f in native.cpu_flags() if f.startswith(("avx", "fma", "f16c", "amx"))
+        ),
     }
     if "llamacpp" in methods:
         env["llama_cpp"] = llamacpp_environment()
