@@ -46,7 +46,7 @@ def _capture(tmp: Path, model: str, tokens: int, out: Path) -> int:
 
     out.mkdir(parents=True, exist_ok=True)
     user = "first-visit"
-    with serve_app(tmp, model=model) as served, sync_playwright() as playwright:
+    with serve_app(tmp, model=model, dtype="auto") as served, sync_playwright() as playwright:
         add_cards(served.ctx, user, [("What checks the drafts?", "The full model")])
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"], headless=True

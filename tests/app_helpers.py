@@ -40,10 +40,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_app(tmp_path: Path, model: str = "tiny-llama") -> Iterator[Served]:
-    """The app on http://127.0.0.1:<free port>, stopped on exit."""
+def serve_app(
+    tmp_path: Path, model: str = "tiny-llama", dtype: str = "float32"
+) -> Iterator[Served]:
+    """The app on http://127.0.0.1:<free port>, stopped on exit (``dtype``: the app's
+    SELFSPEC_DTYPE; "auto" serves a model as a user's app would)."""
     port = free_port()
-    config = AppConfig(default_model=model, port=port, test_user_header=True, dtype="float32")
+    config = AppConfig(default_model=model, port=port, test_user_header=True, dtype=dtype)
     ctx = build_context(config, db_url=f"sqlite:///{tmp_path / 'app.db'}")
     server = uvicorn.Server(
         uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port, log_level="warning")

@@ -343,6 +343,8 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
             label="accepted lengths",
             elem_id="pg-accepted",
         )
+    # A row of its own: a legend of several methods needs the page's width.
+    with gr.Row():
         history = gr.ScatterPlot(  # points: a series of one run is still visible
             x="time",
             y="speed-up",
@@ -352,7 +354,6 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
             x_axis_format=TIME_FORMAT,
             elem_id="pg-history",
         )
-
     with gr.Row():
         timeline_of = gr.Dropdown(
             [],
@@ -368,6 +369,7 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
             title="Per step: draft and verify time (hover: drafts proposed and accepted)",
             label="timeline",
             tooltip="all",
+            sort=None,  # steps in order (they are labels, so that each gets a bar)
             scale=4,
             elem_id="pg-timeline",
         )

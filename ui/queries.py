@@ -23,13 +23,16 @@ def decode_history(db: Database, user_id: int, limit: int = 500) -> pd.DataFrame
             .order_by(DecodeRun.created_at.desc(), DecodeRun.id.desc())
             .limit(limit)
         ).all()
+    # A series per method, and per model only where the user ran several: the legend
+    # then fits beside the plot.
+    several = len({run.model for run in rows}) > 1
     frame = pd.DataFrame(
         [
             {
                 "time": run.created_at.replace(tzinfo=None),
                 "model": run.model,
                 "method": run.method,
-                "series": f"{run.method} · {run.model}",
+                "series": f"{run.method} · {run.model}" if several else run.method,
                 "tokens/s": run.tokens_per_s,
                 "speed-up": run.speedup,
             }

@@ -89,15 +89,16 @@ def calibration(frame: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
 
 
 def _forecast_update(frame: pd.DataFrame) -> dict:
-    """The forecast, with a hint instead of a flat empty chart when nothing is due."""
-    empty = not frame["cards due"].any()
+    """The forecast, with a hint instead of a flat empty chart when nothing is due. The
+    axis reaches at least 4 so that its ticks are whole cards (0, 1, 2, ...)."""
+    peak = int(frame["cards due"].max()) if len(frame) else 0
     hint = (
         "Nothing due in the next 30 days: add a note, generate questions for it in Notes, "
         "and review them."
-        if empty
-        else None
+        if peak == 0
+        else ""  # "" clears an earlier hint; None would keep it
     )
-    return gr.update(value=frame, caption=hint)
+    return gr.update(value=frame, caption=hint, y_lim=[0, max(4, peak)])
 
 
 def _naive(moment: datetime) -> datetime:
@@ -117,12 +118,14 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
         draw = gr.Button("Draw curve", scale=0)
     with gr.Row():
         curve = gr.LinePlot(x="time", y="recall", color="series", title="Forgetting curve and desired retention",
-                            y_lim=[0, 1], label="forgetting curve", elem_id="stats-curve")  # fmt: skip
+                            y_lim=[0, 1], label="forgetting curve", elem_id="stats-curve",
+                            x_axis_format=TIME_FORMAT)  # fmt: skip
         reviews = gr.ScatterPlot(
             x="time",
             y="rating",
             title="Reviews of this card (rating 1-4)",
             y_lim=[0.5, 4.5],  # the whole rating scale, also when every rating is the same
+            x_axis_format=TIME_FORMAT,
             label="reviews",
             elem_id="stats-reviews",
         )

@@ -349,6 +349,13 @@ def install_adapter_if_better(ctx: AppContext, candidate: Path) -> str:
     )
 
 
+def _time_left(elapsed: float, done: int, left: int | None) -> str:
+    """The suffix " (about N s left)", from the pace so far once there is one."""
+    if not done or not left or left < 0:
+        return ""
+    return f" (about {elapsed / done * left:.0f} s left)"
+
+
 def _cancellable_writer(cancel: threading.Event) -> Callable:
     """The corpus writer of `build_corpus`, one prompt per call, that gives up between
     prompts once ``cancel`` is set (writing the corpus is the longest stage)."""
@@ -473,11 +480,15 @@ def build(ctx: AppContext, tab: gr.Tab) -> None:
             job = lambda emit, stop: run_search(  # noqa: E731 - the job's one call
                 lm, settings, storage=storage, out=candidate, progress=emit, should_stop=stop
             )
+            started = time.perf_counter()
             for batch in stream_batches(job, STREAM_EVERY_S, cancel):
                 result = collect(batch, str, lines, result)
                 if batch:
+                    match = TRIAL_LINE.search(lines[-1]) if lines else None
+                    left = settings.trials - int(match[1]) if match else None
                     yield (
-                        (lines[-1] if lines else "Calibrating…"),
+                        (lines[-1] if lines else "Calibrating…")
+                        + _time_left(time.perf_counter() - started, len(lines), left),
                         with_legend(trial_rows(lines), "series"),
                     )
         except SelfSpecError as exc:
@@ -521,6 +532,7 @@ def build(ctx: AppContext, tab: gr.Tab) -> None:
             return
         cancel.clear()
         start = time.perf_counter()
+        first_step: float | None = None  # when training began, after the corpus
 
         def job(emit: Callable, stop: Callable[[], bool]) -> object:
             # The corpus is written here, not inside train_adapter, so that Cancel is
@@ -536,8 +548,15 @@ def build(ctx: AppContext, tab: gr.Tab) -> None:
         try:
             for batch in stream_batches(job, STREAM_EVERY_S, cancel):
                 adapter = collect(batch, TrainProgress, reports, adapter)
+                if reports and first_step is None:
+                    first_step = time.perf_counter()
                 done = (
                     f"step {reports[-1].step} of {settings.steps}, loss {reports[-1].loss:.3f}"
+                    + _time_left(
+                        time.perf_counter() - first_step,
+                        len(reports) - 1,
+                        settings.steps - reports[-1].step,
+                    )  # fmt: skip
                     if reports
                     else "writing the training corpus with the full model"
                 )
