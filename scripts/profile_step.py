@@ -76,11 +76,9 @@ def profile(model: str, dtype: str, context: int, repeats: int) -> dict:
         parts["layer stack (one native call)"] - products
     )
     parts["Python and ctypes overhead"] = parts["step (forward, one token)"] - calls
-    weights = (
-        eng.weight_bytes()
-        - eng.embedding_weight.nbytes
-        + (eng.embedding_weight.nbytes if eng.embedding_weight is not eng.head_weight else 0)
-    )
+    # A step reads every layer matrix and the LM head; of the embedding, one row.
+    weights = sum(w.nbytes for nl in eng.native_layers for w in nl.matrices())
+    weights += eng.head_weight.nbytes
     kv = 2 * cfg.n_layers * cfg.n_kv_heads * context * cfg.head_dim * 4
     step_s = parts["step (forward, one token)"] / 1e3
     return {
