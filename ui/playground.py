@@ -55,6 +55,7 @@ __all__ = [
 
 MAX_PROMPT_CHARS = 20_000
 MAX_REPEATS = 5
+NO_DRAFTS = "no drafting method ran"
 BASELINE = "vanilla"
 STREAM_EVERY_S = 0.15  # how often the page re-renders the streamed output
 METRIC_COLUMNS = [
@@ -184,6 +185,8 @@ def accepted_rows(results: dict[str, GenerationResult]) -> pd.DataFrame:
         for name, result in results.items()
         for n, count in result.accepted_histogram().items()
     ]
+    if not rows:  # a row that says so: Gradio keeps an earlier plot when sent no value
+        rows = [{"method": NO_DRAFTS, "accepted drafts": "0", "steps": 0}]
     return pd.DataFrame(rows, columns=["method", "accepted drafts", "steps"])
 
 
@@ -340,6 +343,7 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
             y="steps",
             color="method",
             title="Accepted drafts per verification step",
+            y_axis_format="d",  # whole steps
             label="accepted lengths",
             elem_id="pg-accepted",
         )
