@@ -14,7 +14,7 @@ import pytest
 from gradio_client import Client, handle_file
 from sqlalchemy import func, select
 
-from db import Card, DecodeRun, Review
+from db import DecodeRun, Review
 from study.export import read_cards_csv
 from tests.app_helpers import Served, add_cards, plot_rows, serve_app, user_headers
 from ui.playground import MAX_PROMPT_CHARS, NO_DRAFTS
@@ -108,11 +108,8 @@ def test_model_output_and_prompts_are_escaped(served: Served) -> None:
 def test_review_submitted_twice_with_the_same_key_counts_once(served: Served) -> None:
     user = client(served, "reviewer")
     card_ids = add_cards(served.ctx, "reviewer", [("Q1?", "A1"), ("Q2?", "A2")])
-    key, progress, question, *_ = user.predict(api_name="/review_start")
-    with served.ctx.db.read() as session:  # the seed notes' cards (given at the first
-        owner = session.scalar(select(Card.user_id).where(Card.id == card_ids[0]))  # visit)
-        due = session.scalar(select(func.count()).select_from(Card).where(Card.user_id == owner))
-    assert f"Card **1** of **{due}**" in progress and due > 2
+    key, progress, *_ = user.predict(api_name="/review_start")
+    assert "Card **1** of" in progress  # with the seed notes' cards, up to the daily limit
     first = user.predict("3 · Good", key, api_name="/review_rate")
     again = user.predict("3 · Good", key, api_name="/review_rate")  # a double click
     assert "Recorded" in first[-1]
