@@ -470,7 +470,7 @@ def evaluate(
     log: ReviewLog | dict[str, list[ReviewEvent]],
     models: Sequence[str] | None = None,
     folds: int = 5,
-    bootstrap: int = 1000,
+    bootstrap: int = 200,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> Evaluation:
@@ -534,7 +534,7 @@ def evaluate_logs(
     logs: Sequence[ReviewLog],
     models: Sequence[str] | None = None,
     folds: int = 5,
-    bootstrap: int = 1000,
+    bootstrap: int = 200,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> MultiEvaluation:

@@ -468,3 +468,10 @@ def test_quiz_eval_reports_yield_reasons_and_time_per_card(tmp_path):
     assert tiny["model_calls"] == 0 and "too short to quiz" in tiny["rejections"][0]
     assert report["share_of_notes_with_2_or_more_cards"] == 0.0
     assert any("too short" in reason for reason in report["rejection_reasons"])
+
+
+def test_an_answer_that_only_talks_about_answering_is_rejected():
+    """Seen in quiz-eval: "The answer is" passed as grounded on a note that "answers"."""
+    note = "Bloom filters\nA Bloom filter answers whether an element may be in a set."
+    card = CardDraft(CardKind.BASIC, "How many elements can a Bloom filter hold?", "The answer is")
+    assert any("no content words" in r for r in validate_card(card, note))

@@ -53,6 +53,7 @@ itself just me more most my no nor not now of off on once only or other our ours
 over own same she should so some such than that the their theirs them then there these
 they this those through to too under until up very was we were what when where which
 while who whom why will with would you your yours one also may might must shall
+answer question text
 """
 _STOP_WORDS = frozenset(_STOP_TEXT.split())
 
