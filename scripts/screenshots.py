@@ -81,10 +81,10 @@ def _capture(tmp: Path, model: str, tokens: int, out: Path) -> int:
             expect(page.locator(ready)).to_be_visible()
             if tab == "Review":
                 page.locator("#review-start").click()
-                page.locator("body").press("Space")
+                page.get_by_role("button", name=re.compile("^Show answer")).click()
                 expect(page.locator("#rate-3")).to_be_visible()
                 shot("review")
-                page.locator("body").press("3")
+                page.locator("#rate-3").click()
                 expect(page.locator("#review-message")).to_contain_text("Recorded")
                 continue
             shot(tab.lower())

@@ -65,7 +65,7 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
             with gr.Tab("Notes", id="notes"):
                 notes_tab.build(ctx, demo)
             with gr.Tab("Stats", id="stats") as tab:
-                stats.build(ctx, demo, tab)
+                stats.build(ctx, tab)
             with gr.Tab("Settings", id="settings"):
                 load_settings, settings_fields = settings_tab.build(ctx)
         demo.load(load_settings, None, list(settings_fields), api_visibility="private")

@@ -105,7 +105,7 @@ def _naive(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None)
 
 
-def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
+def build(ctx: AppContext, tab: gr.Tab) -> None:
     """Lay out the Stats tab inside the current Blocks context; opening ``tab`` redraws it
     from the database (reviews and runs made since the page loaded)."""
     gr.Markdown(
@@ -215,7 +215,8 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
     refresh.click(overview, None, outputs, api_name="stats_overview").then(
         draw_curve, card, [curve, reviews]
     )
-    demo.load(overview, None, outputs, api_visibility="private")
+    # Drawn when the tab opens, not at page load: a Gradio 6.31 plot that gets a value
+    # while its tab has never been shown does not draw the next one.
     tab.select(overview, None, outputs, api_visibility="private").then(
         draw_curve, card, [curve, reviews]
     )
