@@ -248,10 +248,11 @@ def tiny_config(name: str):
     )
 
 
-def _tiny_model(name: str, dtype: torch.dtype, seed: int = 0) -> nn.Module:
+def _tiny_model(name: str, dtype: torch.dtype, seed: int = 0, config=None) -> nn.Module:
+    """A seeded random model of `name`'s family, from `tiny_config(name)` or a given one."""
     from transformers import AutoModelForCausalLM
 
-    config = tiny_config(name)
+    config = config or tiny_config(name)
     config._attn_implementation = "eager" if name == "tiny-gemma2" else "sdpa"
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

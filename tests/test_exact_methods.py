@@ -23,7 +23,7 @@ from selfspec.decoding import generate, run_to_end, vanilla
 from selfspec.drafters.kangaroo import KangarooDrafter
 from selfspec.drafters.lookup import PromptLookupDrafter
 from selfspec.drafters.skip import AdaptiveThreshold, SkipLayerDrafter
-from selfspec.loading import LoadedModel, tiny_config
+from selfspec.loading import LoadedModel, _tiny_model, tiny_config
 from selfspec.methods import get_method
 from selfspec.model import SkipSet, Transformer
 from selfspec.sampling import SamplingConfig
@@ -46,7 +46,7 @@ def quantized_tiny(arch: str, qtype: GGMLType) -> LoadedModel:
         config.hidden_size, config.intermediate_size, config.head_dim = 256, 512, 64
         if arch == "tiny-gemma2":
             config.query_pre_attn_scalar = 64
-    model = _tiny_model_from(config, arch)
+    model = _tiny_model(arch, torch.float32, config=config).eval().requires_grad_(False)
     engine = Transformer.from_hf(model)
     for i, nl in enumerate(engine.native_layers):
         for name in ("q", "k", "v", "o", "gate", "up", "down"):
@@ -57,15 +57,6 @@ def quantized_tiny(arch: str, qtype: GGMLType) -> LoadedModel:
     engine.head_weight = random_weight(qtype, v, c, seed=2)
     eos = frozenset({ByteTokenizer.eos_token_id})
     return LoadedModel(f"{arch}-{qtype.name}", arch, engine, ByteTokenizer(), eos, torch.float32)
-
-
-def _tiny_model_from(config, arch: str):
-    config._attn_implementation = "eager" if arch == "tiny-gemma2" else "sdpa"
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        from transformers import AutoModelForCausalLM
-
-        return AutoModelForCausalLM.from_config(config).float().eval().requires_grad_(False)
 
 
 def tokens_of(lm, prompt, method, cfg):
