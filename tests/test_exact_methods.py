@@ -23,9 +23,10 @@ from selfspec.decoding import generate, run_to_end, vanilla
 from selfspec.drafters.kangaroo import KangarooDrafter
 from selfspec.drafters.lookup import PromptLookupDrafter
 from selfspec.drafters.skip import AdaptiveThreshold, SkipLayerDrafter
-from selfspec.loading import LoadedModel, _tiny_model, tiny_config
+from selfspec.loading import LoadedModel
 from selfspec.methods import get_method
 from selfspec.model import SkipSet, Transformer
+from selfspec.random_models import random_config, seeded_model
 from selfspec.sampling import SamplingConfig
 from selfspec.speculative import speculative
 from selfspec.tokens import ByteTokenizer
@@ -41,12 +42,13 @@ N_LAYERS = 4
 def quantized_tiny(arch: str, qtype: GGMLType) -> LoadedModel:
     """A tiny random model whose every matrix (embedding and head included) is random
     blocks of `qtype`; widths are whole K-quant super-blocks (256) where needed."""
-    config = tiny_config(arch)
+    config = random_config(arch)
     if BLOCKS[qtype][0] == 256:
         config.hidden_size, config.intermediate_size, config.head_dim = 256, 512, 64
         if arch == "tiny-gemma2":
             config.query_pre_attn_scalar = 64
-    model = _tiny_model(arch, torch.float32, config=config).eval().requires_grad_(False)
+    model = seeded_model(config, torch.float32, eager=arch == "tiny-gemma2")
+    model = model.eval().requires_grad_(False)
     engine = Transformer.from_hf(model)
     for i, nl in enumerate(engine.native_layers):
         for name in ("q", "k", "v", "o", "gate", "up", "down"):
