@@ -19,7 +19,14 @@ from db.models import (
     UserSettings,
     utcnow,
 )
-from db.records import get_or_create_user, get_settings, record_decode_run, record_quiz_run
+from db.queries import DecodeRunRow, PredictedReview, decode_runs, predicted_reviews
+from db.records import (
+    ensure_user,
+    get_or_create_user,
+    get_settings,
+    record_decode_run,
+    record_quiz_run,
+)
 
 __all__ = [
     "CARD_KINDS",
@@ -29,17 +36,22 @@ __all__ = [
     "Database",
     "DatabaseUnavailableError",
     "DecodeRun",
+    "DecodeRunRow",
     "JobRun",
     "Note",
+    "PredictedReview",
     "QuizRun",
     "Review",
     "User",
     "UserSettings",
+    "decode_runs",
     "default_url",
+    "ensure_user",
     "get_or_create_user",
     "get_settings",
     "init_db",
     "make_engine",
+    "predicted_reviews",
     "record_decode_run",
     "record_quiz_run",
     "utcnow",

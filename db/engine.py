@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -183,6 +183,15 @@ class Database:
                     raise
                 time.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")
+
+    def ping(self) -> bool:
+        """Whether the database answers a trivial query now (the health check)."""
+        try:
+            with self.read() as session:
+                session.execute(text("SELECT 1"))
+        except Exception:  # any failure means "not healthy"; the caller reports it
+            return False
+        return True
 
     def dispose(self) -> None:
         """Close all pooled connections (tests, shutdown)."""

@@ -1,7 +1,8 @@
 """Small write helpers other parts call: users, settings rows and run records.
 
 They take an open ``Session`` and do not commit, so the caller decides the transaction
-(usually ``Database.write``).
+(usually ``Database.write``); ``ensure_user`` is the one that runs its own, for callers
+that hold no session.
 """
 
 from __future__ import annotations
@@ -12,9 +13,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from db.engine import Database
 from db.models import DecodeRun, QuizRun, User, UserSettings, utcnow
 
-__all__ = ["get_or_create_user", "get_settings", "record_decode_run", "record_quiz_run"]
+__all__ = [
+    "ensure_user",
+    "get_or_create_user",
+    "get_settings",
+    "record_decode_run",
+    "record_quiz_run",
+]
 
 
 def get_or_create_user(session: Session, name: str) -> User:
@@ -30,6 +38,11 @@ def get_or_create_user(session: Session, name: str) -> User:
         session.add(UserSettings(user_id=user.id))
         session.flush()
     return user
+
+
+def ensure_user(db: Database, name: str) -> int:
+    """The id of the user called ``name``, created in its own transaction on first use."""
+    return db.write(lambda session: get_or_create_user(session, name).id)
 
 
 def get_settings(session: Session, user_id: int) -> UserSettings:

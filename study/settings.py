@@ -26,9 +26,11 @@ from study.scheduler import RETENTION_RANGE, SchedulingPolicy
 __all__ = [
     "StudySettings",
     "load_settings",
+    "read_settings",
     "model_tag",
     "refit_parameters",
     "review_histories",
+    "user_review_histories",
     "kept_review_count",
     "update_settings",
 ]
@@ -95,6 +97,12 @@ def load_settings(session: Session, user_id: int) -> StudySettings:
     return _from_row(session.get(UserSettings, user_id))
 
 
+def read_settings(db: Database, user_id: int) -> StudySettings:
+    """``load_settings`` in its own read session, for callers that hold none (the UI)."""
+    with db.read() as session:
+        return load_settings(session, user_id)
+
+
 _VALIDATORS: dict[str, Any] = {
     "memory_model": lambda v: v in SCHEDULING_MODELS,
     "desired_retention": lambda v: RETENTION_RANGE[0] <= float(v) <= RETENTION_RANGE[1],
@@ -140,6 +148,12 @@ def review_histories(session: Session, user_id: int) -> dict[int, list[ReviewEve
     for card_id, at, rating in rows:
         histories[card_id].append(ReviewEvent(at=at, rating=Rating(rating)))
     return dict(histories)
+
+
+def user_review_histories(db: Database, user_id: int) -> dict[int, list[ReviewEvent]]:
+    """``review_histories`` in its own read session, for callers that hold none (the UI)."""
+    with db.read() as session:
+        return review_histories(session, user_id)
 
 
 def refit_parameters(db: Database, user_id: int, model_name: str | None = None) -> FitDecision:

@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic import command
@@ -24,10 +24,14 @@ from db import (
     DatabaseUnavailableError,
     DecodeRun,
     QuizRun,
+    Review,
     User,
     UserSettings,
+    decode_runs,
     default_url,
+    ensure_user,
     init_db,
+    predicted_reviews,
 )
 from db.engine import alembic_config, make_engine
 from db.records import get_or_create_user, record_decode_run, record_quiz_run
@@ -235,3 +239,29 @@ def test_processes_starting_together_migrate_once(fresh_db_url, tmp_path):
     db = init_db(fresh_db_url, upgrade=False)
     assert _version(db) == _head()
     db.dispose()
+
+
+def test_chart_queries_are_scoped_ordered_and_skip_undone_reviews(db):
+    erin, (card,) = add_user_with_cards(db, "erin", 1)
+    other = ensure_user(db, "fay")
+    assert ensure_user(db, "erin") == erin
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for i, (who, method) in enumerate([(erin, "a"), (other, "b"), (erin, "c"), (erin, "d")]):
+        db.write(
+            lambda s, who=who, method=method, i=i: record_decode_run(
+                s, method=method, model="m", user_id=who, created_at=start + timedelta(hours=i)
+            )
+        )
+    assert [r.method for r in decode_runs(db, erin)] == ["a", "c", "d"]  # oldest first
+    assert [r.method for r in decode_runs(db, erin, limit=2)] == ["c", "d"]  # the latest two
+
+    def reviews(session):  # noqa: ANN001, ANN202 - test helper
+        for i, undone in enumerate([None, start]):
+            session.add(Review(card_id=card, user_id=erin, rating=3 - i, idempotency_key=f"k{i}",
+                               reviewed_at=start + timedelta(days=i), predicted_recall=0.8,
+                               undone_at=undone))  # fmt: skip
+
+    db.write(reviews)
+    assert [(r.rating, r.predicted_recall) for r in predicted_reviews(db, erin)] == [(3, 0.8)]
+    assert predicted_reviews(db, other) == []
+    assert db.ping()

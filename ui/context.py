@@ -57,11 +57,4 @@ class AppContext:
         )
 
     def db_ok(self) -> bool:
-        from sqlalchemy import text
-
-        try:
-            with self.db.read() as session:
-                session.execute(text("SELECT 1"))
-        except Exception:
-            return False
-        return True
+        return self.db.ping()

@@ -16,7 +16,7 @@ from db import utcnow
 from study.errors import CardNotFoundError, NothingToUndoError, StudyError
 from study.reviews import submit_review, undo_last_review
 from study.scheduler import due_cards, nothing_due_reason
-from study.settings import load_settings
+from study.settings import read_settings
 from ui.context import AppContext
 from ui.render import escape
 
@@ -143,8 +143,7 @@ def build(ctx: AppContext) -> None:
         uid = ctx.user(request, profile)
         st = _new_session(ctx, uid)
         _show_next(st)
-        with ctx.db.read() as session:
-            scheduler = load_settings(session, uid).describe()
+        scheduler = read_settings(ctx.db, uid).describe()
         due = f"{len(st['cards'])} card(s) due now." if st["cards"] else ""
         return view(uid, st, note=f"{due}\n\n_Scheduled by {scheduler}_".strip())
 

@@ -6,10 +6,9 @@ from collections.abc import Callable
 
 import gradio as gr
 
-from db import get_settings
 from study.errors import StudyError
 from study.runner import resync
-from study.settings import update_settings
+from study.settings import read_settings, update_settings
 from ui.context import AppContext
 
 __all__ = ["build"]
@@ -38,9 +37,13 @@ def build(ctx: AppContext) -> tuple[Callable, tuple]:
         uid = ctx.signed_in_user(request, profile)
         if uid is None:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        with ctx.db.read() as session:
-            row = get_settings(session, uid)
-            return row.memory_model, row.desired_retention, row.daily_new_limit, row.daily_job_time
+        now = read_settings(ctx.db, uid)
+        return (
+            now.model.name,
+            now.policy.desired_retention,
+            now.daily_new_limit,
+            now.daily_job_time,
+        )
 
     def store(
         model: str,

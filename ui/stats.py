@@ -1,8 +1,9 @@
 """Stats tab: forgetting curves, due forecast, review heatmap, calibration, memory-model
 comparison on the user's own reviews, and the decoding speed history.
 
-The numbers come from ``study`` (curves, due dates, evaluation) and ``ui.queries``; this
-module only shapes them into frames for Gradio's native plots.
+The numbers come from ``study`` (curves, due dates, settings, evaluation) and ``db``'s
+queries (through ``ui.queries``); this module only shapes them into frames for Gradio's
+native plots and opens no database session itself.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -11,12 +12,12 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
-from db import get_settings, utcnow
+from db import utcnow
 from study.cards_service import list_cards
 from study.errors import StudyError
 from study.evaluate import evaluate
 from study.reviews import forgetting_curve
-from study.settings import review_histories
+from study.settings import read_settings, user_review_histories
 from ui.context import AppContext
 from ui.plots import TIME_FORMAT, with_legend
 from ui.queries import decode_history, review_predictions
@@ -186,8 +187,7 @@ def build(ctx: AppContext, tab: gr.Tab) -> None:
         except StudyError as exc:
             gr.Warning(str(exc))
             return gr.skip(), gr.skip()
-        with ctx.db.read() as session:
-            retention = get_settings(session, uid).desired_retention
+        retention = read_settings(ctx.db, uid).policy.desired_retention
         points = pd.DataFrame(
             [(_naive(t), r, "predicted recall") for t, r in fc.points],
             columns=["time", "recall", "series"],
@@ -203,8 +203,7 @@ def build(ctx: AppContext, tab: gr.Tab) -> None:
 
     def compare_models(request: gr.Request, profile: gr.OAuthProfile | None) -> str:
         uid = ctx.user(request, profile)
-        with ctx.db.read() as session:
-            histories = {str(k): v for k, v in review_histories(session, uid).items()}
+        histories = {str(k): v for k, v in user_review_histories(ctx.db, uid).items()}
         try:
             result = evaluate(histories, models=COMPARED_MODELS)
         except (StudyError, ValueError) as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from db import Database, get_or_create_user
+from db import Database, ensure_user
 from ui.config import AppConfig
 
 __all__ = ["LOCAL_USER", "TEST_USER_HEADER", "SignInRequired", "user_name", "user_id"]
@@ -42,4 +42,4 @@ def user_name(
 
 def user_id(db: Database, name: str) -> int:
     """The database id of ``name``, creating the user on first use."""
-    return db.write(lambda session: get_or_create_user(session, name).id)
+    return ensure_user(db, name)
