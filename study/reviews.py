@@ -1,4 +1,4 @@
-"""The review service: submit, undo, and read predicted recall, always scoped to one user.
+"""The review service: submit and undo answers, always scoped to one user.
 
 Why each rule:
 * every submission carries a client-chosen idempotency key, unique per user; a retried
@@ -11,16 +11,14 @@ Why each rule:
   all writers), so two tabs rating one card at once are applied one after the other and
   the later never overwrites the earlier with a state computed from a stale read. The
   review time defaults to the moment the lock is held, so the later one is also later;
-* a card of another user is reported as not found: users cannot even learn which ids
-  exist;
-* each review stores the state before it, so undo restores that state exactly;
-* a card state made under another model or other parameters is rebuilt from the card's
-  reviews before it is used.
+* each review stores the state before it, so undo restores that state exactly.
+
+How a card's state is read, rebuilt and written is in ``study.card_state``; predicted
+recall and forgetting curves in ``study.recall``.
 """
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,30 +27,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db import Card, CardState, Database, Review, utcnow
-from study.errors import (
-    CardNotFoundError,
-    InvalidRatingError,
-    InvalidTimestampError,
-    NothingToUndoError,
-    StudyError,
-)
-from study.memory import MemoryState, Rating, ReviewEvent
-from study.scheduler import CardSchedule, Phase, schedule_review
-from study.settings import StudySettings, load_settings, model_tag
+from db import CardState, Database, Review, utcnow
+from study.card_state import current_schedule, fuzz_rng, state_snapshot, user_card, write_state
+from study.errors import InvalidRatingError, InvalidTimestampError, NothingToUndoError, StudyError
+from study.memory import Rating
+from study.scheduler import Phase, schedule_review
+from study.settings import load_settings, model_tag
 
-__all__ = [
-    "CardMemory",
-    "ForgettingCurve",
-    "ReviewResult",
-    "UndoResult",
-    "card_memory",
-    "forgetting_curve",
-    "predicted_recall",
-    "replayed_schedule",
-    "submit_review",
-    "undo_last_review",
-]
+__all__ = ["ReviewResult", "UndoResult", "submit_review", "undo_last_review"]
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 MAX_DURATION_MS = 24 * 3600 * 1000
@@ -80,25 +62,6 @@ class UndoResult:
     due: datetime | None
 
 
-@dataclass(frozen=True)
-class CardMemory:
-    """A card's current schedule under the user's model (None while the card is new)."""
-
-    card_id: int
-    schedule: CardSchedule | None
-    model_name: str
-
-
-@dataclass(frozen=True)
-class ForgettingCurve:
-    """Predicted recall over time since the last review, and the card's past reviews."""
-
-    card_id: int
-    points: list[tuple[datetime, float]]
-    reviews: list[tuple[datetime, int]]
-    due: datetime | None
-
-
 def _check_rating(rating: Any) -> Rating:
     if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 4:
         raise InvalidRatingError(
@@ -116,94 +79,6 @@ def _check_time(at: datetime, now: datetime) -> None:
         raise InvalidTimestampError(
             f"review time {at.isoformat()} is in the future (now {now.isoformat()})"
         )
-
-
-def _user_card(session: Session, user_id: int, card_id: int, *, lock: bool = False) -> Card:
-    query = select(Card).where(Card.id == card_id, Card.user_id == user_id)
-    card = session.scalar(query.with_for_update() if lock else query)
-    if card is None:
-        raise CardNotFoundError(f"card {card_id} not found for this user")
-    return card
-
-
-def _state_to_json(state: CardState | None) -> dict[str, Any] | None:
-    if state is None:
-        return None
-    return {
-        "memory_model": state.memory_model,
-        "phase": state.phase,
-        "step": state.step,
-        "stability": state.stability,
-        "difficulty": state.difficulty,
-        "due": state.due.isoformat(),
-        "last_review": state.last_review.isoformat(),
-        "reps": state.reps,
-        "lapses": state.lapses,
-    }
-
-
-def _schedule_from_row(state: CardState) -> CardSchedule:
-    return CardSchedule(
-        memory=MemoryState(state.stability, state.difficulty, state.last_review),
-        phase=Phase(state.phase),
-        step=state.step,
-        due=state.due,
-        reps=state.reps,
-        lapses=state.lapses,
-    )
-
-
-def _history(session: Session, card_id: int) -> list[ReviewEvent]:
-    rows = session.execute(
-        select(Review.reviewed_at, Review.rating)
-        .where(Review.card_id == card_id, Review.undone_at.is_(None))
-        .order_by(Review.reviewed_at, Review.id)
-    ).all()
-    return [ReviewEvent(at=at, rating=Rating(rating)) for at, rating in rows]
-
-
-def _rng(card_id: int, reps: int) -> random.Random:
-    """Fuzz drawn from the card and its review count: replays give the same schedule."""
-    return random.Random(card_id * 1_000_003 + reps)
-
-
-def _replay(session: Session, card: Card, settings: StudySettings) -> CardSchedule | None:
-    """The card's schedule rebuilt from its kept reviews, in time order, under ``settings``."""
-    schedule: CardSchedule | None = None
-    for event in _history(session, card.id):
-        reps = 0 if schedule is None else schedule.reps
-        schedule = schedule_review(
-            schedule, event.rating, event.at, settings.model, settings.policy, _rng(card.id, reps)
-        )
-    return schedule
-
-
-def _current_schedule(session: Session, card: Card, settings: StudySettings) -> CardSchedule | None:
-    """The card's schedule under the user's current model, rebuilt from reviews if stale.
-
-    Models with extra state (counts) are rebuilt every time, since the row has no room
-    for it; the scheduling models keep all they need in stability and difficulty.
-    """
-    state = card.state
-    if state is None:
-        return None
-    if state.memory_model == model_tag(settings.model):
-        return _schedule_from_row(state)
-    return _replay(session, card, settings)
-
-
-def _write_state(card: Card, schedule: CardSchedule, tag: str) -> None:
-    state = card.state or CardState(card_id=card.id)
-    state.memory_model = tag
-    state.phase = schedule.phase.value
-    state.step = schedule.step
-    state.stability = schedule.memory.stability
-    state.difficulty = schedule.memory.difficulty
-    state.due = schedule.due
-    state.last_review = schedule.memory.last_review
-    state.reps = schedule.reps
-    state.lapses = schedule.lapses
-    card.state = state
 
 
 def _duplicate(session: Session, user_id: int, key: str, card_id: int) -> ReviewResult | None:
@@ -257,14 +132,14 @@ def submit_review(
         raise StudyError(f"duration_ms {duration_ms} is outside 0..{MAX_DURATION_MS}")
 
     def work(session: Session) -> ReviewResult:
-        card = _user_card(session, user_id, card_id, lock=True)
+        card = user_card(session, user_id, card_id, lock=True)
         moment = at or utcnow()  # taken under the card's lock: later than its last review
         duplicate = _duplicate(session, user_id, idempotency_key, card_id)
         if duplicate is not None:
             return duplicate
         settings = load_settings(session, user_id)
-        before = _state_to_json(card.state)
-        current = _current_schedule(session, card, settings)
+        before = state_snapshot(card.state)
+        current = current_schedule(session, card, settings)
         if current is not None and moment < current.memory.last_review:
             raise InvalidTimestampError(
                 f"review time {moment.isoformat()} is before the card's last review "
@@ -273,7 +148,12 @@ def submit_review(
         predicted = None if current is None else settings.model.recall(current.memory, moment)
         reps = 0 if current is None else current.reps
         schedule = schedule_review(
-            current, checked_rating, moment, settings.model, settings.policy, _rng(card.id, reps)
+            current,
+            checked_rating,
+            moment,
+            settings.model,
+            settings.policy,
+            fuzz_rng(card.id, reps),
         )
         review = Review(
             user_id=user_id,
@@ -287,7 +167,7 @@ def submit_review(
             state_before=before,
         )
         session.add(review)
-        _write_state(card, schedule, model_tag(settings.model))
+        write_state(card, schedule, model_tag(settings.model))
         session.flush()
         return ReviewResult(
             review_id=review.id,
@@ -330,7 +210,7 @@ def undo_last_review(db: Database, user_id: int) -> UndoResult:
         # Lock the card, then check that its review is still the latest: a review or
         # undo of another tab in between would otherwise be overwritten.
         review = latest(session)
-        card = _user_card(session, user_id, review.card_id, lock=True)
+        card = user_card(session, user_id, review.card_id, lock=True)
         if latest(session).id != review.id:
             raise StudyError("your reviews changed meanwhile (another tab?): undo again")
         review.undone_at = utcnow()
@@ -351,65 +231,3 @@ def undo_last_review(db: Database, user_id: int) -> UndoResult:
         return UndoResult(review_id=review.id, card_id=card.id, due=due)
 
     return db.write(work)
-
-
-def card_memory(db: Database, user_id: int, card_id: int) -> CardMemory:
-    """The card's current schedule under the user's model (None for a new card)."""
-    with db.read() as session:
-        card = _user_card(session, user_id, card_id)
-        settings = load_settings(session, user_id)
-        schedule = _current_schedule(session, card, settings)
-    return CardMemory(card_id=card_id, schedule=schedule, model_name=settings.model.name)
-
-
-def replayed_schedule(db: Database, user_id: int, card_id: int) -> CardSchedule | None:
-    """The card's schedule rebuilt from its kept reviews alone, ignoring the stored state.
-
-    Equal to the stored schedule whenever every review was applied in turn: the check
-    that no concurrent review was lost or overwritten.
-    """
-    with db.read() as session:
-        card = _user_card(session, user_id, card_id)
-        return _replay(session, card, load_settings(session, user_id))
-
-
-def predicted_recall(
-    db: Database, user_id: int, card_id: int, at: datetime | None = None
-) -> float | None:
-    """Predicted probability of recalling the card at ``at`` (default now); None if new."""
-    moment = at or utcnow()
-    if moment.tzinfo is None:
-        raise InvalidTimestampError(f"time {moment.isoformat()} has no time zone")
-    with db.read() as session:
-        card = _user_card(session, user_id, card_id)
-        settings = load_settings(session, user_id)
-        schedule = _current_schedule(session, card, settings)
-    if schedule is None:
-        return None
-    return settings.model.recall(schedule.memory, moment)
-
-
-def forgetting_curve(
-    db: Database,
-    user_id: int,
-    card_id: int,
-    until: datetime | None = None,
-    points: int = 100,
-) -> ForgettingCurve:
-    """Points of the card's forgetting curve from its last review to ``until``.
-
-    ``until`` defaults to twice the time to the due date, so the plot shows the curve
-    crossing the desired retention. The card's past reviews come along for plotting.
-    """
-    with db.read() as session:
-        card = _user_card(session, user_id, card_id)
-        settings = load_settings(session, user_id)
-        schedule = _current_schedule(session, card, settings)
-        history = _history(session, card.id)
-    reviews = [(event.at, int(event.rating)) for event in history]
-    if schedule is None:
-        return ForgettingCurve(card_id=card_id, points=[], reviews=reviews, due=None)
-    last = schedule.memory.last_review
-    end = until or last + max(2 * (schedule.due - last), timedelta(days=1))
-    curve = settings.model.curve(schedule.memory, end, points)
-    return ForgettingCurve(card_id=card_id, points=curve, reviews=reviews, due=schedule.due)

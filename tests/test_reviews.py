@@ -16,14 +16,8 @@ from study.errors import (
     NothingToUndoError,
     StudyError,
 )
-from study.reviews import (
-    card_memory,
-    forgetting_curve,
-    predicted_recall,
-    replayed_schedule,
-    submit_review,
-    undo_last_review,
-)
+from study.recall import card_memory, forgetting_curve, predicted_recall, replayed_schedule
+from study.reviews import submit_review, undo_last_review
 from study.settings import update_settings
 from tests.study_helpers import T0, add_user_with_cards
 

@@ -16,7 +16,7 @@ from db import utcnow
 from study.cards_service import list_cards
 from study.errors import StudyError
 from study.evaluate import evaluate
-from study.reviews import forgetting_curve
+from study.recall import forgetting_curve
 from study.settings import read_settings, user_review_histories
 from ui.context import AppContext
 from ui.plots import TIME_FORMAT, with_legend
