@@ -47,7 +47,8 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from study.evaluate import evaluate_logs, load_review_log
+    from study.evaluate import evaluate_logs
+    from study.review_log import load_review_log
 
     started = time.perf_counter()
     logs = [load_review_log(path) for path in args.reviews]

@@ -9,7 +9,7 @@ but never an outcome at or after the fold's cutoff for fitting. A review is scor
 it comes a day or more after the previous review of its card (same-day reviews move
 the state but are not predicted). The predictions of all folds are pooled per learner.
 
-Metrics, on the pooled predictions: log loss; srs-benchmark's RMSE(bins), where each
+Metrics (``study.metrics``), on the pooled predictions: log loss; srs-benchmark's RMSE(bins), where each
 review is binned by elapsed days (2.48 * 3.62**k), review number (1.99 * 1.89**k) and
 lapse count (1.65 * 1.73**k, same-day lapses not counted) and the gap between mean
 prediction and mean outcome is weighted by bin size; and AUC. Each comes with a 95 %
@@ -20,18 +20,14 @@ the same resamples. Several logs give one row per learner and the mean across le
 
 from __future__ import annotations
 
-import csv
 import math
 import time
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
 from study.errors import InvalidReviewLogError
 from study.memory import (
@@ -39,12 +35,13 @@ from study.memory import (
     FSRS6Model,
     HLRModel,
     MemoryModel,
-    Rating,
     ReviewEvent,
     SM2Model,
 )
 from study.memory.base import CardHistory
 from study.memory.validation import fit_validated, scored_reviews, truncate
+from study.metrics import METRICS, log_loss
+from study.review_log import ReviewLog
 
 __all__ = [
     "BASELINE",
@@ -53,122 +50,13 @@ __all__ = [
     "Fold",
     "ModelScore",
     "MultiEvaluation",
-    "ReviewLog",
-    "auc",
     "evaluate",
     "evaluate_logs",
-    "load_review_log",
-    "log_loss",
-    "rmse_bins",
     "time_folds",
 ]
 
-REQUIRED_COLUMNS = ("card_id", "review_rating", "review_time")
-EPS = 1e-6
 BASELINE = "fsrs6-default"
 """The control every model's log loss is compared with, resample by resample."""
-
-
-@dataclass(frozen=True)
-class ReviewLog:
-    """One learner's card histories, and what reading the file skipped or repaired.
-
-    ``skipped`` counts rows left out, by reason; ``notes`` counts what was kept but is
-    worth knowing (rows out of time order, cards with a single review, which have
-    nothing to predict). Nothing is dropped without being counted here.
-    """
-
-    name: str
-    histories: dict[str, list[ReviewEvent]]
-    skipped: dict[str, int] = field(default_factory=dict)
-    notes: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def reviews(self) -> int:
-        return sum(len(h) for h in self.histories.values())
-
-    def summary(self) -> str:
-        counted = {**self.skipped, **self.notes}
-        parts = [f"{count} {reason}" for reason, count in counted.items() if count]
-        return f"{self.name}: {self.reviews} reviews of {len(self.histories)} cards" + (
-            f" ({'; '.join(parts)})" if parts else ""
-        )
-
-
-def load_review_log(path: Path | str) -> ReviewLog:
-    """A learner's log from a CSV in the shared review-log format, checked row by row.
-
-    A row that cannot be read (unknown rating, bad time, no card) fails the whole file
-    with its line number, never half-read. A second review of a card at the very same
-    time is a duplicate export, not a review: it is skipped and counted. Rows out of
-    time order are sorted and counted.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InvalidReviewLogError(f"review log {path} does not exist or is not a file")
-    rows: dict[str, list[ReviewEvent]] = defaultdict(list)
-    out_of_order = 0
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise InvalidReviewLogError(
-                    f"{path}: missing column(s) {', '.join(missing)}; expected a header with "
-                    f"{', '.join(REQUIRED_COLUMNS)} (review_duration optional)"
-                )
-            for line, row in enumerate(reader, start=2):
-                card_id, event = _parse_row(row, path, line)
-                previous = rows[card_id]
-                out_of_order += bool(previous) and event.at < previous[-1].at
-                previous.append(event)
-    except UnicodeDecodeError as error:
-        raise InvalidReviewLogError(f"{path}: not UTF-8 text ({error})") from error
-    except csv.Error as error:
-        raise InvalidReviewLogError(f"{path}: malformed CSV ({error})") from error
-    if not rows:
-        raise InvalidReviewLogError(f"{path}: no reviews in the file")
-    histories: dict[str, list[ReviewEvent]] = {}
-    duplicates = 0
-    for card_id, events in rows.items():
-        events.sort(key=lambda e: e.at)
-        kept = [e for i, e in enumerate(events) if i == 0 or e.at != events[i - 1].at]
-        duplicates += len(events) - len(kept)
-        histories[card_id] = kept
-    return ReviewLog(
-        name=path.stem,
-        histories=histories,
-        skipped={"duplicate reviews (same card, same time) skipped": duplicates},
-        notes={
-            "rows out of time order (sorted)": out_of_order,
-            "cards with one review (nothing to predict)": sum(
-                len(h) == 1 for h in histories.values()
-            ),
-        },
-    )
-
-
-def _parse_row(row: dict[str, Any], path: Path, line: int) -> tuple[str, ReviewEvent]:
-    where = f"{path}, line {line}"
-    card_id = (row.get("card_id") or "").strip()
-    if not card_id:
-        raise InvalidReviewLogError(f"{where}: empty card_id")
-    try:
-        rating = Rating(int(row.get("review_rating") or ""))
-    except ValueError:
-        raise InvalidReviewLogError(
-            f"{where}: review_rating {row.get('review_rating')!r} is not 1, 2, 3 or 4"
-        ) from None
-    raw_time = (row.get("review_time") or "").strip()
-    try:
-        at = datetime.fromisoformat(raw_time)
-    except ValueError:
-        raise InvalidReviewLogError(
-            f"{where}: review_time {raw_time!r} is not an ISO 8601 time"
-        ) from None
-    if at.tzinfo is None:
-        raise InvalidReviewLogError(f"{where}: review_time {raw_time!r} has no time zone (use UTC)")
-    return card_id, ReviewEvent(at=at, rating=rating)
 
 
 @dataclass(frozen=True)
@@ -210,65 +98,6 @@ def time_folds(histories: Sequence[CardHistory], folds: int = 5) -> list[Fold]:
         result.append(Fold(k, start, end, train, test))
     return result
 
-
-def log_loss(p: np.ndarray, y: np.ndarray) -> float:
-    """Mean binary cross-entropy of predictions ``p`` for outcomes ``y`` (1 = recalled)."""
-    p = np.clip(p, EPS, 1 - EPS)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
-
-
-def _geometric_bin(values: np.ndarray, scale: float, base: float, decimals: int) -> np.ndarray:
-    """srs-benchmark's bin value: ``scale * base ** floor(log_base(x))``, rounded."""
-    k = np.floor(np.log(np.maximum(values, 1.0)) / math.log(base))
-    return np.round(scale * base**k, decimals)
-
-
-def rmse_bins(
-    p: np.ndarray,
-    y: np.ndarray,
-    elapsed: np.ndarray,
-    review_number: np.ndarray,
-    lapses: np.ndarray,
-) -> float:
-    """srs-benchmark's RMSE(bins): calibration gap per bin, weighted by the bin's size.
-
-    Bins: whole elapsed days on 2.48 * 3.62**k, review number on 1.99 * 1.89**k, lapse
-    count on 1.65 * 1.73**k (0 lapses its own bin).
-    """
-    keys = np.stack(
-        [
-            _geometric_bin(np.floor(elapsed), 2.48, 3.62, 2),
-            _geometric_bin(review_number, 1.99, 1.89, 0),
-            np.where(lapses > 0, _geometric_bin(lapses, 1.65, 1.73, 0), 0.0),
-        ],
-        axis=1,
-    )
-    _, bin_index = np.unique(keys, axis=0, return_inverse=True)
-    bin_index = bin_index.ravel()
-    counts = np.bincount(bin_index)
-    mean_p = np.bincount(bin_index, weights=p) / counts
-    mean_y = np.bincount(bin_index, weights=y) / counts
-    return float(math.sqrt(np.sum(counts * (mean_p - mean_y) ** 2) / np.sum(counts)))
-
-
-def auc(p: np.ndarray, y: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney form; ties count half); NaN with one class."""
-    positives = int(np.sum(y == 1))
-    negatives = len(y) - positives
-    if positives == 0 or negatives == 0:
-        return float("nan")
-    ranks = rankdata(p)
-    return float(
-        (np.sum(ranks[y == 1]) - positives * (positives + 1) / 2) / (positives * negatives)
-    )
-
-
-METRICS: dict[str, Callable[[np.ndarray], float]] = {
-    "log_loss": lambda rows: log_loss(rows[:, 0], rows[:, 1]),
-    "rmse_bins": lambda rows: rmse_bins(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3], rows[:, 4]),
-    "auc": lambda rows: auc(rows[:, 0], rows[:, 1]),
-}
-"""Each metric of ``scored_reviews`` rows, by name."""
 
 Interval = tuple[float, float]
 

@@ -12,16 +12,10 @@ import pytest
 
 from study.__main__ import main
 from study.errors import InvalidReviewLogError
-from study.evaluate import (
-    ReviewLog,
-    auc,
-    evaluate,
-    load_review_log,
-    log_loss,
-    rmse_bins,
-    time_folds,
-)
+from study.evaluate import evaluate, time_folds
 from study.memory import Rating, ReviewEvent
+from study.metrics import auc, log_loss, rmse_bins
+from study.review_log import ReviewLog, load_review_log
 
 REAL_LOGS = Path(__file__).resolve().parents[2] / "shared/data/review_logs"
 REAL_CSV = REAL_LOGS / "anki_reviews_2024.csv"
