@@ -8,7 +8,6 @@ interface, so Ebbinghaus, FSRS-6 and the baselines are scheduled and scored alik
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -140,9 +139,3 @@ class MemoryModel(ABC):
         shown = ", ".join(f"{p:.4g}" for p in self.params)
         return f"{type(self).__name__}(({shown}))"
 
-
-def clamp(value: float, low: float, high: float) -> float:
-    """``value`` limited to [low, high]; NaN becomes ``low``."""
-    if math.isnan(value):
-        return low
-    return min(max(value, low), high)

@@ -1,8 +1,9 @@
 """The seed notes: one note per topic behind this product, written for this project.
 
 They ship as Markdown files in ``study/notes/seed/`` and go through the same importer
-as a user's own notes, so the seed content is checked by the same rules. The database
-layer loads them for a new user.
+as a user's own notes, so the seed content is checked by the same rules; a few vetted
+cards per note ship beside them in ``cards.json``. ``ensure_seed_notes`` (in
+``study.notes_service``) gives them, with their cards, to a user once.
 """
 
 from __future__ import annotations

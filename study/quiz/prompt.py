@@ -146,8 +146,8 @@ def build_prompt(note: NoteLike, kind: CardKind, *, part: int = 0, max_words: in
     Each ``part`` explores: it cycles through the excerpts first and then, within an
     excerpt, through its sentences, naming one sentence to ask about. A retry therefore
     never sends the same prompt again, which with greedy decoding would only return the
-    same rejected card (on a one-paragraph note, attempts 2 and 3 used to repeat attempt
-    1 byte for byte).
+    same rejected card (on a one-paragraph note, a retry with an unchanged prompt repeats
+    the first attempt byte for byte).
     """
     kind = CardKind.parse(kind)
     excerpts = note_excerpts(note, max_words)
