@@ -138,4 +138,3 @@ class MemoryModel(ABC):
     def __repr__(self) -> str:
         shown = ", ".join(f"{p:.4g}" for p in self.params)
         return f"{type(self).__name__}(({shown}))"
-
