@@ -131,6 +131,13 @@ def _run_export(args: argparse.Namespace) -> int:
 def add_import(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("import", help="import Markdown notes (a file or a folder)")
     parser.add_argument("path", help="a .md file or a folder of them")
+    parser.add_argument(
+        "--on-duplicate",
+        choices=["refuse", "skip", "replace", "keep-both"],
+        default="refuse",
+        help="notes whose title you already have: refuse the import (default), skip them, "
+        "replace their text (cards kept) or keep both",
+    )
     _db_options(parser)
     parser.set_defaults(func=_run_import)
 
@@ -140,13 +147,15 @@ def _run_import(args: argparse.Namespace) -> int:
 
     from study.jobs import database
     from study.markdown_import import read_file
-    from study.notes_service import import_folder, import_markdown
+    from study.note_import import import_folder, import_markdown
 
     url, path = args.db or default_url(), Path(args.path)
     db, user = database(url), _user_id(url, args.user)
     if path.is_dir() and not path.is_symlink():
-        notes = import_folder(db, user, path)
+        result = import_folder(db, user, path, on_duplicate=args.on_duplicate)
     else:
-        notes = import_markdown(db, user, read_file(path), filename=str(path))
-    print(f"imported {len(notes)} note(s): " + ", ".join(n.title for n in notes))
+        result = import_markdown(
+            db, user, read_file(path), filename=str(path), on_duplicate=args.on_duplicate
+        )
+    print(result.summary())
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "CardNotFoundError",
+    "DuplicateNotesError",
     "InvalidNoteError",
     "InvalidRatingError",
     "InvalidReviewLogError",
@@ -58,3 +59,19 @@ class InvalidNoteError(StudyError, ValueError):
 
 class UnknownJobError(StudyError, LookupError):
     """A background-job name that does not exist."""
+
+
+class DuplicateNotesError(StudyError, ValueError):
+    """An import whose notes the user already has (same title); nothing was stored.
+
+    ``titles`` names them, so the caller can offer to skip or replace them.
+    """
+
+    def __init__(self, titles: list[str]) -> None:
+        self.titles = list(titles)
+        named = ", ".join(f"'{t}'" for t in self.titles[:5]) + ("…" if len(self.titles) > 5 else "")
+        super().__init__(
+            f"{len(self.titles)} note(s) of this import are already among your notes ({named}): "
+            "import again skipping them (yours stay as they are) or replacing them (they take "
+            "the imported text and keep their cards and reviews)"
+        )

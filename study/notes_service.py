@@ -1,8 +1,9 @@
-"""The note service: a user's notes, Markdown import and the one-time seed notes.
+"""The note service: a user's notes and the one-time seed notes (Markdown import is in
+``study.note_import``).
 
 Every function takes the user's id and touches only that user's rows: another user's
 note id is reported as not found, so ids leak nothing. Every change is one transaction
-(``Database.write``); an import of many notes stores all of them or none.
+(``Database.write``).
 
 Seeding is recorded on the user (``User.seeded_at``) rather than inferred from the notes
 present, so a user who deletes the seed notes does not get them back on the next start.
@@ -13,28 +14,28 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from db import Card, Database, Note, User, utcnow
-from study import markdown_import
 from study.errors import InvalidNoteError, NoteNotFoundError, StudyError
-from study.markdown_import import MAX_BYTES, NoteDraft, parse_markdown, parse_markdown_bytes
+from study.markdown_import import MAX_BYTES, NoteDraft
 from study.notes import SEED_CARD_MODEL, seed_cards, seed_notes
 
 __all__ = [
     "MAX_TITLE_CHARS",
     "NoteView",
+    "add_drafts",
+    "apply_draft",
     "add_note",
+    "card_counts",
     "delete_note",
     "edit_note",
     "ensure_seed_notes",
     "get_note",
-    "import_folder",
-    "import_markdown",
     "list_notes",
+    "note_view",
     "user_note",
 ]
 
@@ -64,7 +65,8 @@ def user_note(session: Session, user_id: int, note_id: int) -> Note:
     return note
 
 
-def _view(note: Note, card_count: int) -> NoteView:
+def note_view(note: Note, card_count: int) -> NoteView:
+    """The stored note as a plain value."""
     return NoteView(
         id=note.id,
         title=note.title,
@@ -77,7 +79,8 @@ def _view(note: Note, card_count: int) -> NoteView:
     )
 
 
-def _card_counts(session: Session, note_ids: Sequence[int]) -> dict[int, int]:
+def card_counts(session: Session, note_ids: Sequence[int]) -> dict[int, int]:
+    """Cards per note id, for the ids that have any."""
     if not note_ids:
         return {}
     rows = session.execute(
@@ -169,7 +172,7 @@ def edit_note(
             setattr(note, key, value)
         note.updated_at = utcnow()
         session.flush()
-        return _view(note, _card_counts(session, [note.id]).get(note.id, 0))
+        return note_view(note, card_counts(session, [note.id]).get(note.id, 0))
 
     return db.write(work)
 
@@ -187,7 +190,7 @@ def get_note(db: Database, user_id: int, note_id: int) -> NoteView:
     """One note of the user."""
     with db.read() as session:
         note = user_note(session, user_id, note_id)
-        return _view(note, _card_counts(session, [note.id]).get(note.id, 0))
+        return note_view(note, card_counts(session, [note.id]).get(note.id, 0))
 
 
 def _like_pattern(text: str) -> str:
@@ -211,11 +214,12 @@ def list_notes(
         if tag and tag.strip():
             wanted = tag.strip()
             notes = [note for note in notes if wanted in (note.tags or ())]
-        counts = _card_counts(session, [note.id for note in notes])
-        return [_view(note, counts.get(note.id, 0)) for note in notes]
+        counts = card_counts(session, [note.id for note in notes])
+        return [note_view(note, counts.get(note.id, 0)) for note in notes]
 
 
-def _add_drafts(session: Session, user_id: int, drafts: Sequence[NoteDraft]) -> list[Note]:
+def add_drafts(session: Session, user_id: int, drafts: Sequence[NoteDraft]) -> list[Note]:
+    """Add the drafts as notes of ``user_id`` in ``session``, each checked like a new note."""
     notes = [
         Note(
             user_id=user_id,
@@ -231,40 +235,22 @@ def _add_drafts(session: Session, user_id: int, drafts: Sequence[NoteDraft]) -> 
     return notes
 
 
+def apply_draft(note: Note, draft: NoteDraft) -> None:
+    """Give an existing note the draft's text, source and tags (checked like an edit); its
+    id, cards and their reviews stay."""
+    note.body = _clean_body(draft.body)
+    note.source = _clean_source(draft.source)
+    note.tags = _clean_tags(draft.tags)
+    note.updated_at = utcnow()
+
+
 def _store_drafts(db: Database, user_id: int, drafts: Sequence[NoteDraft]) -> list[NoteView]:
     def work(session: Session) -> list[NoteView]:
         if session.get(User, user_id) is None:
             raise StudyError(f"user {user_id} does not exist: create it with get_or_create_user")
-        return [_view(note, 0) for note in _add_drafts(session, user_id, drafts)]
+        return [note_view(note, 0) for note in add_drafts(session, user_id, drafts)]
 
     return db.write(work)
-
-
-def import_markdown(
-    db: Database, user_id: int, content: str | bytes, filename: str | None = None
-) -> list[NoteView]:
-    """Import Markdown contents as notes, all in one transaction (bad input imports nothing).
-
-    ``content`` is the text itself, or a file's bytes (an upload); it is never read as a
-    path, so a user cannot make the app read a server file by naming it. ``filename``
-    titles an untitled note and names the input in messages. Raises
-    ``MarkdownImportError`` or ``InvalidNoteError`` with the reason.
-    """
-    if isinstance(content, bytes):
-        drafts = parse_markdown_bytes(content, filename)
-    elif isinstance(content, str):
-        drafts = parse_markdown(content, filename)
-    else:
-        raise StudyError(
-            f"import_markdown takes the Markdown text or a file's bytes, not {type(content).__name__}"
-            ": import a folder with import_folder"
-        )
-    return _store_drafts(db, user_id, drafts)
-
-
-def import_folder(db: Database, user_id: int, folder: Path) -> list[NoteView]:
-    """Import every Markdown file under ``folder`` (named explicitly; no links followed)."""
-    return _store_drafts(db, user_id, markdown_import.import_folder(folder))
 
 
 def ensure_seed_notes(db: Database, user_id: int) -> int:
@@ -282,7 +268,7 @@ def ensure_seed_notes(db: Database, user_id: int) -> int:
         if user.seeded_at is not None:
             return 0
         have = set(session.scalars(select(Note.title).where(Note.user_id == user_id)))
-        added = _add_drafts(session, user_id, [d for d in drafts if d.title not in have])
+        added = add_drafts(session, user_id, [d for d in drafts if d.title not in have])
         vetted = seed_cards()
         session.add_all(
             Card(

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import func, select
 
-from db import Card, Review, get_settings
+from db import Card, Note, Review, User, get_settings
 from selfspec import METHODS
 from selfspec.draft_length import DraftLengthPolicy
 from tests.app_helpers import Served, add_cards, free_port, serve_app, user_headers
@@ -248,7 +248,51 @@ def test_a_new_note_form_is_empty_and_the_table_fits_1280_px(
         header = page.locator("#notes-table thead th").filter(has_text=column).first
         box = header.bounding_box()
         assert box is not None and box["x"] + box["width"] <= 1280, (column, box)
-    expect(page.locator("#note-id input, #note-id textarea")).to_have_value("")
+    for field in ("#note-id", "#note-title", "#note-body"):
+        expect(page.locator(f"{field} input, {field} textarea")).to_have_value("")
+
+
+def test_reimporting_a_file_warns_and_offers_skip_or_replace(
+    browser: Browser, served: Served, tmp_path: Path
+) -> None:
+    page = open_page(browser, served, "reimport")
+    open_tab(page, "Notes")
+    note = tmp_path / "spacing.md"
+    note.write_text("# Spacing effect\nReviews spread over days last longer.\n")
+    table = page.locator("#notes-table")
+
+    def stored() -> int:
+        with served.ctx.db.read() as session:
+            return session.scalar(
+                select(func.count())
+                .select_from(Note)
+                .join(User)
+                .where(User.name == "reimport", Note.title == "Spacing effect")
+            )
+
+    def upload_and_import() -> None:
+        clear = page.locator("#notes-upload").get_by_label("Clear")
+        if clear.count():  # a file shown from the previous import
+            clear.first.click()
+        page.locator("#notes-upload input[type=file]").set_input_files(str(note))
+        page.locator("#notes-import").click()
+
+    upload_and_import()
+    expect(page.locator("#notes-message")).to_contain_text("Imported 1 note(s)")
+    expect(table).to_contain_text("Spacing effect")
+    page.locator("#notes-import").click()  # the same file again: asked, nothing doubled
+    expect(page.locator("#notes-message")).to_contain_text("already among your notes")
+    assert stored() == 1
+    page.locator("#notes-import-skip").click()
+    expect(page.locator("#notes-message")).to_contain_text("skipped 1 already present")
+    expect(page.locator("#notes-import-skip")).to_be_hidden()
+    note.write_text("# Spacing effect\nReviews spread over several days last longer.\n")
+    upload_and_import()
+    page.locator("#notes-import-replace").click()
+    expect(page.locator("#notes-message")).to_contain_text("replaced 1 (cards kept)")
+    assert stored() == 1
+    table.get_by_text("Spacing effect").first.click()
+    expect(page.locator("#note-body textarea")).to_have_value(re.compile("several days"))
 
 
 def test_a_note_added_meanwhile_is_a_preset_when_the_playground_opens(

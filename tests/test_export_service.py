@@ -11,7 +11,7 @@ from db import get_or_create_user, init_db
 from study.__main__ import main
 from study.export import anki_guid, read_cards_csv, read_reviews_csv
 from study.export_service import ExportFormat, export_user_data
-from study.notes_service import import_markdown
+from study.note_import import import_markdown
 from study.quiz_service import generate_for_note
 from study.reviews import submit_review, undo_last_review
 from tests.study_helpers import T0
@@ -31,7 +31,7 @@ The adapter is one attention block with its own cache.
 def filled(db_url):
     db = init_db(db_url)
     user = db.write(lambda s: get_or_create_user(s, "ada").id)
-    (note,) = import_markdown(db, user, NOTE_MD)
+    (note,) = import_markdown(db, user, NOTE_MD).added
     summary = generate_for_note(db, user, note.id, Scripted(BASIC, CLOZE, MCQ))
     card_ids = summary.card_ids
     submit_review(db, user, card_ids[0], 3, idempotency_key="a", at=T0)
@@ -80,7 +80,7 @@ def test_cli_import_then_export(tmp_path, capsys):
     note_file = tmp_path / "k.md"
     note_file.write_text(NOTE_MD, encoding="utf-8")
     assert main(["import", str(note_file), "--db", url, "--user", "eve"]) == 0
-    assert "imported 1 note(s): Kangaroo" in capsys.readouterr().out
+    assert "Imported 1 note(s): Kangaroo" in capsys.readouterr().out
     out = tmp_path / "eve.csv"
     assert main(["export", "--format", "cards-csv", "--out", str(out), "--db", url]) == 0
     assert "wrote 0 item(s)" in capsys.readouterr().out

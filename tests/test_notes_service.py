@@ -5,10 +5,17 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from db import Note, get_or_create_user
+from db import Card, Note, get_or_create_user
 from study.cards_service import delete_card, edit_card, list_cards
-from study.errors import CardNotFoundError, InvalidNoteError, NoteNotFoundError, StudyError
+from study.errors import (
+    CardNotFoundError,
+    DuplicateNotesError,
+    InvalidNoteError,
+    NoteNotFoundError,
+    StudyError,
+)
 from study.markdown_import import MarkdownImportError
+from study.note_import import OnDuplicate, import_folder, import_markdown
 from study.notes import seed_cards, seed_notes
 from study.notes_service import (
     add_note,
@@ -16,8 +23,6 @@ from study.notes_service import (
     edit_note,
     ensure_seed_notes,
     get_note,
-    import_folder,
-    import_markdown,
     list_notes,
 )
 from study.quiz.prompt import plain_text
@@ -102,16 +107,16 @@ def test_import_folder_is_all_or_nothing(db, tmp_path):
     folder.mkdir()
     (folder / "a.md").write_text("# One\ntext one\n# Two\ntext two\n", encoding="utf-8")
     (folder / "b.md").write_text("---\ntitle: Three\ntags: [t]\n---\nthree\n", encoding="utf-8")
-    notes = import_folder(db, ann, folder)
+    notes = import_folder(db, ann, folder).added
     assert [n.title for n in notes] == ["One", "Two", "Three"]
     assert notes[2].tags == ("t",)
     (folder / "c.md").write_text("---\ntitle: broken\n", encoding="utf-8")
     with pytest.raises(MarkdownImportError, match="never closed"):
         import_folder(db, ann, folder)
     assert _note_count(db, ann) == 3
-    text_notes = import_markdown(db, ann, "# From text\nbody here\n")
+    text_notes = import_markdown(db, ann, "# From text\nbody here\n").added
     assert text_notes[0].title == "From text"
-    upload = import_markdown(db, ann, b"untitled words", filename="my-upload.md")
+    upload = import_markdown(db, ann, b"untitled words", filename="my-upload.md").added
     assert upload[0].title == "My upload"
 
 
@@ -157,3 +162,43 @@ def test_a_first_visit_has_cards_to_review(db):
     ensure_seed_notes(db, user)
     due = due_cards(db, user)
     assert len(due) == min(sum(len(c) for c in seed_cards().values()), 20)
+
+
+def _card_on(db, user_id: int, note_id: int) -> int:  # noqa: ANN001
+    def work(session):  # noqa: ANN001, ANN202 - test helper
+        card = Card(user_id=user_id, note_id=note_id, question="Why space reviews?", answer="x")
+        session.add(card)
+        session.flush()
+        return card.id
+
+    return db.write(work)
+
+
+def test_reimporting_a_file_refuses_then_skips_or_replaces_and_keeps_cards(db):
+    ann = _user(db, "ann")
+    first = "# Spacing\nReviews spread over days last longer.\n# Testing\nRecall beats rereading.\n"
+    (spacing, testing) = import_markdown(db, ann, first).added
+    card = _card_on(db, ann, spacing.id)
+    again = first.replace("last longer", "last much longer") + "# Sleep\nSleep consolidates.\n"
+    with pytest.raises(DuplicateNotesError, match="2 note\\(s\\).*'Spacing', 'Testing'") as caught:
+        import_markdown(db, ann, again)
+    assert caught.value.titles == ["Spacing", "Testing"]
+    assert _note_count(db, ann) == 2  # refused: nothing stored, not even the new note
+    skipped = import_markdown(db, ann, again, on_duplicate=OnDuplicate.SKIP)
+    assert ([n.title for n in skipped.added], skipped.skipped) == (
+        ["Sleep"],
+        ("Spacing", "Testing"),
+    )
+    assert get_note(db, ann, spacing.id).body == "Reviews spread over days last longer."
+    replaced = import_markdown(db, ann, again, on_duplicate="replace")
+    assert [n.id for n in replaced.replaced][:2] == [spacing.id, testing.id]
+    assert [n.title for n in replaced.added] == []  # "Sleep" is present by now
+    assert get_note(db, ann, spacing.id).body == "Reviews spread over days last much longer."
+    assert [c.id for c in list_cards(db, ann, spacing.id)] == [card]  # cards stay
+    assert "replaced 3 (cards kept)" in replaced.summary()
+    kept = import_markdown(db, ann, first, on_duplicate=OnDuplicate.KEEP_BOTH)
+    assert len(kept.added) == 2 and _note_count(db, ann) == 5
+    with pytest.raises(StudyError, match="not one of refuse, skip, replace, keep-both"):
+        import_markdown(db, ann, first, on_duplicate="merge")
+    bob = _user(db, "bob")  # another user's titles are not duplicates
+    assert len(import_markdown(db, bob, first).added) == 2

@@ -14,17 +14,11 @@ import gradio as gr
 import pandas as pd
 
 from study.cards_service import delete_card, edit_card, list_cards
-from study.errors import StudyError
+from study.errors import DuplicateNotesError, StudyError
 from study.export_service import ExportFormat, export_user_data
 from study.markdown_import import MARKDOWN_SUFFIXES
-from study.notes_service import (
-    add_note,
-    delete_note,
-    edit_note,
-    get_note,
-    import_markdown,
-    list_notes,
-)
+from study.note_import import OnDuplicate, import_markdown
+from study.notes_service import add_note, delete_note, edit_note, get_note, list_notes
 from study.quiz_service import iter_generate_for_note
 from ui.context import AppContext
 
@@ -122,7 +116,13 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             message = gr.Markdown(elem_id="notes-message")
         with gr.Column(scale=2):
             upload = gr.File(label="Import Markdown (.md, up to 20 MB)", elem_id="notes-upload")
-            import_btn = gr.Button("Import")
+            import_btn = gr.Button("Import", elem_id="notes-import")
+            # Shown only when an import names notes the user already has.
+            with gr.Row(visible=False) as duplicate_choice:
+                skip_btn = gr.Button("Skip those (keep mine)", elem_id="notes-import-skip")
+                replace_btn = gr.Button(
+                    "Replace their text (cards kept)", elem_id="notes-import-replace"
+                )
             generate = gr.Button("Generate questions for this note", elem_id="notes-generate")
             gen_status = gr.Markdown(elem_id="notes-gen-status")
             export_kind = gr.Radio(list(EXPORTS), value="Anki deck (.apkg)", label="Export")
@@ -217,20 +217,45 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         return (*blank()[:5], gr.update(visible=False), f"Deleted note {_note_id(nid)}.",
                 _notes_frame(ctx, uid, search_text, tag_text))  # fmt: skip
 
-    def do_import(path: str | None, request: gr.Request, profile: gr.OAuthProfile | None) -> tuple:
+    def do_import(
+        path: str | None,
+        policy: OnDuplicate,
+        request: gr.Request,
+        profile: gr.OAuthProfile | None,
+    ) -> tuple:
         uid = ctx.user(request, profile)
+        hidden = gr.update(visible=False)
         problem = check_upload(path)
         if problem:
             gr.Warning(problem)
-            return problem, gr.skip()
+            return problem, gr.skip(), hidden
         try:
             upload = Path(path)
-            added = import_markdown(ctx.db, uid, upload.read_bytes(), filename=upload.name)
+            result = import_markdown(
+                ctx.db, uid, upload.read_bytes(), filename=upload.name, on_duplicate=policy
+            )
+        except DuplicateNotesError as exc:
+            gr.Warning(str(exc))
+            return f"Nothing imported yet: {exc}.", gr.skip(), gr.update(visible=True)
         except StudyError as exc:
             gr.Warning(str(exc))
-            return f"Nothing imported: {exc}", gr.skip()
-        titles = ", ".join(n.title for n in added[:5]) + ("…" if len(added) > 5 else "")
-        return f"Imported {len(added)} note(s): {titles}", _notes_frame(ctx, uid, "", "")
+            return f"Nothing imported: {exc}", gr.skip(), hidden
+        return result.summary(), _notes_frame(ctx, uid, "", ""), hidden
+
+    def import_asking(
+        path: str | None, request: gr.Request, profile: gr.OAuthProfile | None
+    ) -> tuple:
+        return do_import(path, OnDuplicate.REFUSE, request, profile)
+
+    def import_skipping(
+        path: str | None, request: gr.Request, profile: gr.OAuthProfile | None
+    ) -> tuple:
+        return do_import(path, OnDuplicate.SKIP, request, profile)
+
+    def import_replacing(
+        path: str | None, request: gr.Request, profile: gr.OAuthProfile | None
+    ) -> tuple:
+        return do_import(path, OnDuplicate.REPLACE, request, profile)
 
     def make_questions(
         nid: str | None, request: gr.Request, profile: gr.OAuthProfile | None
@@ -324,7 +349,13 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         [*editor, confirm, message, notes],
         api_name="notes_delete",
     )
-    import_btn.click(do_import, upload, [message, notes], api_name="notes_import")
+    imported = [message, notes, duplicate_choice]
+    import_btn.click(import_asking, upload, imported, api_name="notes_import")
+    skip_btn.click(import_skipping, upload, imported, api_name="notes_import_skip")
+    replace_btn.click(import_replacing, upload, imported, api_name="notes_import_replace")
+    upload.change(
+        lambda: gr.update(visible=False), None, duplicate_choice, api_visibility="private"
+    )
     generate.click(
         make_questions,
         note_id,
