@@ -57,15 +57,15 @@ def replay(prompt: list[int], out: list[int], curve: dict[int, float], mode: str
     while t < len(out):
         budget = min(MAX_DRAFT, len(out) - t - 1)
         ctx = DraftContext(None, None, len(tokens) - 1, tokens[-1], tokens, None, None, budget)
-        label, prior = drafter.acceptance_class(ctx)
+        probe = drafter.probe(ctx)
         if mode == "policy":
-            ctx.max_tokens = policy.choose(budget, label, prior)
-        draft = drafter.draft(ctx).tokens if ctx.max_tokens else []
+            ctx.max_tokens = policy.choose(budget, probe.label, probe.prior)
+        draft = drafter.draft(ctx, probe).tokens if ctx.max_tokens else []
         n = accepted(draft, out[t:])
         if mode != "policy":
             draft = draft[:n]  # the oracle drafts only what will be accepted
         step = 1.0 if mode == "oracle_flat" else curve[len(draft) + 1]
-        policy.observe(len(draft), n, 0.0, step, label)
+        policy.observe(len(draft), n, 0.0, step, probe.label)
         cost += step
         tokens += out[t : t + n + 1]
         t += n + 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -28,7 +29,17 @@ from selfspec.loading import LoadedModel
 from selfspec.model import KVCache
 from selfspec.sampling import SamplingConfig, choose, probabilities
 
-__all__ = ["Draft", "DraftContext", "Drafter", "speculative", "verify", "check_unit_interval"]
+__all__ = [
+    "Draft",
+    "DraftContext",
+    "Drafter",
+    "Pick",
+    "Probe",
+    "check_unit_interval",
+    "pick",
+    "speculative",
+    "verify",
+]
 
 
 @dataclass
@@ -46,19 +57,53 @@ class DraftContext:
 
 
 @dataclass
+class Probe:
+    """A drafter's look at the next draft's prospects, taken before its length is chosen."""
+
+    label: Hashable = None  # drafts with different labels learn separate acceptance rates
+    prior: float = 0.6  # the acceptance rate to assume for the label before any evidence
+    state: Any = None  # the drafter's own finding, handed back to `draft` and `verify_logits`
+
+
+@dataclass
 class Draft:
     tokens: list[int]
     q: Tensor | None = None  # [k, V] draft distributions; None: deterministic (one-hot)
+    state: Any = None  # the drafter's own record, handed back to `verify_logits`, `update`
+
+
+class Pick(NamedTuple):
+    """One drafted token, the draft's top-1 probability, and q [V] when sampling."""
+
+    token: int
+    confidence: float
+    q: Tensor | None
+
+
+def pick(logits: Tensor, cfg: SamplingConfig, gen: torch.Generator | None) -> Pick:
+    """The draft token from draft logits [V]: argmax when greedy, else a sample from q.
+    The confidence is what the drafters' early exits compare with their thresholds."""
+    if cfg.greedy:
+        token = int(logits.argmax())
+        return Pick(token, float(torch.softmax(logits, -1)[token]), None)
+    q = probabilities(logits, cfg)
+    return Pick(int(torch.multinomial(q, 1, generator=gen)), float(q.max()), q)
 
 
 class Drafter:
-    """Proposes draft tokens; `update` hears how many of them the full model accepted."""
+    """Proposes draft tokens for the loop.
 
-    def draft(self, ctx: DraftContext) -> Draft:
-        raise NotImplementedError
+    Every hook gets what it needs from its arguments: the loop hands the step's `Probe` to
+    `draft` and `verify_logits`, and the step's `Draft` to `verify_logits` and `update`, so
+    a drafter keeps nothing from one hook for the next. What it does keep across steps (an
+    adapter's own cache) it checks against the context it is given.
+    """
 
-    def update(self, drafted: int, accepted: int) -> None:
-        """Hook for adaptive drafters; called after every verification."""
+    def probe(self, ctx: DraftContext) -> Probe:
+        """A cheap label of the next draft's prospects, looked at before the draft length
+        is chosen (prompt lookup labels by match length). The default puts every draft in
+        one class."""
+        return Probe()
 
     def prepare(self, ctx: DraftContext) -> None:
         """Bring the drafter's own state up to the committed text before a draft (Kangaroo
@@ -66,19 +111,22 @@ class Drafter:
         records, but the draft-length policy, which prices each drafted token, does not see
         it: a one-off pass over a long prompt would otherwise price drafting out for good."""
 
-    def verify_logits(self, ctx: DraftContext, block: Tensor) -> Tensor | None:
-        """Target logits [k+1, V] for block [1, k+1] (current token + drafts, k >= 0),
+    def draft(self, ctx: DraftContext, probe: Probe | None = None) -> Draft:
+        """Up to `ctx.max_tokens` draft tokens; `probe` is this step's, or None when the
+        loop did not probe (no draft-length policy)."""
+        raise NotImplementedError
+
+    def verify_logits(
+        self, ctx: DraftContext, block: Tensor, draft: Draft, probe: Probe | None
+    ) -> Tensor | None:
+        """Target logits [k+1, V] for block [1, k+1] (current token + `draft`, k >= 0),
         when the drafter can get them cheaper than a full forward (Kangaroo reuses its
         shallow layers); it must write the target cache as the full forward would. None:
         the loop runs the full forward."""
         return None
 
-    def acceptance_class(self, ctx: DraftContext) -> tuple[Hashable, float]:
-        """A cheap label of the next draft's prospects, looked at before the draft length is
-        chosen, and the acceptance rate to assume for that label before any evidence.
-        Drafts with different labels get separate acceptance rates (prompt lookup labels
-        by match length). The default puts every draft in one class."""
-        return None, 0.6
+    def update(self, draft: Draft, accepted: int) -> None:
+        """Hook for adaptive drafters; called after every verification of a draft."""
 
 
 def check_unit_interval(name: str, value: float | None) -> None:
@@ -160,18 +208,18 @@ def speculative(
         with torch.inference_mode():
             draft = Draft([])
             ctx = DraftContext(lm, cache, pos, last, tokens, cfg, gen, budget)
-            label = None
+            probe = None
             if policy and confident:
-                label, prior = d.acceptance_class(ctx)
-                ctx.max_tokens = policy.choose(budget, label, prior)
+                probe = d.probe(ctx)
+                ctx.max_tokens = policy.choose(budget, probe.label, probe.prior)
             tp = t0
             if confident and ctx.max_tokens > 0:
                 d.prepare(ctx)
                 tp = time.perf_counter()
-                draft = d.draft(ctx)
+                draft = d.draft(ctx, probe)
             t1 = time.perf_counter()
             block = torch.tensor([[last, *draft.tokens]], device=engine.device)  # [1, k+1]
-            logits = d.verify_logits(ctx, block)
+            logits = d.verify_logits(ctx, block, draft, probe)
             if logits is None:
                 logits = engine.forward(block, cache, pos)[0]  # [k+1, V]
             n, bonus = verify(logits, draft, cfg, gen)
@@ -180,9 +228,9 @@ def speculative(
         t2 = time.perf_counter()
         if policy:  # a step that drafts nothing costs all it took, probing included
             verify_s = t2 - t1 if draft.tokens else t2 - t0
-            policy.observe(len(draft.tokens), n, t1 - tp, verify_s, label)
+            policy.observe(len(draft.tokens), n, t1 - tp, verify_s, probe.label if probe else None)
         if draft.tokens:
-            d.update(len(draft.tokens), n)
+            d.update(draft, n)
         new = [*draft.tokens[:n], bonus]
         tokens.extend(new)
         pos += n + 1

@@ -16,7 +16,7 @@ from selfspec.drafters.kangaroo import BANDS, KangarooDrafter, kangaroo_drafter
 from selfspec.errors import BadInputError
 from selfspec.profiles import model_key
 from selfspec.sampling import SamplingConfig
-from selfspec.speculative import DraftContext, speculative
+from selfspec.speculative import Draft, DraftContext, speculative
 from selfspec.train_adapter import (
     Sequence,
     TrainSettings,
@@ -93,7 +93,7 @@ def test_shared_shallow_layer_verification_equals_full_forward(arch):
     with torch.inference_mode():
         ctx, draft = draft_once(lm, drafter, ids, cfg)
         block = torch.tensor([[ctx.last, *draft.tokens]], device=lm.device)
-        shared = drafter.verify_logits(ctx, block)
+        shared = drafter.verify_logits(ctx, block, draft, None)
         full_cache = lm.engine.new_cache(ctx.cache.max_len)
         full = lm.engine.forward(
             torch.tensor([ids + draft.tokens], device=lm.device), full_cache, 0
@@ -110,8 +110,8 @@ def test_shared_shallow_layer_verification_equals_full_forward(arch):
 def test_a_probe_without_a_draft_serves_the_plain_step():
     """The policy looks at the first draft's confidence (a probe through layers 0..l-1);
     when it then drafts nothing, verification runs only the deep layers on the probe's
-    state, and the logits and cache are those of a full forward. A probe never serves
-    another generation's cache."""
+    state, and the logits and cache are those of a full forward. A probe handed to another
+    generation's step is refused, not used."""
     lm = tiny("tiny-qwen2")
     drafter = KangarooDrafter(make_adapter(lm, 2, "random"), 2, eta=0.5, max_draft=4)
     ids = random_ids(20, seed=4)
@@ -122,14 +122,15 @@ def test_a_probe_without_a_draft_serves_the_plain_step():
         pos = len(ids) - 1
         engine.forward(torch.tensor([ids[:pos]], device=lm.device), cache, 0)
         ctx = DraftContext(lm, cache, pos, ids[-1], list(ids), cfg, None, 8)
-        band, prior = drafter.acceptance_class(ctx)
+        probe = drafter.probe(ctx)
         other = DraftContext(lm, engine.new_cache(40), pos, ids[-1], list(ids), cfg, None, 8)
         block = torch.tensor([[ids[-1]]], device=lm.device)
-        assert drafter.verify_logits(other, block) is None
-        shared = drafter.verify_logits(ctx, block)
+        with pytest.raises(ValueError, match="another step or generation"):
+            drafter.verify_logits(other, block, Draft([]), probe)
+        shared = drafter.verify_logits(ctx, block, Draft([]), probe)
         full_cache = engine.new_cache(40)
         full = engine.forward(torch.tensor([ids], device=lm.device), full_cache, 0)
-    assert band in range(4) and 0 < prior < 1
+    assert probe.label in range(4) and 0 < probe.prior < 1
     torch.testing.assert_close(shared, full[0, pos:], rtol=1e-9, atol=1e-9)
     for i in range(N_LAYERS):
         torch.testing.assert_close(cache.k[i][:, :, : pos + 1], full_cache.k[i][:, :, : pos + 1])
@@ -145,11 +146,11 @@ def test_the_first_draft_s_confidence_names_its_band():
         pos = len(ids) - 1
         lm.engine.forward(torch.tensor([ids[:pos]], device=lm.device), cache, 0)
         ctx = DraftContext(lm, cache, pos, ids[-1], list(ids), cfg, None, 8)
-        band, _ = drafter.acceptance_class(ctx)
-        tok, conf, _ = drafter._first
-        draft = drafter.draft(ctx)
+        probe = drafter.probe(ctx)
+        tok, conf, _ = probe.state.first
+        draft = drafter.draft(ctx, probe)
     assert draft.tokens[0] == tok  # drafting starts from the probed token, not a new one
-    assert band == next(i for i, edge in enumerate(BANDS) if conf >= edge)
+    assert probe.label == next(i for i, edge in enumerate(BANDS) if conf >= edge)
 
 
 def test_adapter_cache_stays_valid_after_rejections():

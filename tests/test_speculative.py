@@ -21,7 +21,7 @@ from selfspec.errors import BadInputError
 from selfspec.model import SkipSet
 from selfspec.profiles import SkipProfile, load_profile, save_profile
 from selfspec.sampling import SamplingConfig, probabilities
-from selfspec.speculative import Draft, Drafter, speculative, verify
+from selfspec.speculative import Draft, Drafter, Probe, speculative, verify
 from tests.model_helpers import ARCHS, tiny
 from tests.test_kangaroo import make_adapter
 
@@ -99,9 +99,9 @@ def test_kv_cache_after_rollback_equals_plain_prefill():
     seen = {}
 
     class Recording(SkipLayerDrafter):
-        def draft(self, ctx):
+        def draft(self, ctx, probe=None):
             seen.update(cache=ctx.cache, pos=ctx.pos, tokens=list(ctx.tokens))
-            return super().draft(ctx)
+            return super().draft(ctx, probe)
 
     method = partial(
         speculative,
@@ -304,11 +304,11 @@ def test_one_off_preparation_is_recorded_but_not_priced_per_drafted_token(monkey
                 time.sleep(0.3)
                 self.started = True
 
-        def draft(self, ctx):
+        def draft(self, ctx, probe):
             return Draft([0])
 
-        def acceptance_class(self, ctx):
-            return None, 0.99  # confident enough that the policy drafts at once
+        def probe(self, ctx):
+            return Probe(prior=0.99)  # confident enough that the policy drafts at once
 
     method = partial(speculative, drafter=lambda lm: SlowStart())
     result = run_to_end(

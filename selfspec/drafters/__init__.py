@@ -1,1 +1,1 @@
-"""Drafters for the speculative loop: skipped sub-layers, prompt lookup (Kangaroo later)."""
+"""Drafters for the speculative loop: skipped sub-layers, Kangaroo, prompt lookup."""

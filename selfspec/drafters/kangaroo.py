@@ -11,12 +11,14 @@ eta (the token is still proposed, as the skip drafter does), or at `max_draft`.
 
 Whether to draft at all: before the draft-length policy decides, the drafter runs its
 first step (layers 0..l-1 over the current token, the adapter, the draft head) and names
-the first draft token's confidence as the acceptance class (`acceptance_class`). That
+the first draft token's confidence as the acceptance class (`probe`). That
 probe is nearly free: its shallow layers are work the verification would do anyway, so
 it is kept even when the policy then drafts nothing (`verify_logits` runs only layers
 l..L-1 on it), and only the adapter and the small head are extra. On this model the
-draft's confidence is what tells good drafts apart (benchmark replies: drafts at least
-0.8 sure agree 87% of the time, the rest 17%), so each class gets its own acceptance rate.
+draft's confidence is what tells good drafts apart (measured in docs/kangaroo.md), so
+each class gets its own acceptance rate. The probe's result (the first draft token and
+the current token's exit-layer state) is the `Probe` the loop hands back to `draft` and
+`verify_logits`; the drafted tokens' states travel in the `Draft`.
 
 The adapter's own KV cache holds, for every committed position, keys and values computed
 from exact exit-layer states, so it stays valid after a rejection: entries past the
@@ -27,23 +29,52 @@ layers 0..l-1 and the adapter over them in one pass.
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from selfspec.adapter import KangarooAdapter
+from selfspec.adapter import KangarooAdapter, load_adapter
 from selfspec.errors import BadInputError
 from selfspec.loading import LoadedModel
 from selfspec.model import KVCache, Transformer
-from selfspec.sampling import probabilities
-from selfspec.speculative import Draft, DraftContext, Drafter, check_unit_interval
+from selfspec.profiles import model_key
+from selfspec.speculative import (
+    Draft,
+    DraftContext,
+    Drafter,
+    Pick,
+    Probe,
+    check_unit_interval,
+    pick,
+)
 
 __all__ = ["KangarooDrafter", "kangaroo_drafter", "adapter_path"]
 
 SHIPPED = Path(__file__).parent.parent / "data"
 BANDS = (0.8, 0.6, 0.4, 0.0)  # lower edges of the first draft's confidence bands
-BAND_PRIORS = (0.85, 0.35, 0.3, 0.15)  # prior acceptance rate per band (see acceptance_class)
+BAND_PRIORS = (0.85, 0.35, 0.3, 0.15)  # prior acceptance rate per band (see `probe`)
+
+
+@dataclass
+class _Start:
+    """The first step from the current token: what the probe found and the draft reuses."""
+
+    cache: KVCache  # the target cache it was computed beside
+    pos: int  # the current token's position
+    state: Tensor  # the current token's exit-layer state [1, 1, C]
+    first: Pick  # the first draft token
+
+
+@dataclass
+class _Drafted:
+    """A draft's exit-layer states [1, 1, C] (current token, then each draft token)."""
+
+    cache: KVCache
+    pos: int
+    states: list[Tensor]
 
 
 class KangarooDrafter(Drafter):
@@ -70,9 +101,6 @@ class KangarooDrafter(Drafter):
         self.cache: KVCache | None = None  # the adapter's own
         self._target: KVCache | None = None  # the target cache it was built beside
         self._filled = 0  # adapter cache positions computed from committed tokens
-        self._pos = -1  # the position `_states` and `_first` were computed at
-        self._states: list[Tensor] = []  # exit-layer states [1, T, C] of last + drafts
-        self._first: tuple[int, float, Tensor | None] | None = None  # first draft token
 
     def _draft_head(self, engine: Transformer) -> Tensor | None:
         """The restricted head's rows (built once per engine); None: the full head."""
@@ -94,53 +122,50 @@ class KangarooDrafter(Drafter):
         if self._target is not ctx.cache:  # a new generation: nothing of the last one holds
             self.cache = self.adapter.new_cache(engine, ctx.cache.max_len)
             self._target, self._filled = ctx.cache, 0
-            self._pos, self._states, self._first = -1, [], None
         if self._filled < ctx.pos:
             self._step(ctx, ctx.tokens[self._filled : ctx.pos], self._filled)
             self._filled = ctx.pos
 
-    def acceptance_class(self, ctx: DraftContext) -> tuple[int, float]:
+    def probe(self, ctx: DraftContext) -> Probe:
         """The first draft token's confidence band, and a prior acceptance rate for it.
 
-        Replaying the shipped adapter over the bundled model's replies to the benchmark
-        prompts, first drafts at least 0.8 sure agreed 87% of the time, 0.6-0.8 about a
-        third, below that 7-29%; the priors start there and each band learns its own rate.
+        The priors come from replaying the shipped adapter over the bundled model's replies
+        to the benchmark prompts (docs/kangaroo.md); each band then learns its own rate.
         """
-        conf = self._start(ctx)[1]
-        band = next(i for i, edge in enumerate(BANDS) if conf >= edge)
-        return band, BAND_PRIORS[band]
+        start = self._start(ctx)
+        band = next(i for i, edge in enumerate(BANDS) if start.first.confidence >= edge)
+        return Probe(band, BAND_PRIORS[band], state=start)
 
-    def _start(self, ctx: DraftContext) -> tuple[int, float, Tensor | None]:
-        """The first step from the current token, once per position: its exit-layer state
-        (kept for verification) and the first draft token with its confidence."""
-        if self._pos == ctx.pos and self._first is not None:
-            return self._first
+    def _start(self, ctx: DraftContext) -> _Start:
+        """The first step from the current token: its exit-layer state (kept for
+        verification) and the first draft token."""
         self.prepare(ctx)
         engine = ctx.lm.engine
         h, a = self._step(ctx, [ctx.last], ctx.pos)
-        self._pos, self._states = ctx.pos, [h]
         self._filled = ctx.pos + 1  # the current token is committed: its entry is valid
-        self._first = self._pick(engine.logits(a, self._draft_head(engine))[0, -1], ctx)
-        return self._first
+        logits = engine.logits(a, self._draft_head(engine))[0, -1]
+        return _Start(ctx.cache, ctx.pos, h, self._pick(logits, ctx))
 
-    def draft(self, ctx: DraftContext) -> Draft:
+    def draft(self, ctx: DraftContext, probe: Probe | None = None) -> Draft:
+        """Draft from the probe's first token (or a first step of its own without one)."""
+        start = self._checked(probe.state, ctx) if probe else self._start(ctx)
         engine = ctx.lm.engine
         head = self._draft_head(engine)
-        pick = self._start(ctx)
-        self._first = None  # drafting moves on from it; a later step probes afresh
-        tokens, qs = [], []
+        first = start.first
+        tokens, qs, states = [], [], [start.state]
         limit = min(self.max_draft, ctx.max_tokens)
         for i in range(limit):
-            tok, conf, q = pick
+            tok, conf, q = first
             tokens.append(tok)
             if q is not None:
                 qs.append(q)
             h, a = self._step(ctx, [tok], ctx.pos + 1 + i)  # its state, for verification
-            self._states.append(h)
+            states.append(h)
             if conf < self.eta or i + 1 == limit:
                 break
-            pick = self._pick(engine.logits(a, head)[0, -1], ctx)  # from [V] or [N] logits
-        return Draft(tokens, torch.stack(qs) if qs else None)
+            first = self._pick(engine.logits(a, head)[0, -1], ctx)  # from [V] or [N] logits
+        drafted = _Drafted(ctx.cache, ctx.pos, states)
+        return Draft(tokens, torch.stack(qs) if qs else None, state=drafted)
 
     def _step(self, ctx: DraftContext, tokens: list[int], pos: int) -> tuple[Tensor, Tensor]:
         """Layers 0..l-1 (writing the shared cache) and the adapter over tokens at pos..;
@@ -150,46 +175,51 @@ class KangarooDrafter(Drafter):
         h = engine.run_layers(engine.embed(x), ctx.cache, pos, stop=self.exit_layer)  # [1, T, C]
         return h[:, -1:], self.adapter(engine, h, self.cache, pos)[:, -1:]
 
-    def _pick(self, logits: Tensor, ctx: DraftContext) -> tuple[int, float, Tensor | None]:
-        """Draft token (a full-vocabulary id), its confidence, and q [V] when sampling."""
+    def _pick(self, logits: Tensor, ctx: DraftContext) -> Pick:
+        """The draft token as a full-vocabulary id (and q over the full vocabulary), from
+        logits over the draft head's rows."""
+        tok, conf, q = pick(logits, ctx.cfg, ctx.gen)
         ids = self.head_tokens
-        if ctx.cfg.greedy:
-            j = int(logits.argmax())
-            conf = float(torch.softmax(logits, -1)[j])
-            return (j if ids is None else int(ids[j])), conf, None
-        q = probabilities(logits, ctx.cfg)
-        j = int(torch.multinomial(q, 1, generator=ctx.gen))
-        if ids is not None:
-            full = q.new_zeros(ctx.lm.engine.cfg.vocab_size)
-            q = full.index_copy(0, ids, q)
-            j = int(ids[j])
-        return j, float(q.max()), q
+        if ids is None:
+            return Pick(tok, conf, q)
+        if q is not None:
+            q = q.new_zeros(ctx.lm.engine.cfg.vocab_size).index_copy(0, ids, q)
+        return Pick(int(ids[tok]), conf, q)
 
-    def verify_logits(self, ctx: DraftContext, block: Tensor) -> Tensor | None:
-        """Target logits [k+1, V]: layers l..L-1 over the kept exit-layer states (also
-        for k = 0, after a probe the policy did not draft from)."""
-        if (
-            self._target is not ctx.cache
-            or self._pos != ctx.pos
-            or len(self._states) != block.shape[1]
-        ):
+    def verify_logits(
+        self, ctx: DraftContext, block: Tensor, draft: Draft, probe: Probe | None
+    ) -> Tensor | None:
+        """Target logits [k+1, V]: layers l..L-1 over the exit-layer states the draft (or,
+        when the policy drafted nothing, the probe) kept. None when neither ran."""
+        if draft.state is not None:
+            states = self._checked(draft.state, ctx).states
+        elif probe is not None:
+            states = [self._checked(probe.state, ctx).state]
+        else:
             return None
-        self._first = None
-        h = torch.cat(self._states, dim=1)  # [1, k+1, C]
+        if len(states) != block.shape[1]:
+            raise ValueError(f"The block has {block.shape[1]} tokens, the draft {len(states)}.")
+        h = torch.cat(states, dim=1)  # [1, k+1, C]
         engine = ctx.lm.engine
         return engine.logits(engine.run_layers(h, ctx.cache, ctx.pos, start=self.exit_layer))[0]
 
-    def update(self, drafted: int, accepted: int) -> None:
+    def update(self, draft: Draft, accepted: int) -> None:
         # Valid adapter entries: the current token and the accepted drafts.
-        self._filled = self._pos + 1 + accepted
+        self._filled = draft.state.pos + 1 + accepted
+
+    @staticmethod
+    def _checked(state: _Start | _Drafted, ctx: DraftContext) -> _Start | _Drafted:
+        """`state`, when it was computed at this context's step; else a clear error."""
+        if state.cache is not ctx.cache or state.pos != ctx.pos:
+            raise ValueError(
+                "This probe or draft was made at another step or generation; pass the one "
+                "of the current step."
+            )
+        return state
 
 
 def adapter_path(lm: LoadedModel, user: bool = True) -> Path:
     """Where the default adapter for this model lives (user data folder, or shipped)."""
-    import os
-
-    from selfspec.profiles import model_key
-
     root = Path(os.environ.get("SELFSPEC_DATA_DIR", "data")) if user else SHIPPED
     return root / "adapters" / f"{model_key(lm)}.kangaroo.safetensors"
 
@@ -198,8 +228,6 @@ def kangaroo_drafter(
     lm: LoadedModel, path: Path | None = None, **kwargs: object
 ) -> KangarooDrafter:
     """The drafter over this model's default adapter (the user's own, else the shipped one)."""
-    from selfspec.adapter import load_adapter
-
     candidates = [path] if path else [adapter_path(lm), adapter_path(lm, user=False)]
     found = next((p for p in candidates if p.is_file()), None)
     if found is None:

@@ -16,8 +16,7 @@ import torch
 
 from selfspec.errors import BadInputError
 from selfspec.model import SkipSet
-from selfspec.sampling import probabilities
-from selfspec.speculative import Draft, DraftContext, Drafter, check_unit_interval
+from selfspec.speculative import Draft, DraftContext, Drafter, Probe, check_unit_interval, pick
 
 __all__ = ["AdaptiveThreshold", "SkipLayerDrafter"]
 
@@ -58,9 +57,9 @@ class SkipLayerDrafter(Drafter):
         self.skip = skip
         self.max_draft = max_draft
         self.threshold = threshold or AdaptiveThreshold()
-        self._hit_max = False
 
-    def draft(self, ctx: DraftContext) -> Draft:
+    def draft(self, ctx: DraftContext, probe: Probe | None = None) -> Draft:
+        """Draft until the threshold or the cap; the draft's state says which stopped it."""
         engine = ctx.lm.engine
         k_max = min(self.max_draft, ctx.max_tokens)
         tokens: list[int] = []
@@ -69,19 +68,14 @@ class SkipLayerDrafter(Drafter):
         for i in range(k_max):
             x = torch.tensor([[tok]], device=engine.device)
             logits = engine.forward(x, ctx.cache, ctx.pos + i, skip=self.skip)[0, -1]  # [V]
-            if ctx.cfg.greedy:
-                tok = int(logits.argmax())
-                conf = float(torch.softmax(logits, -1)[tok])
-            else:
-                q = probabilities(logits, ctx.cfg)
-                tok = int(torch.multinomial(q, 1, generator=ctx.gen))
-                conf = float(q.max())
-                qs.append(q)
+            tok, conf, q = pick(logits, ctx.cfg, ctx.gen)
             tokens.append(tok)
+            if q is not None:
+                qs.append(q)
             if conf < self.threshold.g:
                 break
-        self._hit_max = len(tokens) == k_max  # stopped by the cap, not by the threshold
-        return Draft(tokens, torch.stack(qs) if qs else None)
+        hit_max = len(tokens) == k_max  # stopped by the cap, not by the threshold
+        return Draft(tokens, torch.stack(qs) if qs else None, state=hit_max)
 
-    def update(self, drafted: int, accepted: int) -> None:
-        self.threshold.update(drafted, accepted, self._hit_max)
+    def update(self, draft: Draft, accepted: int) -> None:
+        self.threshold.update(len(draft.tokens), accepted, hit_max=draft.state)
