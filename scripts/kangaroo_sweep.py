@@ -26,19 +26,13 @@ import torch
 from torch import Tensor
 
 from selfspec.adapter import KangarooAdapter
+from selfspec.adapter_corpus import add_states, build_corpus, corpus_prompts
 from selfspec.draft_length import best_draft_length
 from selfspec.drafters.kangaroo import SHIPPED, kangaroo_drafter
 from selfspec.loading import LoadedModel, load_model
 from selfspec.prompts import load_prompts
-from selfspec.train_adapter import (
-    BUILTIN_DATA,
-    TrainSettings,
-    add_states,
-    build_corpus,
-    corpus_prompts,
-    split,
-    train_adapter,
-)
+from selfspec.train_adapter import BUILTIN_DATA, TrainSettings, split, train_adapter
+from study.notes import seed_notes
 
 REPEATS = 15
 CONTEXT = 64
@@ -167,7 +161,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     lm = load_model("bundled")
-    settings0 = TrainSettings(exit_layer=1)
+    notes = tuple(note.body for note in seed_notes())  # as the app's training does
+    settings0 = TrainSettings(exit_layer=1, notes=notes)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     if args.eta_only:
@@ -176,12 +171,12 @@ def main() -> None:
     corpus = work / "corpus.json"  # a copy of the shipped adapter's corpus: same text for all
     if not corpus.exists():
         shutil.copy(SHIPPED / "adapters" / "bundled.kangaroo.corpus.json", corpus)
-    prompts = corpus_prompts(None, settings0.max_prompt_chars)
+    prompts = corpus_prompts(notes, None, settings0.max_prompt_chars)
     sequences = build_corpus(lm, prompts, settings0.max_new_tokens, corpus, progress=True)
     rows = []
     for exit_layer in [int(x) for x in args.exits.split(",")]:
         settings = TrainSettings(
-            exit_layer=exit_layer, steps=args.steps, head_tokens=args.head_tokens
+            exit_layer=exit_layer, steps=args.steps, head_tokens=args.head_tokens, notes=notes
         )
         t0 = time.perf_counter()
         adapter = train_adapter(

@@ -1,9 +1,17 @@
-"""Command line: `python -m selfspec {generate,bench,table,search,train-adapter}`."""
+"""Command line: `python -m selfspec {generate,bench,table,search,train-adapter}`.
+
+The library modules are imported inside the command that needs them: they pull in torch,
+transformers or optuna (seconds), which `--help` and a mistyped argument should not wait
+for.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
+from pathlib import Path
 
 from selfspec.errors import BadInputError, SelfSpecError
 
@@ -86,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--init", default="layer", choices=["layer", "random"])
     train.add_argument("--corpus", default=None, help="extra prompts: JSONL set or one a line")
     train.add_argument(
+        "--notes",
+        default=None,
+        metavar="DIR",
+        help="a folder of notes (.md, .txt) turned into summary and question requests; "
+        "study/notes/seed holds the app's seed notes",
+    )
+    train.add_argument(
         "--generated-only",
         action="store_true",
         help="learn only at generated tokens, not also at the prompts' text",
@@ -100,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         metavar="TOPICS",
-        help="add the model's own text on this many shipped topics (100: ~11 min here)",
+        help="add the model's own text on this many shipped topics (slow: docs/kangaroo.md)",
     )
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     train.add_argument("--out", required=True, help="adapter path (.safetensors)")
@@ -149,9 +164,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _table(path: str) -> int:
-    import json
-    from pathlib import Path
-
     from selfspec.bench import markdown_table
 
     try:
@@ -193,7 +205,6 @@ def _generate(args, lm, cfg) -> int:
 
 def _bench(args, lm, cfg) -> int:
     from selfspec.bench import format_table, run_bench, write_report
-    from selfspec.errors import BadInputError
     from selfspec.prompts import load_prompts
 
     prompts = load_prompts(args.prompts)
@@ -219,9 +230,6 @@ def _bench(args, lm, cfg) -> int:
 
 
 def _search(args, lm, settings) -> int:
-    import time
-    from pathlib import Path
-
     from selfspec.search import run_search
 
     start = time.perf_counter()
@@ -240,6 +248,7 @@ def _search(args, lm, settings) -> int:
 
 
 def _train_adapter(args, lm) -> int:
+    from selfspec.adapter_corpus import read_notes
     from selfspec.train_adapter import TrainSettings, train_adapter
 
     settings = TrainSettings(
@@ -254,6 +263,7 @@ def _train_adapter(args, lm) -> int:
         eta=args.eta,
         init=args.init,
         corpus=args.corpus,
+        notes=tuple(read_notes(args.notes)) if args.notes else (),
         prompt_text=not args.generated_only,
         builtin=not args.no_builtin_prompts,
         topics=args.self_instruct,

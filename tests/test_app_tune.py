@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
+from selfspec.adapter_corpus import Sequence
 from selfspec.loading import load_model
 from selfspec.search import SearchSettings, run_search
-from selfspec.train_adapter import Sequence, TrainSettings, train_adapter
+from selfspec.train_adapter import TrainSettings, train_adapter
 from tests.app_helpers import Served, plot_rows, serve_app
 from ui.config import AppConfig
 from ui.streaming import stream_batches

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from functools import partial
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,27 +12,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from selfspec.adapter import AdapterSettings, KangarooAdapter, load_adapter, save_adapter
+from selfspec.adapter_corpus import Sequence, add_states, build_corpus, corpus_prompts, read_notes
+from selfspec.adapter_objective import (
+    batch_logits,
+    distill_loss,
+    evaluate,
+    expected_acceptance,
+    learn_positions,
+)
 from selfspec.decoding import generate, run_to_end, vanilla
 from selfspec.drafters.kangaroo import BANDS, KangarooDrafter, kangaroo_drafter
 from selfspec.errors import BadInputError
 from selfspec.profiles import model_key
 from selfspec.sampling import SamplingConfig
 from selfspec.speculative import Draft, DraftContext, speculative
-from selfspec.train_adapter import (
-    Sequence,
-    TrainSettings,
-    add_states,
-    batch_logits,
-    build_corpus,
-    corpus_prompts,
-    distill_loss,
-    evaluate,
-    expected_acceptance,
-    frequent_tokens,
-    learn_positions,
-    split,
-    train_adapter,
-)
+from selfspec.train_adapter import TrainSettings, frequent_tokens, split, train_adapter
 from tests.model_helpers import ARCHS, random_ids, tiny
 
 N_LAYERS = 4  # the tiny models
@@ -216,9 +211,35 @@ def test_corpus_can_leave_out_the_benchmark_prompts():
     from selfspec.prompts import load_prompts
 
     builtin = {p.prompt for p in load_prompts()}
-    full, clean = corpus_prompts(), corpus_prompts(builtin=False)
+    notes = ["## One\nfirst section\n## Two\nsecond"]
+    full, clean = corpus_prompts(notes), corpus_prompts(notes, builtin=False)
     assert builtin <= set(full) and not builtin & set(clean)
-    assert set(clean) == set(full) - builtin and clean  # the notes stay
+    assert set(clean) == set(full) - builtin  # the notes stay
+    assert clean == [
+        "Summarize: ## One\nfirst section",
+        "Write a question about: ## One\nfirst section",
+        "Summarize: ## Two\nsecond",
+        "Write a question about: ## Two\nsecond",
+    ]
+
+
+def test_a_notes_folder_gives_the_corpus_the_app_s_seed_notes_give():
+    """`--notes study/notes/seed` on the CLI writes the corpus the app writes from the seed
+    notes it parses (front matter left out), so both reuse one corpus cache."""
+    from study.notes import seed_notes
+
+    seed = Path(__file__).parent.parent / "study" / "notes" / "seed"
+    parsed = [note.body for note in seed_notes()]
+    assert corpus_prompts(read_notes(seed)) == corpus_prompts(parsed)
+
+
+def test_notes_are_read_without_front_matter(tmp_path):
+    (tmp_path / "a.md").write_text("---\ntitle: A\n---\n## Part\ntext\n")
+    (tmp_path / "b.txt").write_text("plain words")
+    (tmp_path / "cards.json").write_text("{}")
+    assert read_notes(tmp_path) == ["## Part\ntext", "plain words"]
+    with pytest.raises(BadInputError, match="No notes folder"):
+        read_notes(tmp_path / "missing")
 
 
 def test_corpus_is_the_models_greedy_text_and_is_reused(tmp_path, monkeypatch):

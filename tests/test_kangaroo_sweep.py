@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from selfspec.adapter import save_adapter
+from selfspec.adapter_corpus import Sequence, add_states
 from selfspec.decoding import vanilla
 from selfspec.drafters.kangaroo import KangarooDrafter
 from selfspec.profiles import model_key
 from selfspec.sampling import SamplingConfig
-from selfspec.train_adapter import BUILTIN_DATA, Sequence, add_states
+from selfspec.train_adapter import BUILTIN_DATA
 from tests.model_helpers import random_ids, tiny
 from tests.test_kangaroo import draft_once, make_adapter, tokens_of
 

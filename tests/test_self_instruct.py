@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 import selfspec.self_instruct as si
+from selfspec.adapter_corpus import self_instruct_corpus
 from selfspec.errors import BadInputError
-from selfspec.train_adapter import TrainSettings, self_instruct_corpus
+from selfspec.train_adapter import TrainSettings
 from tests.model_helpers import tiny
 
 

@@ -30,6 +30,7 @@ import pandas as pd
 
 from selfspec import LoadedModel, SelfSpecError
 from selfspec.profiles import SkipProfile, model_key, user_profile_dir
+from study.notes import seed_notes
 from ui.context import AppContext
 from ui.plots import with_legend
 from ui.streaming import stream_batches
@@ -359,7 +360,7 @@ def _time_left(elapsed: float, done: int, left: int | None) -> str:
 def _cancellable_writer(cancel: threading.Event) -> Callable:
     """The corpus writer of `build_corpus`, one prompt per call, that gives up between
     prompts once ``cancel`` is set (writing the corpus is the longest stage)."""
-    from selfspec.train_adapter import write_one_by_one
+    from selfspec.adapter_corpus import write_one_by_one
 
     def write(lm: LoadedModel, prompts: list[str], max_new_tokens: int) -> list[list[int]]:
         if cancel.is_set():
@@ -376,17 +377,12 @@ class _Cancelled(Exception):
 def build(ctx: AppContext, tab: gr.Tab) -> None:
     """Lay out the Tune tab inside the current Blocks context; opening ``tab`` refreshes
     the status and the lists of profiles and adapters."""
+    from selfspec.adapter_corpus import build_corpus, corpus_prompts
+    from selfspec.adapter_objective import LOSSES
     from selfspec.drafters.kangaroo import adapter_path
     from selfspec.profiles import model_key, profile_path
     from selfspec.search import OBJECTIVES, SearchSettings, run_search
-    from selfspec.train_adapter import (
-        LOSSES,
-        TrainProgress,
-        TrainSettings,
-        build_corpus,
-        corpus_prompts,
-        train_adapter,
-    )
+    from selfspec.train_adapter import TrainProgress, TrainSettings, train_adapter
 
     cancel = threading.Event()  # one model slot, so at most one job to cancel
     gr.Markdown(
@@ -524,6 +520,7 @@ def build(ctx: AppContext, tab: gr.Tab) -> None:
             steps=int(n_steps or 0),
             loss=loss_name,
             head_tokens=APP_HEAD_TOKENS,
+            notes=tuple(note.body for note in seed_notes()),
         )
         try:
             settings.check(lm.engine.cfg.n_layers)
@@ -537,7 +534,9 @@ def build(ctx: AppContext, tab: gr.Tab) -> None:
         def job(emit: Callable, stop: Callable[[], bool]) -> object:
             # The corpus is written here, not inside train_adapter, so that Cancel is
             # heard between prompts; its cache keeps one name, so later runs reuse it.
-            prompts = corpus_prompts(None, settings.max_prompt_chars, settings.builtin)
+            prompts = corpus_prompts(
+                settings.notes, None, settings.max_prompt_chars, settings.builtin
+            )
             cache = active.with_name(f"{model_key(lm)}.kangaroo.corpus.json")
             sequences = build_corpus(lm, prompts, settings.max_new_tokens, cache,
                                      writer=_cancellable_writer(cancel))  # fmt: skip
