@@ -20,7 +20,15 @@ from study.errors import CardNotFoundError, InvalidNoteError
 from study.notes_service import user_note
 from study.quiz.cards import BLANK, CardKind
 
-__all__ = ["CardView", "card_view", "delete_card", "edit_card", "list_cards", "user_card"]
+__all__ = [
+    "CardView",
+    "card_view",
+    "check_edit",
+    "delete_card",
+    "edit_card",
+    "list_cards",
+    "user_card",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +88,8 @@ def list_cards(db: Database, user_id: int, note_id: int | None = None) -> list[C
         return [card_view(card, due) for card, due in session.execute(query).all()]
 
 
-def _check_edit(kind: CardKind, question: str, answer: str, choices: Sequence[str]) -> None:
+def check_edit(kind: CardKind, question: str, answer: str, choices: Sequence[str]) -> None:
+    """Raise ``InvalidNoteError`` unless a card written or edited by the user is well formed."""
     if not question.strip():
         raise InvalidNoteError("a card needs a question")
     if not answer.strip():
@@ -114,7 +123,7 @@ def edit_card(
         new_question = card.question if question is None else question.strip()
         new_answer = card.answer if answer is None else answer.strip()
         new_choices = list(card.choices or ()) if choices is None else [c.strip() for c in choices]
-        _check_edit(kind, new_question, new_answer, new_choices)
+        check_edit(kind, new_question, new_answer, new_choices)
         card.question, card.answer = new_question, new_answer
         if kind is CardKind.MCQ:
             card.choices = new_choices

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from study.markdown_import import NoteDraft, import_folder
-from study.quiz import Completion, generate_cards
+from study.quiz.generate import Complete, Rejection, generate_cards
 
 __all__ = ["NoteYield", "QuizEval", "quiz_eval"]
 
-_TAG = re.compile(r"^\w+ attempt \d+: ")
 _DETAIL = re.compile(r"\(.*?\)|'.*?'|\d+(?:\.\d+)?")
 
 
@@ -31,7 +30,7 @@ class NoteYield:
 
     title: str
     cards: list[dict[str, Any]]
-    failures: list[str]
+    rejections: list[Rejection]
     model_calls: int
     seconds: float
 
@@ -47,7 +46,8 @@ class QuizEval:
     def as_dict(self) -> dict[str, Any]:
         cards = sum(len(n.cards) for n in self.notes)
         seconds = sum(n.seconds for n in self.notes)
-        reasons = Counter(_DETAIL.sub("…", _TAG.sub("", f)) for n in self.notes for f in n.failures)
+        # Grouped by the reason with its particulars (quoted text, numbers) left out.
+        reasons = Counter(_DETAIL.sub("…", r.reason) for n in self.notes for r in n.rejections)
         return {
             "model": self.model,
             "settings": self.settings,
@@ -69,7 +69,7 @@ class QuizEval:
                     "cards": n.cards,
                     "model_calls": n.model_calls,
                     "seconds": round(n.seconds, 1),
-                    "rejections": n.failures,
+                    "rejections": [str(r) for r in n.rejections],
                 }
                 for n in self.notes
             ],
@@ -79,18 +79,25 @@ class QuizEval:
 
 def quiz_eval(
     notes: Sequence[NoteDraft] | Path,
-    complete: Callable[[str], Completion],
+    complete: Complete,
     *,
     max_attempts: int = 3,
+    check_meaning: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> QuizEval:
-    """Generate cards for every note (a folder is imported first) and collect the yield."""
+    """Generate cards for every note (a folder is imported first) and collect the yield.
+
+    ``check_meaning`` asks the same model each card's question over its excerpt, as the
+    app does; its calls are not counted in ``model_calls`` but are in the time.
+    """
     drafts = import_folder(notes) if isinstance(notes, Path) else list(notes)
     results: list[NoteYield] = []
     model = ""
     for draft in drafts:
         started = time.perf_counter()
-        outcome = generate_cards(draft, complete, max_attempts=max_attempts)
+        outcome = generate_cards(
+            draft, complete, max_attempts=max_attempts, reader=complete if check_meaning else None
+        )
         seconds = time.perf_counter() - started
         model = next((c.model for c in outcome.cards), model)
         results.append(
@@ -108,11 +115,11 @@ def quiz_eval(
                     }
                     for g in outcome.cards
                 ],
-                failures=outcome.failures,
+                rejections=outcome.rejections,
                 model_calls=outcome.attempts,
                 seconds=seconds,
             )
         )
         if progress:
             progress(f"{draft.title[:50]}: {len(outcome.cards)} card(s), {seconds:.0f} s")
-    return QuizEval(results, model, {"max_attempts": max_attempts})
+    return QuizEval(results, model, {"max_attempts": max_attempts, "check_meaning": check_meaning})

@@ -26,6 +26,7 @@ from db import Card, Database, record_quiz_run, utcnow
 from study.notes_service import user_note
 from study.quiz import (
     DEFAULT_RULES,
+    CardDraft,
     CardKind,
     Completion,
     GeneratedCard,
@@ -33,6 +34,7 @@ from study.quiz import (
     generate_cards,
     similarity,
 )
+from study.quiz.generate import Complete
 
 __all__ = [
     "ALL_KINDS",
@@ -44,10 +46,11 @@ __all__ = [
     "iter_generate_for_note",
 ]
 
-Complete = Callable[[str], Completion]
 ALL_KINDS: tuple[CardKind, ...] = (CardKind.BASIC, CardKind.CLOZE, CardKind.MCQ)
 MAX_REASONS_STORED = 40
 MAX_OUTPUT_CHARS = 600
+MAX_DRAFTS_STORED = 20
+"""Rejected drafts kept with a run, for the user to read, edit and keep (``study.drafts_service``)."""
 
 
 class QuizRunStatus(StrEnum):
@@ -69,6 +72,7 @@ class QuizRunSummary:
     model: str | None
     method: str | None
     tokens_per_s: float | None
+    rejected_drafts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +95,10 @@ class _Recorder:
     complete: Complete
     calls: list[Completion] = field(default_factory=list)
 
-    def __call__(self, prompt: str) -> Completion:
-        completion = self.complete(prompt)
+    def __call__(
+        self, prompt: str, *, temperature: float = 0.0, seed: int | None = None
+    ) -> Completion:
+        completion = self.complete(prompt, temperature=temperature, seed=seed)
         self.calls.append(completion)
         return completion
 
@@ -132,6 +138,16 @@ def _failure_reason(failures: Sequence[str], error: str | None) -> str:
     return f"no card passed the checks after {len(failures)} problem(s); last: {shown}"
 
 
+def _draft_record(card: CardDraft, reasons: Sequence[str]) -> dict[str, object]:
+    return {
+        "kind": card.kind.value,
+        "question": card.question,
+        "answer": card.answer,
+        "choices": list(card.choices),
+        "reasons": list(reasons),
+    }
+
+
 def _store(
     db: Database,
     user_id: int,
@@ -139,6 +155,7 @@ def _store(
     cards: list[GeneratedCard],
     recorder: _Recorder,
     failures: list[str],
+    rejected: list[tuple[CardDraft, tuple[str, ...]]],
     attempts: int,
     started: datetime,
     error: str | None,
@@ -186,7 +203,11 @@ def _store(
             cards_created=len(rows),
             started_at=started,
             finished_at=utcnow(),
-            extra={"failures": dropped[:MAX_REASONS_STORED], "outputs": recorder.outputs()},
+            extra={
+                "failures": dropped[:MAX_REASONS_STORED],
+                "outputs": recorder.outputs(),
+                "rejected": [_draft_record(c, r) for c, r in rejected[:MAX_DRAFTS_STORED]],
+            },
         )
         return QuizRunSummary(
             run_id=run.id,
@@ -199,6 +220,7 @@ def _store(
             model=run.model,
             method=run.method,
             tokens_per_s=run.tokens_per_s,
+            rejected_drafts=min(len(rejected), MAX_DRAFTS_STORED),
         )
 
     return db.write(work)
@@ -213,12 +235,16 @@ def iter_generate_for_note(
     kinds: Sequence[CardKind | str] = ALL_KINDS,
     max_attempts: int = 3,
     rules: Rules = DEFAULT_RULES,
+    check_meaning: bool = True,
 ) -> Iterator[QuizProgress]:
     """Generate cards of each kind in ``kinds`` for the note, yielding progress per kind.
 
     The last item carries the :class:`QuizRunSummary`. Raises ``NoteNotFoundError`` for
     an unknown or another user's note (before any model call). An exception from
     ``complete`` ends the run with a ``failed`` record naming the error and no card.
+    ``check_meaning`` has the same model answer each card's question from the note
+    before the card is kept (``study.quiz.meaning``). Drafts that failed a check are
+    stored with the run and their reasons, so the user can edit and keep them.
     """
     wanted = [CardKind.parse(kind) for kind in kinds]
     if not wanted:
@@ -228,6 +254,7 @@ def iter_generate_for_note(
     recorder = _Recorder(complete)
     cards: list[GeneratedCard] = []
     failures: list[str] = []
+    rejected: list[tuple[CardDraft, tuple[str, ...]]] = []
     attempts = 0
     error: str | None = None
     for done, kind in enumerate(wanted, start=1):
@@ -239,6 +266,7 @@ def iter_generate_for_note(
                 max_attempts=max_attempts,
                 existing=questions + [c.card.question for c in cards],
                 rules=rules,
+                reader=recorder if check_meaning else None,
             )
         except Exception as exc:  # noqa: BLE001 - any model failure becomes a visible record
             attempts = len(recorder.calls)
@@ -247,6 +275,7 @@ def iter_generate_for_note(
             break
         cards.extend(outcome.cards)
         failures.extend(outcome.failures)
+        rejected.extend(outcome.rejected_drafts)
         attempts += outcome.attempts
         yield QuizProgress(
             note_id=note_id,
@@ -257,7 +286,7 @@ def iter_generate_for_note(
             message=f"{kind.value}: {len(outcome.cards)} card(s) after {outcome.attempts} call(s)",
         )
     summary = _store(
-        db, user_id, note_id, cards, recorder, failures, attempts, started, error, rules
+        db, user_id, note_id, cards, recorder, failures, rejected, attempts, started, error, rules
     )
     yield QuizProgress(
         note_id=note_id,
@@ -283,12 +312,20 @@ def generate_for_note(
     kinds: Sequence[CardKind | str] = ALL_KINDS,
     max_attempts: int = 3,
     rules: Rules = DEFAULT_RULES,
+    check_meaning: bool = True,
     on_progress: Callable[[QuizProgress], None] | None = None,
 ) -> QuizRunSummary:
     """Generate and store cards for one note; see :func:`iter_generate_for_note`."""
     summary: QuizRunSummary | None = None
     for step in iter_generate_for_note(
-        db, user_id, note_id, complete, kinds=kinds, max_attempts=max_attempts, rules=rules
+        db,
+        user_id,
+        note_id,
+        complete,
+        kinds=kinds,
+        max_attempts=max_attempts,
+        rules=rules,
+        check_meaning=check_meaning,
     ):
         if on_progress is not None:
             on_progress(step)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,9 +21,11 @@ from study.quiz import (
     similarity,
     validate_card,
 )
-from study.quiz.generate import shuffle_choices
+from study.quiz.generate import EXPLORE_TEMPERATURE, shuffle_choices
+from study.quiz.meaning import judge_reply, meaning_prompt
 from study.quiz.prompt import example_text
 from study.quiz_eval import quiz_eval
+from tests.quiz_fakes import FakeCompletion, is_reading_task, truthful_reply
 
 NOTE = NoteDraft(
     title="Ebbinghaus forgetting curve",
@@ -314,24 +316,22 @@ def test_grounding_needs_three_quarters_of_the_answer_words_in_the_note():
 # ---------------------------------------------------------------- the generation loop
 
 
-@dataclass(frozen=True)
-class FakeCompletion:
-    text: str
-    tokens_per_s: float = 42.0
-    method: str = "kangaroo"
-    model: str = "fake-135m"
-
-
 class Scripted:
-    """A fake ``complete`` that answers from a script and records its prompts."""
+    """A fake ``complete`` that writes from a script and records prompts and sampling;
+    asked a card's question by the meaning check, it answers as a perfect reader."""
 
     def __init__(self, *texts: str) -> None:
         self.texts = list(texts)
         self.prompts: list[str] = []
+        self.sampling: list[dict] = []
 
-    def __call__(self, prompt: str) -> FakeCompletion:
+    def __call__(self, prompt: str, **sampling: float) -> FakeCompletion:
+        if is_reading_task(prompt):
+            return FakeCompletion(truthful_reply(prompt, self.texts))
         self.prompts.append(prompt)
-        return FakeCompletion(self.texts[min(len(self.prompts), len(self.texts)) - 1])
+        self.sampling.append(sampling)
+        text = self.texts[min(len(self.prompts), len(self.texts)) - 1]
+        return FakeCompletion(text, tokens_per_s=42.0, method="kangaroo")
 
 
 def test_junk_then_valid_output_is_retried_and_keeps_metadata():
@@ -475,3 +475,70 @@ def test_an_answer_that_only_talks_about_answering_is_rejected():
     note = "Bloom filters\nA Bloom filter answers whether an element may be in a set."
     card = CardDraft(CardKind.BASIC, "How many elements can a Bloom filter hold?", "The answer is")
     assert any("no content words" in r for r in validate_card(card, note))
+
+
+# ---------------------------------------------------------------- meaning and exploration
+
+
+class Reader:
+    """A meaning-check reader that always gives the same reply, recording its prompts."""
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+        self.prompts: list[str] = []
+
+    def __call__(self, prompt: str) -> FakeCompletion:
+        self.prompts.append(prompt)
+        return FakeCompletion(self.reply)
+
+
+def test_the_reader_must_give_the_stored_answer():
+    assert judge_reply(GOOD_BASIC, "Answer: nonsense syllables.") is None
+    assert judge_reply(GOOD_BASIC, "He memorised syllables that had no meaning") is None
+    wrong = judge_reply(GOOD_BASIC, "the savings method")
+    assert wrong is not None and "not 'nonsense syllables'" in wrong
+    copied = judge_reply(GOOD_BASIC, " ".join(["nonsense syllables and more words"] * 8))
+    assert copied is not None and "copied text" in copied
+    year = CardDraft(CardKind.BASIC, "In which year did Ebbinghaus publish his study?", "1885")
+    assert judge_reply(year, "1885") is None
+    assert judge_reply(year, "in 1880") is not None  # a number must be the same number
+
+
+def test_a_multiple_choice_whose_reader_picks_a_distractor_is_rejected():
+    assert judge_reply(GOOD_MCQ, "A") is None
+    assert judge_reply(GOOD_MCQ, "Correct: the savings method") is None
+    other = judge_reply(GOOD_MCQ, "B) free recall")
+    assert other is not None and "picked option B" in other and "distractor" in other
+    assert "named no option" in (judge_reply(GOOD_MCQ, "I am not sure") or "")
+    prompt = meaning_prompt(GOOD_MCQ, "some excerpt")
+    assert "A) the savings method\nB) free recall" in prompt and prompt.endswith("Correct:")
+
+
+def test_a_card_the_reader_answers_differently_is_rejected_and_kept_as_a_draft():
+    text = "Question: What did Ebbinghaus memorise?\nAnswer: nonsense syllables"
+    agreeing = generate_cards(NOTE, Scripted(text), kinds=["basic"], reader=Scripted(text))
+    assert [c.card for c in agreeing.cards] == [GOOD_BASIC]
+    reader = Reader("the savings method")
+    outcome = generate_cards(NOTE, Scripted(text), kinds=["basic"], max_attempts=2, reader=reader)
+    assert outcome.cards == [] and len(reader.prompts) == 2
+    assert "Text: " in reader.prompts[0] and GOOD_BASIC.question in reader.prompts[0]
+    ((draft, reasons),) = outcome.rejected_drafts  # the same draft twice: listed once
+    assert draft == GOOD_BASIC and all("asked with the note" in r for r in reasons)
+    assert outcome.failures[0].startswith("basic attempt 1: asked with the note")
+
+
+def test_a_distractor_that_restates_the_answer_is_rejected():
+    card = replace(GOOD_MCQ, choices=("the savings method", "savings", "free recall"))
+    assert any("option B restates" in r for r in validate_card(card, NOTE_TEXT))
+    assert not any("restates" in r for r in validate_card(GOOD_MCQ, NOTE_TEXT))
+
+
+def test_retries_sample_with_a_seed_per_attempt_and_repeat_exactly():
+    first, again = Scripted("no card"), Scripted("no card")
+    for complete in (first, again):
+        generate_cards(NOTE, complete, kinds=["basic", "cloze"], max_attempts=3)
+    assert first.sampling[0] == {} and first.sampling[3] == {}  # each kind starts greedy
+    retries = first.sampling[1:3] + first.sampling[4:6]
+    assert all(s["temperature"] == EXPLORE_TEMPERATURE for s in retries)
+    assert len({s["seed"] for s in retries}) == 4
+    assert first.sampling == again.sampling

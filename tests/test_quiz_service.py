@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import func, select
 
 from db import Card, QuizRun, get_or_create_user, init_db
 from study.cards_service import list_cards
-from study.errors import NoteNotFoundError
+from study.drafts_service import EDITED_SUFFIX, keep_draft, rejected_drafts
+from study.errors import InvalidNoteError, NoteNotFoundError, StudyError
 from study.notes import SEED_CARD_MODEL, seed_notes
 from study.notes_service import add_note, ensure_seed_notes, list_notes
 from study.quiz import CardKind
 from study.quiz_service import QuizRunStatus, generate_for_note, iter_generate_for_note
+from tests.quiz_fakes import FakeCompletion, is_reading_task, truthful_reply
 from tests.study_helpers import file_db
 
 BODY = (
@@ -29,22 +30,19 @@ MCQ = (
 )
 
 
-@dataclass(frozen=True)
-class FakeCompletion:
-    text: str
-    tokens_per_s: float = 12.5
-    method: str = "vanilla"
-    model: str = "fake-135m"
-
-
 class Scripted:
-    """Returns the scripted texts in order and records the prompts it saw."""
+    """Writes the scripted texts in order and records the prompts it saw; asked a card's
+    question by the meaning check, it answers as a perfect reader would."""
 
-    def __init__(self, *texts: str) -> None:
+    def __init__(self, *texts: str, reads: str | None = None) -> None:
         self.texts = list(texts)
+        self.script = list(texts)
+        self.reads = reads  # a fixed reply to the meaning check instead of the truth
         self.prompts: list[str] = []
 
-    def __call__(self, prompt: str) -> FakeCompletion:
+    def __call__(self, prompt: str, **sampling: float) -> FakeCompletion:
+        if is_reading_task(prompt):
+            return FakeCompletion(self.reads or truthful_reply(prompt, self.script))
         self.prompts.append(prompt)
         return FakeCompletion(self.texts.pop(0))
 
@@ -167,3 +165,36 @@ def test_a_list_number_before_the_answer_is_not_kept():
     assert card.answer == "It keeps working."
     (card,) = parse_cards("Question: How long is the step?\nAnswer: 1. 5 days").cards
     assert card.answer == "1. 5 days"
+
+
+def test_a_rejected_draft_is_stored_with_its_reasons_and_kept_after_an_edit(setup):
+    db, user, note_id = setup
+    misread = Scripted(BASIC, reads="a lookup table")
+    summary = generate_for_note(db, user, note_id, misread, kinds=["basic"], max_attempts=1)
+    assert summary.status is QuizRunStatus.FAILED and summary.rejected_drafts == 1
+    (draft,) = rejected_drafts(db, user, note_id)
+    assert draft.question == "What does Kangaroo draft tokens with?"
+    assert "asked with the note, the model answered 'a lookup table'" in draft.reasons[0]
+    with pytest.raises(InvalidNoteError, match="needs an answer"):
+        keep_draft(db, user, draft.run_id, draft.index, question=draft.question, answer=" ")
+    assert list_cards(db, user, note_id) == []  # a bad edit stores nothing
+    other = db.write(lambda s: get_or_create_user(s, "bob").id)
+    with pytest.raises(StudyError, match="not found"):
+        keep_draft(db, other, draft.run_id, draft.index, question="Q? x y", answer="z")
+    card = keep_draft(
+        db, user, draft.run_id, draft.index, question=draft.question, answer="a shallow part"
+    )
+    assert (card.answer, card.gen_model) == ("a shallow part", "fake-135m" + EDITED_SUFFIX)
+    assert [c.id for c in list_cards(db, user, note_id)] == [card.id]
+    assert rejected_drafts(db, user, note_id) == []  # kept: no longer offered
+    with pytest.raises(StudyError, match="already kept"):
+        keep_draft(db, user, draft.run_id, draft.index, question="Q? x y", answer="z")
+
+
+def test_without_the_meaning_check_a_misread_card_is_stored(setup):
+    db, user, note_id = setup
+    misread = Scripted(BASIC, reads="a lookup table")
+    summary = generate_for_note(
+        db, user, note_id, misread, kinds=["basic"], max_attempts=1, check_meaning=False
+    )
+    assert len(summary.card_ids) == 1

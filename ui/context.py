@@ -50,10 +50,23 @@ class AppContext:
         except SignInRequired:
             return None
 
-    def complete(self, prompt: str, max_new_tokens: int = 256) -> Completion:
-        """Text from the default model with the fastest lossless method (quiz writing)."""
+    def complete(
+        self,
+        prompt: str,
+        max_new_tokens: int = 256,
+        *,
+        temperature: float = 0.0,
+        seed: int | None = None,
+    ) -> Completion:
+        """Text from the default model with the fastest lossless method (quiz writing);
+        greedy unless a retry asks for a seeded sample."""
         return complete(
-            self.models.default(), prompt, method=FAST_METHOD, max_new_tokens=max_new_tokens
+            self.models.default(),
+            prompt,
+            method=FAST_METHOD,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            seed=seed,
         )
 
     def db_ok(self) -> bool:

@@ -6,10 +6,15 @@ completion is any object with ``.text``, ``.tokens_per_s``, ``.method`` and ``.m
 scripted fake and lets a bigger model drop in without changes here.
 
 For each requested kind the note is asked for one card at a time, at most
-``max_attempts`` times, moving to the next excerpt of the note on each attempt. A card
-is kept only when it parses completely and passes every check; everything else becomes
-a failure reason. Exceptions raised by ``complete`` propagate: the caller decides
-whether a broken model is a failed job.
+``max_attempts`` times. Retries explore: each attempt moves to another excerpt or
+sentence of the note, and attempts after the first sample (temperature
+``EXPLORE_TEMPERATURE``, a seed per note, kind and attempt, so a run can be repeated)
+instead of decoding greedily, which on the same prompt would return the same rejected
+card. A card is kept only when it parses completely, passes every word check and, when
+a ``reader`` is given, the meaning check (``study.quiz.meaning``); every draft dropped
+is kept as a :class:`Rejection` with its reasons, so the user can still read, edit and
+keep it. Exceptions raised by ``complete`` propagate: the caller decides whether a
+broken model is a failed job.
 """
 
 from __future__ import annotations
@@ -21,11 +26,25 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from study.quiz.cards import CardDraft, CardKind, GeneratedCard
+from study.quiz.meaning import meaning_reasons
 from study.quiz.parse import parse_cards
-from study.quiz.prompt import NoteLike, build_prompt, example_text, plain_text
+from study.quiz.prompt import NoteLike, build_prompt, example_text, plain_text, prompt_excerpt
 from study.quiz.validate import DEFAULT_RULES, Rules, content_words, validate_card
 
-__all__ = ["MIN_NOTE_WORDS", "Completion", "QuizOutcome", "generate_cards", "shuffle_choices"]
+__all__ = [
+    "EXPLORE_TEMPERATURE",
+    "MIN_NOTE_WORDS",
+    "Complete",
+    "Completion",
+    "QuizOutcome",
+    "Rejection",
+    "generate_cards",
+    "shuffle_choices",
+]
+
+EXPLORE_TEMPERATURE = 0.7
+"""Sampling temperature of retries: enough to leave a rejected greedy card, low enough
+that a small model still follows the format."""
 
 MIN_NOTE_WORDS = 8
 """Content words a note needs before it is worth a model call: below that there is
@@ -48,30 +67,67 @@ class Completion(Protocol):
     def model(self) -> str: ...
 
 
+class Complete(Protocol):
+    """The model as quiz generation calls it: greedy by default, sampled on retries."""
+
+    def __call__(
+        self, prompt: str, *, temperature: float = 0.0, seed: int | None = None
+    ) -> Completion: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why something was dropped: the kind, the attempt, the reason, and the parsed draft
+    (None when the output held no card at all)."""
+
+    kind: CardKind
+    attempt: int
+    reason: str
+    card: CardDraft | None = None
+
+    def __str__(self) -> str:
+        return f"{self.kind.value} attempt {self.attempt}: {self.reason}"
+
+
 @dataclass(frozen=True, slots=True)
 class QuizOutcome:
-    """Cards that passed, every reason something was dropped, and model calls made."""
+    """Cards that passed, every rejection with its reason, and generation calls made."""
 
     cards: list[GeneratedCard]
-    failures: list[str]
+    rejections: list[Rejection]
     attempts: int
+
+    @property
+    def failures(self) -> list[str]:
+        """Each rejection as one line, ``"<kind> attempt <n>: <reason>"``."""
+        return [str(r) for r in self.rejections]
+
+    @property
+    def rejected_drafts(self) -> list[tuple[CardDraft, tuple[str, ...]]]:
+        """Each parsed draft that was dropped, once, with all its reasons."""
+        drafts: dict[CardDraft, list[str]] = {}
+        for rejection in self.rejections:
+            if rejection.card is not None:
+                drafts.setdefault(rejection.card, []).append(rejection.reason)
+        return [(card, tuple(reasons)) for card, reasons in drafts.items()]
 
 
 def generate_cards(
     note: NoteLike,
-    complete: Callable[[str], Completion],
+    complete: Complete,
     *,
     kinds: Sequence[CardKind | str] = (CardKind.BASIC, CardKind.CLOZE, CardKind.MCQ),
     max_attempts: int = 3,
     existing: Iterable[str] = (),
     per_kind: int = 1,
     rules: Rules = DEFAULT_RULES,
+    reader: Callable[[str], Completion] | None = None,
 ) -> QuizOutcome:
     """Ask ``complete`` for up to ``per_kind`` checked cards of each kind in ``kinds``.
 
     ``existing`` holds the questions the note already has; new cards must not repeat
-    them or each other. ``max_attempts`` bounds the model calls per kind. Failure
-    reasons read ``"<kind> attempt <n>: <reason>"``.
+    them or each other. ``max_attempts`` bounds the generation calls per kind (the
+    meaning check adds one ``reader`` call per card that passed the word checks).
     """
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
@@ -83,15 +139,19 @@ def generate_cards(
     if words < MIN_NOTE_WORDS:
         return QuizOutcome(
             cards=[],
-            failures=[
-                f"note too short to quiz: {words} content words, at least {MIN_NOTE_WORDS} "
-                "needed (no model call made)"
+            rejections=[
+                Rejection(
+                    wanted[0] if wanted else CardKind.BASIC,
+                    0,
+                    f"note too short to quiz: {words} content words, at least "
+                    f"{MIN_NOTE_WORDS} needed (no model call made)",
+                )
             ],
             attempts=0,
         )
     questions = [q for q in existing if q.strip()]
     cards: list[GeneratedCard] = []
-    failures: list[str] = []
+    rejections: list[Rejection] = []
     calls = 0
     for kind in wanted:
         kept = 0
@@ -99,16 +159,20 @@ def generate_cards(
             if kept >= per_kind:
                 break
             calls += 1
-            completion = complete(build_prompt(note, kind, part=attempt - 1))
+            part = attempt - 1
+            completion = complete(
+                build_prompt(note, kind, part=part), **_sampling(note, kind, attempt)
+            )
             parsed = parse_cards(completion.text, kind)
-            tag = f"{kind.value} attempt {attempt}"
-            failures.extend(f"{tag}: {problem}" for problem in parsed.problems)
+            rejections.extend(Rejection(kind, attempt, problem) for problem in parsed.problems)
             for card in parsed.cards:
                 if kept >= per_kind:
                     break
                 reasons = validate_card(card, note_text, questions, rules, example_text(kind))
+                if not reasons and reader is not None:
+                    reasons = meaning_reasons(card, prompt_excerpt(note, part), reader)
                 if reasons:
-                    failures.extend(f"{tag}: {reason}" for reason in reasons)
+                    rejections.extend(Rejection(kind, attempt, r, card) for r in reasons)
                     continue
                 questions.append(card.question)
                 kept += 1
@@ -121,7 +185,15 @@ def generate_cards(
                         attempt=attempt,
                     )
                 )
-    return QuizOutcome(cards=cards, failures=failures, attempts=calls)
+    return QuizOutcome(cards=cards, rejections=rejections, attempts=calls)
+
+
+def _sampling(note: NoteLike, kind: CardKind, attempt: int) -> dict[str, float | int]:
+    """Greedy for the first attempt; a seeded sample for each retry."""
+    if attempt == 1:
+        return {}
+    seed = zlib.crc32(f"{note.title}|{kind.value}|{attempt}".encode())
+    return {"temperature": EXPLORE_TEMPERATURE, "seed": seed}
 
 
 def shuffle_choices(card: CardDraft) -> CardDraft:

@@ -16,7 +16,14 @@ from typing import Protocol
 
 from study.quiz.cards import CardKind
 
-__all__ = ["NoteLike", "build_prompt", "example_text", "note_excerpts", "plain_text"]
+__all__ = [
+    "NoteLike",
+    "build_prompt",
+    "example_text",
+    "note_excerpts",
+    "plain_text",
+    "prompt_excerpt",
+]
 
 _EXAMPLE_TEXT = "Water boils at 100 degrees Celsius at sea level."
 
@@ -140,6 +147,13 @@ def example_text(kind: CardKind | str) -> str:
     return f"{_EXAMPLE_TEXT}\n{_EXAMPLES[CardKind.parse(kind)]}"
 
 
+def prompt_excerpt(note: NoteLike, part: int = 0, max_words: int = 160) -> str:
+    """The excerpt of the note that attempt ``part`` asks about (the meaning check reads
+    the same text the card was written from)."""
+    excerpts = note_excerpts(note, max_words)
+    return excerpts[part % len(excerpts)]
+
+
 def build_prompt(note: NoteLike, kind: CardKind, *, part: int = 0, max_words: int = 160) -> str:
     """The user message asking for one card of ``kind`` from excerpt ``part`` of the note.
 
@@ -151,7 +165,7 @@ def build_prompt(note: NoteLike, kind: CardKind, *, part: int = 0, max_words: in
     """
     kind = CardKind.parse(kind)
     excerpts = note_excerpts(note, max_words)
-    excerpt = excerpts[part % len(excerpts)]
+    excerpt = prompt_excerpt(note, part, max_words)
     sentences = [s for s in re.split(r"(?<=[.!?])\s+", excerpt) if len(s.split()) >= 5]
     focus = sentences[(part // len(excerpts)) % len(sentences)] if sentences else ""
     about = f"\nAsk about this sentence of the text: {focus}" if focus else ""

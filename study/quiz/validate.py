@@ -18,8 +18,10 @@ their thresholds in :class:`Rules`:
   the note holds a content word of the answer and a content word of the question, so an
   answer such as "1" that occurs somewhere in the note, unrelated to the question, fails.
 * **Multiple choice**: ``min_choices`` to ``max_choices`` options, pairwise distinct
-  in their content words, no "all/none of the above", and exactly one correct option
-  whose text is the answer.
+  in their content words, no "all/none of the above", exactly one correct option whose
+  text is the answer, and no distractor that is part or all of the answer ("attention"
+  beside "one attention block"): the note cannot make such an option wrong. Whether the
+  note rules each distractor out is asked of the model (``study.quiz.meaning``).
 * **Cloze**: exactly one blank, and the sentence with the blank filled in comes from
   the note: some sentence of the note contains every content word of the answer and at
   least ``cloze_sentence_share`` of the filled sentence's content words.
@@ -229,6 +231,18 @@ def _check_choices(card: CardDraft, rules: Rules) -> list[str]:
         for j in range(i + 1, count):
             if words[i] == words[j]:
                 reasons.append(f"options {_letter(i)} and {_letter(j)} are not distinct")
+    key = words[card.correct_index]
+    for i, other in enumerate(words):
+        if (
+            i != card.correct_index
+            and other
+            and key
+            and other != key
+            and (other <= key or key <= other)
+        ):
+            reasons.append(
+                f"option {_letter(i)} restates the correct answer, so the note cannot make it wrong"
+            )
     if any(_CATCH_ALL.search(choice) for choice in card.choices):
         reasons.append("an 'all/none of the above' option makes more than one answer correct")
     return reasons
