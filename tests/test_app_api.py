@@ -14,8 +14,9 @@ import pytest
 from gradio_client import Client, handle_file
 from sqlalchemy import func, select
 
-from db import DecodeRun, Review
+from db import DecodeRun, Review, ensure_user, record_quiz_run
 from study.export import read_cards_csv
+from study.notes_service import add_note
 from tests.app_helpers import Served, add_cards, plot_rows, serve_app, user_headers
 from ui.playground import MAX_PROMPT_CHARS, NO_DRAFTS
 from ui.review import card_of_key
@@ -248,3 +249,28 @@ def test_stats_show_the_forecast_heatmap_and_curve_after_a_review(served: Served
     assert "predicted recall" in series and any(s.startswith("desired retention") for s in series)
     assert [row[1] for row in points["data"]] == [3]
     assert "Not enough reviews" in user.predict(api_name="/stats_compare")
+
+
+def test_a_rejected_draft_is_kept_after_an_edit_through_the_notes_tab(served: Served) -> None:
+    user = client(served, "drafter")
+    uid = ensure_user(served.ctx.db, "drafter")
+    note = add_note(served.ctx.db, uid, "Drafts", "Kangaroo drafts with a shallow sub-network.")
+    draft = {"kind": "basic", "question": "What drafts in Kangaroo?", "answer": "it",
+             "choices": [], "reasons": ["asked with the note, the model answered 'x'"]}  # fmt: skip
+    run_id = served.ctx.db.write(
+        lambda s: record_quiz_run(
+            s, user_id=uid, note_id=note.id, status="failed", reason="no card passed the checks",
+            model="fake", extra={"rejected": [draft]},
+        ).id
+    )  # fmt: skip
+    said, *_ = user.predict(
+        f"{run_id}:0", str(note.id), "What drafts in Kangaroo?", "", "",
+        api_name="/notes_keep_draft",
+    )  # fmt: skip
+    assert "Draft not kept" in said and "needs an answer" in said
+    said, table, _ = user.predict(
+        f"{run_id}:0", str(note.id), "What drafts in Kangaroo?", "a shallow sub-network", "",
+        api_name="/notes_keep_draft",
+    )  # fmt: skip
+    assert "Kept the draft as card" in said
+    assert [row[3] for row in table["data"]] == ["a shallow sub-network"]

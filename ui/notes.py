@@ -20,6 +20,7 @@ from study.markdown_import import MARKDOWN_SUFFIXES
 from study.note_import import OnDuplicate, import_markdown
 from study.notes_service import add_note, delete_note, edit_note, get_note, list_notes
 from study.quiz_service import iter_generate_for_note
+from ui import drafts
 from ui.context import AppContext
 
 __all__ = ["MAX_UPLOAD_BYTES", "build", "check_upload", "split_tags"]
@@ -139,6 +140,16 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     with gr.Row():
         card_save = gr.Button("Save card")
         card_delete = gr.Button("Delete card", variant="stop")
+    panel, list_drafts = drafts.build(
+        ctx,
+        note_id,
+        (card_q, card_a, card_choices),
+        message,
+        cards,
+        _note_id,
+        lambda uid, nid: _cards_frame(ctx, uid, nid),
+    )
+    draft_widgets = [panel.choices, panel.why]
 
     editor = [note_id, title, body, source, tags]
 
@@ -283,6 +294,12 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                             if summary.reason and summary.reason not in lines[-1]
                             else ""
                         )
+                        + (
+                            f" · {summary.rejected_drafts} rejected draft(s) below: edit one "
+                            "and keep it if it is worth it"
+                            if summary.rejected_drafts
+                            else ""
+                        )
                     )
                 yield "\n\n".join(lines), gr.skip()
         except StudyError as exc:
@@ -339,7 +356,9 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
     refresh.click(show, listing, notes, api_name="notes_list")
     search.submit(show, listing, notes, api_visibility="private")
     demo.load(show, listing, notes, api_visibility="private")
-    notes.select(pick, notes, [*editor, message, cards, gen_status], api_visibility="private")
+    notes.select(pick, notes, [*editor, message, cards, gen_status], api_visibility="private").then(
+        list_drafts, note_id, draft_widgets, api_visibility="private"
+    )
     save.click(store, [*editor, *listing], [note_id, message, notes], api_name="notes_save")
     new.click(blank, None, [*editor, message, cards, gen_status], api_visibility="private")
     delete.click(ask_delete, note_id, [confirm, message], api_visibility="private")
@@ -362,7 +381,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         [gen_status, cards],
         api_name="notes_generate",
         concurrency_id="model",
-    )
+    ).then(list_drafts, note_id, draft_widgets, api_visibility="private")
     export_btn.click(do_export, export_kind, [export_file, message], api_name="notes_export")
     cards.select(
         pick_card, cards, [card_id, card_q, card_a, card_choices], api_visibility="private"
