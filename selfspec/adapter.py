@@ -26,7 +26,8 @@ from torch import Tensor, nn
 
 from selfspec.errors import BadInputError
 from selfspec.loading import LoadedModel
-from selfspec.model import KVCache, Transformer, causal_mask, linear, rotate_half
+from selfspec.model import KVCache, Transformer
+from selfspec.ops import causal_mask, linear, rotate_half
 
 __all__ = ["AdapterSettings", "KangarooAdapter", "save_adapter", "load_adapter", "settings_path"]
 

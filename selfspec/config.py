@@ -1,8 +1,9 @@
 """The engine's model configuration, read from a Hugging Face config.
 
-One dataclass covers the Llama family (Llama, Mistral, Qwen2, SmolLM2) and Gemma-2: the
+One dataclass covers the Llama family (Llama, Mistral, Qwen2, SmolLM2) and Gemma-2/3: the
 differences are a handful of switches (norm offset, sandwich norms, soft-capping, sliding
-windows, q/k/v biases) rather than separate model classes.
+windows, q/k/v biases, query/key norms, a second rotary base for the local layers) rather
+than separate model classes.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ if TYPE_CHECKING:  # transformers is only needed at run time by the loader
 
 __all__ = ["ModelConfig", "SUPPORTED_ARCHITECTURES"]
 
-SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2", "gemma2")
+SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2", "gemma2", "gemma3_text")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,12 @@ class ModelConfig:
     final_softcap: float | None = None
     query_scale: float = 1.0
     windows: tuple[int | None, ...] = ()  # sliding-window size per layer (None: full)
+    qk_norm: bool = False  # Gemma-3 normalises each query and key head
+    local_rope_theta: float | None = None  # Gemma-3's sliding layers rotate with this base
+
+    def local_rope(self, i: int) -> bool:
+        """Whether layer i rotates with the local base (a sliding layer of Gemma-3)."""
+        return self.local_rope_theta is not None and self.windows[i] is not None
 
     @property
     def n_sublayers(self) -> int:
@@ -54,10 +61,11 @@ class ModelConfig:
             raise ModelLoadError(
                 f"Architecture '{arch}' is not supported by the engine. Supported: "
                 f"{', '.join(SUPPORTED_ARCHITECTURES)} (e.g. SmolLM2, Llama 2/3, TinyLlama, "
-                "Mistral, Qwen2/2.5, Gemma-2). Pick a model of one of these families."
+                "Mistral, Qwen2/2.5, Gemma-2, Gemma-3). Pick a model of one of these families."
             )
         head_dim = getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads
-        gemma = arch == "gemma2"
+        gemma = arch in ("gemma2", "gemma3_text")
+        gemma3 = arch == "gemma3_text"
         query_pre = getattr(hf, "query_pre_attn_scalar", None) if gemma else None
         return cls(
             arch=arch,
@@ -79,7 +87,18 @@ class ModelConfig:
             final_softcap=getattr(hf, "final_logit_softcapping", None) if gemma else None,
             query_scale=(query_pre or head_dim) ** -0.5,
             windows=_layer_windows(hf),
+            qk_norm=gemma3,
+            local_rope_theta=_local_theta(hf) if gemma3 else None,
         )
+
+
+def _local_theta(hf) -> float:
+    """Gemma-3's rotary base for its sliding layers (transformers keeps one per layer type)."""
+    params = getattr(hf, "rope_parameters", None) or {}
+    local = params.get("sliding_attention") or {}
+    if local.get("rope_type", "default") != "default":
+        raise ModelLoadError("Gemma-3 local layers with scaled RoPE are not supported yet.")
+    return float(local.get("rope_theta", 10000.0))
 
 
 def _layer_windows(hf) -> tuple[int | None, ...]:

@@ -18,7 +18,6 @@ on dense weights, with q/k/v and gate/up fused into one matrix each.
 from __future__ import annotations
 
 import ctypes
-import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -29,11 +28,11 @@ from torch import Tensor, nn
 from selfspec import native
 from selfspec.config import ModelConfig
 from selfspec.errors import BadInputError
+from selfspec.layer_weights import LayerWeights, NativeLayer, float32_of, native_layer_of
+from selfspec.ops import KERNEL_DTYPES, causal_mask, linear, rms_norm, rotate_half
 from selfspec.weights import Weight
 
 __all__ = ["SkipSet", "KVCache", "Transformer", "LayerWeights", "NativeLayer", "KERNEL_DTYPES"]
-
-KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # weights the kernels read
 
 
 @dataclass(frozen=True)
@@ -60,19 +59,6 @@ class SkipSet:
             )
 
 
-@dataclass
-class LayerWeights:
-    attn_norm: Tensor
-    wqkv: Tensor  # [(H + 2 Hkv) D, C]
-    bqkv: Tensor | None
-    wo: Tensor  # [C, H D]
-    mlp_norm: Tensor
-    w_gate_up: Tensor  # [2 I, C]
-    w_down: Tensor  # [C, I]
-    post_attn_norm: Tensor | None = None  # Gemma-2 sandwich norms
-    post_mlp_norm: Tensor | None = None
-
-
 class KVCache:
     """Preallocated keys and values per layer, written by absolute position.
 
@@ -87,131 +73,6 @@ class KVCache:
         self.max_len = max_len
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layers)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layers)]
-
-
-def rms_norm(x: Tensor, w: Tensor, eps: float, offset: float) -> Tensor:
-    """RMSNorm as each family rounds it: Llama scales after casting back, Gemma before."""
-    if not offset and x.dtype == torch.float32:
-        return F.rms_norm(x, w.shape, w, eps)  # one fused kernel, the same float32 maths
-    xf = x.float()
-    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-    if offset:
-        return (xf * (offset + w.float())).to(x.dtype)
-    return w * xf.to(x.dtype)
-
-
-def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
-    """F.linear, through the native kernels where they apply: float32 activations
-    on a CPU, a float32/float16/bfloat16 weight, no autograd, at most 16 rows."""
-    rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
-    if (
-        0 < rows <= 16
-        and x.dtype == torch.float32
-        and x.device.type == "cpu"
-        and w.dtype in KERNEL_DTYPES
-        and (b is None or b.dtype == torch.float32)
-        and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad))
-        and not torch.compiler.is_compiling()
-        and native.available()
-    ):
-        return native.linear(x, Weight.dense_of(w), b)
-    return F.linear(x, w, b)
-
-
-def rotate_half(x: Tensor) -> Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
-
-
-def causal_mask(pos: int, t: int, window: int | None, device: torch.device | str) -> Tensor | None:
-    """Boolean mask [T, pos+T] (True = attend) for T new queries after `pos` cached keys.
-
-    Every layer of a pass asks for the same mask: it is built once and shared (read-only),
-    separately inside and outside inference mode (autograd refuses inference tensors).
-    A compiled graph builds it itself (the cache is Python state the compiler would skip).
-    """
-    build = _causal_mask.__wrapped__ if torch.compiler.is_compiling() else _causal_mask
-    return build(pos, t, window, torch.device(device), torch.is_inference_mode_enabled())
-
-
-@functools.lru_cache(maxsize=8)
-def _causal_mask(pos: int, t: int, window: int | None, device, _inference: bool):
-    s = pos + t
-    if t == 1 and (window is None or s <= window):
-        return None
-    q_pos = torch.arange(pos, s, device=device)[:, None]  # [T, 1]
-    k_pos = torch.arange(s, device=device)[None, :]  # [1, S]
-    mask = k_pos <= q_pos
-    if window is not None:
-        mask &= k_pos > q_pos - window
-    return mask
-
-
-@dataclass
-class NativeLayer:
-    """One layer's weights for the native kernels: each matrix in its own format (a Q4_K_M
-    file mixes formats within a layer), norms and biases as float32 tensors, and the C
-    record of pointers into them (valid while this object holds the tensors)."""
-
-    attn_norm: Tensor
-    q: Weight
-    k: Weight
-    v: Weight
-    o: Weight
-    mlp_norm: Tensor
-    gate: Weight
-    up: Weight
-    down: Weight
-    bq: Tensor | None = None
-    bk: Tensor | None = None
-    bv: Tensor | None = None
-    post_attn_norm: Tensor | None = None
-    post_mlp_norm: Tensor | None = None
-    _record: native.LayerWeights | None = field(default=None, repr=False)
-
-    def record(self) -> native.LayerWeights:
-        if self._record is None:
-
-            def ptr(t: Tensor | None) -> int | None:
-                return None if t is None else t.data_ptr()
-
-            self._record = native.LayerWeights(
-                ptr(self.attn_norm),
-                *(native.cweight(w) for w in (self.q, self.k, self.v, self.o)),
-                ptr(self.bq),
-                ptr(self.bk),
-                ptr(self.bv),
-                ptr(self.mlp_norm),
-                *(native.cweight(w) for w in (self.gate, self.up, self.down)),
-                ptr(self.post_attn_norm),
-                ptr(self.post_mlp_norm),
-            )
-        return self._record
-
-    def matrices(self) -> list[Weight]:
-        return [self.q, self.k, self.v, self.o, self.gate, self.up, self.down]
-
-    def dense(self, dtype: torch.dtype) -> LayerWeights:
-        """The layer as torch's path wants it: fused dense matrices of `dtype`."""
-
-        def cat(*ws: Weight) -> Tensor:
-            return torch.cat([w.dense(dtype) for w in ws])
-
-        def f(t: Tensor | None) -> Tensor | None:
-            return None if t is None else t.to(dtype)
-
-        biases = (self.bq, self.bk, self.bv)
-        return LayerWeights(
-            attn_norm=f(self.attn_norm),
-            wqkv=cat(self.q, self.k, self.v),
-            bqkv=torch.cat(biases).to(dtype) if self.bq is not None else None,
-            wo=self.o.dense(dtype),
-            mlp_norm=f(self.mlp_norm),
-            w_gate_up=cat(self.gate, self.up),
-            w_down=self.down.dense(dtype),
-            post_attn_norm=f(self.post_attn_norm),
-            post_mlp_norm=f(self.post_mlp_norm),
-        )
 
 
 class Transformer:
@@ -233,6 +94,7 @@ class Transformer:
         final_norm: Tensor,
         inv_freq: Tensor,
         rope_scale: float = 1.0,
+        local_inv_freq: Tensor | None = None,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> None:
@@ -244,10 +106,12 @@ class Transformer:
         self.final_norm = final_norm
         self.inv_freq = inv_freq.float()
         self.rope_scale = rope_scale
+        # Gemma-3's sliding layers rotate with their own base (and no attention scaling).
+        self.local_inv_freq = None if local_inv_freq is None else local_inv_freq.float()
         self.device = torch.device(device)
         self.dtype = dtype  # activations (and the KV cache)
         self._dense: dict[str, Tensor] = {}
-        self._cos = self._sin = torch.empty(0)
+        self._tables: dict[bool, tuple[Tensor, Tensor]] = {}  # local? -> cos, sin [n, D]
         self._act = F.silu if cfg.activation == "silu" else lambda x: F.gelu(x, approximate="tanh")
         self._embed_scale = (
             torch.tensor(cfg.embed_scale, dtype=self.dtype) if cfg.embed_scale else None
@@ -261,46 +125,27 @@ class Transformer:
     # ----------------------------------------------------------------- construction
     @classmethod
     def from_hf(cls, hf_model: nn.Module) -> Transformer:
-        """Build the engine over a transformers CausalLM (Llama family or Gemma-2),
+        """Build the engine over a transformers CausalLM (Llama family, Qwen2, Gemma-2/3),
         sharing its tensors. On a CPU in float32, float16 or bfloat16 the native kernels
         read them as they are, with float32 activations; otherwise torch's path runs."""
         cfg = ModelConfig.from_hf(hf_model.config)
         base = hf_model.model
-        gemma = cfg.arch == "gemma2"
         w0 = base.embed_tokens.weight
         native_ok = w0.device.type == "cpu" and w0.dtype in KERNEL_DTYPES
-        layers = []
-        for layer in base.layers:
-            attn, mlp = layer.self_attn, layer.mlp
-            mats = [attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj]
-            mats += [mlp.gate_proj, mlp.up_proj, mlp.down_proj]
-            q, k, v, o, gate, up, down = (Weight.of(m.weight.detach()) for m in mats)
-            layers.append(
-                NativeLayer(
-                    attn_norm=_f32(layer.input_layernorm),
-                    q=q,
-                    k=k,
-                    v=v,
-                    o=o,
-                    mlp_norm=_f32(
-                        layer.pre_feedforward_layernorm if gemma else layer.post_attention_layernorm
-                    ),
-                    gate=gate,
-                    up=up,
-                    down=down,
-                    bq=_f32(attn.q_proj, "bias"),
-                    bk=_f32(attn.k_proj, "bias"),
-                    bv=_f32(attn.v_proj, "bias"),
-                    post_attn_norm=_f32(layer.post_attention_layernorm) if gemma else None,
-                    post_mlp_norm=_f32(layer.post_feedforward_layernorm) if gemma else None,
-                )
-            )
+        layers = [native_layer_of(layer, cfg.sandwich_norm) for layer in base.layers]
         rotary = base.rotary_emb
-        common = dict(
-            inv_freq=rotary.inv_freq,
-            rope_scale=float(getattr(rotary, "attention_scaling", 1.0)),
-            device=w0.device,
-        )
+        if cfg.local_rope_theta is not None:  # one table per layer type
+            common = dict(
+                inv_freq=rotary.full_attention_inv_freq,
+                rope_scale=float(rotary.full_attention_attention_scaling),
+                local_inv_freq=rotary.sliding_attention_inv_freq,
+            )
+        else:
+            common = dict(
+                inv_freq=rotary.inv_freq,
+                rope_scale=float(getattr(rotary, "attention_scaling", 1.0)),
+            )
+        common["device"] = w0.device
         embedding, head = w0.detach(), hf_model.lm_head.weight.detach()
         if native_ok:
             return cls(
@@ -308,7 +153,7 @@ class Transformer:
                 native_layers=layers,
                 embedding=Weight.dense_of(embedding),
                 lm_head=Weight.dense_of(head),
-                final_norm=_f32(base.norm),
+                final_norm=float32_of(base.norm),
                 **common,
             )
         return cls(
@@ -460,17 +305,26 @@ class Transformer:
             return self.head_weight.take_rows(tokens.cpu()).dense(self.dtype)
         return self.lm_head[tokens]
 
-    def rope(self, pos: int, t: int) -> tuple[Tensor, Tensor]:
-        if self._cos.shape[0] < pos + t:
-            n = max(2 * (pos + t), 256)
-            freqs = torch.outer(
-                torch.arange(n, device=self.device, dtype=torch.float32),
-                self.inv_freq.to(self.device),
+    def rope(self, pos: int, t: int, local: bool = False) -> tuple[Tensor, Tensor]:
+        """cos, sin [T, D] for positions pos..pos+T-1 (`local`: a Gemma-3 sliding layer's)."""
+        return tuple(table[pos : pos + t] for table in self._rope_tables(pos + t, local))
+
+    def _rope_tables(self, n: int, local: bool = False) -> tuple[Tensor, Tensor]:
+        """The whole cos, sin tables [>= n, D], grown (doubling) when too short."""
+        tables = self._tables.get(local)
+        if tables is None or tables[0].shape[0] < n:
+            size = max(2 * n, 256)
+            inv_freq, scale = (
+                (self.local_inv_freq, 1.0) if local else (self.inv_freq, self.rope_scale)
             )
-            emb = torch.cat((freqs, freqs), dim=-1)  # [n, D]
-            self._cos = (emb.cos() * self.rope_scale).to(self.dtype)
-            self._sin = (emb.sin() * self.rope_scale).to(self.dtype)
-        return self._cos[pos : pos + t], self._sin[pos : pos + t]  # [T, D]
+            freqs = torch.outer(
+                torch.arange(size, device=self.device, dtype=torch.float32),
+                inv_freq.to(self.device),
+            )
+            emb = torch.cat((freqs, freqs), dim=-1)  # [size, D]
+            tables = ((emb.cos() * scale).to(self.dtype), (emb.sin() * scale).to(self.dtype))
+            self._tables[local] = tables
+        return tables
 
     # ----------------------------------------------------------------- sub-layers (torch)
     def attention(self, i: int, h: Tensor, cache: KVCache, pos: int) -> Tensor:
@@ -480,7 +334,16 @@ class Transformer:
         nq, nkv, d = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         qkv = linear(self.norm(h, w.attn_norm), w.wqkv, w.bqkv)  # [B, T, (H + 2Hkv) D]
         qkv = qkv.view(b, t, nq + 2 * nkv, d).transpose(1, 2)  # [B, H + 2Hkv, T, D]
-        cos, sin = self.rope(pos, t)
+        if w.q_norm is not None:  # Gemma-3: each query and key head normalised first
+            qkv = torch.cat(
+                (
+                    self.norm(qkv[:, :nq], w.q_norm),
+                    self.norm(qkv[:, nq : nq + nkv], w.k_norm),
+                    qkv[:, nq + nkv :],
+                ),
+                dim=1,
+            )
+        cos, sin = self.rope(pos, t, cfg.local_rope(i))
         qk = qkv[:, : nq + nkv]  # queries and keys get the same rotation: one pass for both
         qk = qk * cos + rotate_half(qk) * sin
         q, k = qk.split((nq, nkv), dim=1)  # [B, H, T, D], [B, Hkv, T, D]
@@ -543,7 +406,8 @@ class Transformer:
     ) -> Tensor:
         """One native call for the whole range, on a private copy of h [T, C]."""
         x = h[0].clone(memory_format=torch.contiguous_format)  # [T, C], updated in place
-        self.rope(pos, x.shape[0])  # makes the tables long enough
+        n = pos + x.shape[0]
+        local = [self.cfg.local_rope(i) for i in range(start, stop)]
         configs, records = self._records(start, stop)
         native.layers(
             configs,
@@ -552,8 +416,8 @@ class Transformer:
             pos,
             [k[0] for k in cache.k[start:stop]],
             [v[0] for v in cache.v[start:stop]],
-            self._cos,
-            self._sin,
+            [self._rope_tables(n, lo)[0] for lo in local],
+            [self._rope_tables(n, lo)[1] for lo in local],
             [skip is not None and i in skip.attn for i in range(start, stop)],
             [skip is not None and i in skip.mlp for i in range(start, stop)],
         )
@@ -594,9 +458,3 @@ class Transformer:
         if last_only:
             h = h[:, -1:]
         return self.logits(h)
-
-
-def _f32(module: nn.Module, attr: str = "weight") -> Tensor | None:
-    """A module's norm weight or bias as a float32 tensor (None where it has none)."""
-    t = getattr(module, attr, None)
-    return None if t is None else t.detach().float().contiguous()

@@ -51,10 +51,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CSRC = Path(__file__).with_name("csrc")
-SOURCES = (CSRC / "engine.c", CSRC / "quant.h")
+SOURCES = (CSRC / "engine.c", CSRC / "quant.h", CSRC / "pool.h")
 # -ffp-contract=off: no multiply-add is fused unless the source says so, so a scalar
 # remainder and a vectorised body round alike.
-FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-ffp-contract=off", "-fopenmp", "-shared", "-fPIC"]
+FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-ffp-contract=off", "-pthread", "-shared", "-fPIC"]
 REQUIRED_FLAGS = ("avx2", "fma", "f16c")
 
 
@@ -100,6 +100,8 @@ class LayerWeights(ctypes.Structure):
         ("down", CWeight),
         ("post_attn_norm", ctypes.c_void_p),
         ("post_mlp_norm", ctypes.c_void_p),
+        ("q_norm", ctypes.c_void_p),
+        ("k_norm", ctypes.c_void_p),
     ]
 
 
@@ -299,26 +301,33 @@ def layers(
     pos: int,
     k_caches: list[Tensor],
     v_caches: list[Tensor],
-    cos: Tensor,
-    sin: Tensor,
+    cos: list[Tensor],
+    sin: list[Tensor],
     skip_attn: list[bool],
     skip_mlp: list[bool],
 ) -> None:
     """Decoder layers on h [T, C] in place, in one native call: layer j of the range uses
     configs[j] (`LayerConfig`), weights[j] (`LayerWeights`, pointers into tensors the
-    caller keeps alive) and its caches [Hkv, S, D], written at positions pos..pos+T-1."""
+    caller keeps alive), its caches [Hkv, S, D], written at positions pos..pos+T-1, and
+    its rotary tables cos[j], sin[j] [>= pos+T, D]."""
     n = len(k_caches)
     t, c = h.shape
-    if not (len(configs) == len(weights) == len(v_caches) == len(skip_attn) == len(skip_mlp) == n):
-        raise ValueError("one config, weight record, cache pair and skip flag per layer")
+    if not (
+        len(configs) == len(weights) == len(v_caches) == len(cos) == len(sin) == n
+        and len(skip_attn) == len(skip_mlp) == n
+    ):
+        raise ValueError(
+            "one config, weight record, cache pair, rotary table and skip flag per layer"
+        )
     shape = tuple(k_caches[0].shape) if n else (0, 0, 0)
     hkv, s, d = shape
     if n and (c != configs[0].dim or hkv != configs[0].n_kv_heads or d != configs[0].head_dim):
         raise ValueError(f"layers do not fit: h {tuple(h.shape)}, cache {shape}")
     if pos + t > s:
         raise ValueError(f"positions {pos}..{pos + t - 1} do not fit a cache of {s}")
-    if cos.shape[0] < pos + t or cos.shape[1] != d or sin.shape != cos.shape:
-        raise ValueError("rotary tables shorter than the positions asked for")
+    for c_, s_ in zip(cos, sin, strict=True):
+        if c_.shape[0] < pos + t or c_.shape[1] != d or s_.shape != c_.shape:
+            raise ValueError("rotary tables shorter than the positions asked for")
     kp = (ctypes.c_void_p * n)(*[_check(k, "k cache", shape) for k in k_caches])
     vp = (ctypes.c_void_p * n)(*[_check(v, "v cache", shape) for v in v_caches])
     rc = _library().ss_layers(
@@ -331,8 +340,8 @@ def layers(
         kp,
         vp,
         s,
-        _check(cos, "cos"),
-        _check(sin, "sin"),
+        (ctypes.c_void_p * n)(*[_check(x, "cos") for x in cos]),
+        (ctypes.c_void_p * n)(*[_check(x, "sin") for x in sin]),
         bytes(skip_attn),
         bytes(skip_mlp),
         _threads(),

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["TINY_MODELS", "RANDOM_MODELS", "random_config", "random_model", "seeded_model"]
 
-TINY_MODELS = ("tiny-llama", "tiny-qwen2", "tiny-mistral", "tiny-gemma2")
+TINY_MODELS = ("tiny-llama", "tiny-qwen2", "tiny-mistral", "tiny-gemma2", "tiny-gemma3")
 RANDOM_MODELS = ("random-1b",)
 
 
@@ -29,7 +29,13 @@ def random_config(name: str) -> PretrainedConfig:
     """A few-layer config per architecture; small windows so sliding attention is exercised."""
     # transformers is imported where it is used, here and below, as in the rest of the
     # loading path: importing it costs seconds, and the names above are read at start-up.
-    from transformers import Gemma2Config, LlamaConfig, MistralConfig, Qwen2Config
+    from transformers import (
+        Gemma2Config,
+        Gemma3TextConfig,
+        LlamaConfig,
+        MistralConfig,
+        Qwen2Config,
+    )
 
     common = dict(
         vocab_size=320,
@@ -64,6 +70,18 @@ def random_config(name: str) -> PretrainedConfig:
         return Qwen2Config(**common)
     if name == "tiny-mistral":
         return MistralConfig(**common, sliding_window=24)
+    if name == "tiny-gemma3":  # two sliding layers, then a global one: both rotary bases
+        return Gemma3TextConfig(
+            **common | dict(num_hidden_layers=6, num_key_value_heads=1),
+            head_dim=32,
+            query_pre_attn_scalar=32,
+            sliding_window=24,
+            sliding_window_pattern=3,
+            rope_parameters={
+                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                "full_attention": {"rope_type": "default", "rope_theta": 1000000.0},
+            },
+        )
     return Gemma2Config(
         **common, head_dim=16, query_pre_attn_scalar=16, sliding_window=24, hidden_act="gelu"
     )

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from selfspec.errors import BadInputError
-from selfspec.model import SkipSet, causal_mask
+from selfspec.model import SkipSet
+from selfspec.ops import causal_mask
 from tests.model_helpers import ARCHS, DEVICE, random_ids, tiny
 
 TOL = {"float64": 1e-9, "float32": 1e-4}
@@ -109,9 +110,14 @@ def reference_forward(lm, ids, skip: SkipSet) -> torch.Tensor:
     x = torch.tensor([ids])
     t = x.shape[1]
     h = base.embed_tokens(x)
-    pos_emb = base.rotary_emb(h, torch.arange(t)[None])
-    gemma = hf.config.model_type == "gemma2"
+    positions = torch.arange(t)[None]
+    layer_types = getattr(hf.config, "layer_types", None)
+    gemma = hf.config.model_type in ("gemma2", "gemma3_text")
     for i, layer in enumerate(base.layers):
+        if hf.config.model_type == "gemma3_text":  # one rotary table per layer type
+            pos_emb = base.rotary_emb(h, positions, layer_types[i])
+        else:
+            pos_emb = base.rotary_emb(h, positions)
         window = lm.engine.cfg.windows[i]
         allowed = causal_mask(0, t, window, h.device)
         if allowed is None:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from selfspec import native
-from selfspec.model import linear
+from selfspec.ops import linear
 from selfspec.weights import BLOCKS, GGMLType, Weight
 from tests.model_helpers import random_weight
 

@@ -18,7 +18,8 @@
  * (the buffer then serves many passes). The dequantized value equals gguf's dequantized
  * float32 exactly, so the products equal those of dense float32 weights bit for bit.
  *
- * Compiled with -O3 -mavx2 -mfma -mf16c -fopenmp; the caller checks the CPU first.
+ * Compiled with -O3 -mavx2 -mfma -mf16c -pthread; the caller checks the CPU first. Threads
+ * come from pool.h.
  */
 #include <immintrin.h>
 #include <math.h>
@@ -26,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pool.h"
 #include "quant.h"
 
 #define MAX_PASS_ROWS 6 /* 12 accumulators + 2 weight vectors + 1 input: 15 of 16 registers */
@@ -135,6 +137,72 @@ static inline void load32_q8_0(const uint8_t* row, long j, __m256 w[4]) {
     for (int i = 0; i < 4; i++) w[i] = _mm256_mul_ps(_mm256_cvtepi32_ps(ss__i8x8(b->qs + 8 * i)), d);
 }
 
+/* Q5_0: as quant.h's dequantizer, for one block: the fifth bit of weight i is bit i of qh. */
+static inline void load32_q5_0(const uint8_t* row, long j, __m256 w[4]) {
+    const ss_block_q5_0* b = (const ss_block_q5_0*)row + j;
+    const __m256i m4 = _mm256_set1_epi32(0x0f), sixteen = _mm256_set1_epi32(16);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256 d = _mm256_set1_ps(ss__f16(b->d));
+    uint32_t qh;
+    memcpy(&qh, b->qh, sizeof qh);
+    const __m256i h_lo = _mm256_set1_epi32((int32_t)(qh << 4));
+    const __m256i h_hi = _mm256_set1_epi32((int32_t)(qh >> 4));
+    const __m256i w0 = ss__u8x8(b->qs), w1 = ss__u8x8(b->qs + 8);
+    const __m256i lo[4] = {_mm256_and_si256(w0, m4), _mm256_and_si256(w1, m4),
+                           _mm256_srli_epi32(w0, 4), _mm256_srli_epi32(w1, 4)};
+    const __m256i shift[4] = {lane, _mm256_add_epi32(lane, _mm256_set1_epi32(8)),
+                              _mm256_add_epi32(lane, _mm256_set1_epi32(16)),
+                              _mm256_add_epi32(lane, _mm256_set1_epi32(16))};
+    for (int i = 0; i < 4; i++) {
+        const __m256i h = _mm256_srlv_epi32(i < 3 ? h_lo : h_hi, shift[i]);
+        const __m256i q = _mm256_sub_epi32(_mm256_or_si256(lo[i], _mm256_and_si256(h, sixteen)), sixteen);
+        w[i] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(q));
+    }
+}
+
+/* Q4_K: group j is sub-block j % 8 of super-block j / 8; (d*sc)*q - dmin*m as quant.h. */
+static inline void load32_q4_k(const uint8_t* row, long j, __m256 w[4]) {
+    const ss_block_q4_k* b = (const ss_block_q4_k*)row + j / 8;
+    const int s = (int)(j % 8);
+    const uint8_t* p = b->scales;
+    const int sc = s < 4 ? p[s] & 0x3f : (p[s + 4] & 0x0f) | ((p[s - 4] >> 6) << 4);
+    const int mn = s < 4 ? p[s + 4] & 0x3f : (p[s + 4] >> 4) | ((p[s] >> 6) << 4);
+    const __m256 d = _mm256_set1_ps(ss__f16(b->d) * (float)sc);
+    const __m256 m = _mm256_set1_ps(ss__f16(b->dmin) * (float)mn);
+    const uint8_t* qs = b->qs + 32 * (s / 2);
+    const __m256i m4 = _mm256_set1_epi32(0x0f);
+    for (int i = 0; i < 4; i++) {
+        const __m256i q = ss__u8x8(qs + 8 * i);
+        const __m256i n = s & 1 ? _mm256_srli_epi32(q, 4) : _mm256_and_si256(q, m4);
+        w[i] = _mm256_fmsub_ps(d, _mm256_cvtepi32_ps(n), m);
+    }
+}
+
+/* Q6_K: group j is run j % 4 of half (j % 8) / 4 of super-block j / 8 (quant.h's layout);
+ * its two 16-weight scale groups give (d*scale) * q. */
+static inline void load32_q6_k(const uint8_t* row, long j, __m256 w[4]) {
+    const ss_block_q6_k* b = (const ss_block_q6_k*)row + j / 8;
+    const int h = (int)(j % 8) / 4, run = (int)(j % 4);
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2h = _mm256_set1_epi8(0x30);
+    const __m256i L = _mm256_loadu_si256((const __m256i*)(b->ql + 64 * h + 32 * (run & 1)));
+    const __m256i H = _mm256_loadu_si256((const __m256i*)(b->qh + 32 * h));
+    const __m256i lo = _mm256_and_si256(run < 2 ? L : _mm256_srli_epi16(L, 4), m4);
+    const __m256i hs = run == 0 ? _mm256_slli_epi16(H, 4)
+                       : run == 1 ? _mm256_slli_epi16(H, 2)
+                       : run == 2 ? H
+                                  : _mm256_srli_epi16(H, 2);
+    const __m256i q = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_and_si256(hs, m2h)),
+                                      _mm256_set1_epi8(32));
+    const float d = ss__f16(b->d);
+    const int8_t* sc = b->scales + 8 * h + 2 * run;
+    const __m256 d0 = _mm256_set1_ps(d * (float)sc[0]), d1 = _mm256_set1_ps(d * (float)sc[1]);
+    const __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
+    w[0] = _mm256_mul_ps(ss__ps_lo8(q0), d0);
+    w[1] = _mm256_mul_ps(ss__ps_hi8(q0), d0);
+    w[2] = _mm256_mul_ps(ss__ps_lo8(q1), d1);
+    w[3] = _mm256_mul_ps(ss__ps_hi8(q1), d1);
+}
+
 #define MAX_FUSED_ROWS 8
 
 #define FUSED(NAME, FMT, R)                                                                     \
@@ -205,17 +273,23 @@ typedef void (*fused_fn)(const float*, long, const uint8_t*, long, long, const f
 FUSED_ALL(q4_0)
 FUSED_ALL(q4_1)
 FUSED_ALL(q8_0)
+FUSED_ALL(q5_0)
+FUSED_ALL(q4_k)
+FUSED_ALL(q6_k)
 
 static const fused_fn* fused_for(int type) {
     switch (type) {
     case SS_Q4_0: return FUSED_q4_0;
     case SS_Q4_1: return FUSED_q4_1;
     case SS_Q8_0: return FUSED_q8_0;
+    case SS_Q5_0: return FUSED_q5_0;
+    case SS_Q4_K: return FUSED_q4_k;
+    case SS_Q6_K: return FUSED_q6_k;
     default: return 0;
     }
 }
 
-/* One buffer per OpenMP thread, grown as needed and kept: threads live for the process. */
+/* One buffer per thread (the caller's and the pool's helpers), grown as needed and kept: threads live for the process. */
 static float* thread_buffer(long floats) {
     static __thread float* buf = 0;
     static __thread long cap = 0;
@@ -227,41 +301,50 @@ static float* thread_buffer(long floats) {
     return buf;
 }
 
+/* One chunk of an ss_linear call: a few weight rows against every input row. */
+typedef struct {
+    const float* x;
+    long M, chunk;
+    const ss_weight* w;
+    const float* bias;
+    float* y;
+    const fused_fn* fused;
+} linear_task;
+
+static void linear_chunk(void* arg, long c) {
+    const linear_task* t = (const linear_task*)arg;
+    const ss_weight* w = t->w;
+    const long K = w->k, N = w->n, M = t->M;
+    const long n0 = c * t->chunk, rows = n0 + t->chunk < N ? t->chunk : N - n0;
+    const uint8_t* src = w->data + n0 * w->row_bytes;
+    const float* bias = t->bias ? t->bias + n0 : 0;
+    if (t->fused) {
+        t->fused[M](t->x, K, src, w->row_bytes, rows, bias, t->y + n0, N);
+    } else if (w->type == SS_F32) {
+        rows_pass(t->x, M, K, (const float*)src, w->row_bytes / (long)sizeof(float), rows, bias,
+                  t->y + n0, N);
+    } else {
+        float* buf = thread_buffer(rows * K);
+        for (long n = 0; n < rows; n++) ss_dequant_row(w->type, src + n * w->row_bytes, K, buf + n * K);
+        rows_pass(t->x, M, K, buf, K, rows, bias, t->y + n0, N);
+    }
+}
+
 /* y[M, N] = x[M, K] W^T (+ bias): the weight's rows are shared out among threads in
  * chunks; each chunk is dequantized once into the thread's buffer (F32 weights are read
- * in place) and every input row is run against it. */
+ * in place, the commonest block formats in registers) and every input row is run against
+ * it. */
 void ss_linear(const float* x, long M, const ss_weight* w, const float* bias, float* y,
                int threads) {
     const long K = w->k, N = w->n;
-    const int dense = w->type == SS_F32;
     const long budget = M <= MAX_PASS_ROWS ? SMALL_BUFFER : LARGE_BUFFER;
     long chunk = budget / K;
     if (chunk < 1) chunk = 1;
-    if (dense && chunk < 16) chunk = 16;
+    if (w->type == SS_F32 && chunk < 16) chunk = 16;
     const fused_fn* fused = M <= MAX_FUSED_ROWS ? fused_for(w->type) : 0;
     if (fused) chunk = 16;
-    const long nchunks = (N + chunk - 1) / chunk;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (long c = 0; c < nchunks; c++) {
-        const long n0 = c * chunk, rows = n0 + chunk < N ? chunk : N - n0;
-        const uint8_t* src = w->data + n0 * w->row_bytes;
-        const float* W;
-        long ldw;
-        if (fused) {
-            fused[M](x, K, src, w->row_bytes, rows, bias ? bias + n0 : 0, y + n0, N);
-            continue;
-        }
-        if (dense) {
-            W = (const float*)src;
-            ldw = w->row_bytes / (long)sizeof(float);
-        } else {
-            float* buf = thread_buffer(rows * K);
-            for (long n = 0; n < rows; n++) ss_dequant_row(w->type, src + n * w->row_bytes, K, buf + n * K);
-            W = buf;
-            ldw = K;
-        }
-        rows_pass(x, M, K, W, ldw, rows, bias ? bias + n0 : 0, y + n0, N);
-    }
+    linear_task task = {x, M, chunk, w, bias, y, fused};
+    ss_parallel((N + chunk - 1) / chunk, linear_chunk, &task, threads);
 }
 
 /* Rows `ids` of a weight, dequantized (the embedding lookup), times `scale` when not 0. */
@@ -333,7 +416,8 @@ typedef struct {
     const float *bq, *bk, *bv; /* may be 0 */
     const float* mlp_norm;
     ss_weight gate, up, down;
-    const float *post_attn_norm, *post_mlp_norm; /* Gemma-2 sandwich norms, may be 0 */
+    const float *post_attn_norm, *post_mlp_norm; /* Gemma-2/3 sandwich norms, may be 0 */
+    const float *q_norm, *k_norm; /* Gemma-3 per-head RMSNorm of queries and keys, may be 0 */
 } ss_layer_weights;
 
 /* dot(q, k_s) for four keys at once: each key summed exactly as dot() sums it (one
@@ -411,6 +495,23 @@ static void attend_row(const ss_config* cfg, const float* q, const float* kc, co
     weighted_sum(scores, vc + lo * D, n, D, out);
 }
 
+/* One (query row, head) item of a layer's attention. */
+typedef struct {
+    const ss_config* cfg;
+    const float *q, *kc, *vc;
+    long S, pos;
+    float* out;
+} attention_task;
+
+static void attention_item(void* arg, long th) {
+    const attention_task* a = (const attention_task*)arg;
+    const long D = a->cfg->head_dim, H = a->cfg->n_heads, groups = H / a->cfg->n_kv_heads;
+    const long t = th / H, hd = th % H, g = hd / groups;
+    float* scores = thread_buffer(a->pos + t + 1);
+    attend_row(a->cfg, a->q + (t * H + hd) * D, a->kc + g * a->S * D, a->vc + g * a->S * D,
+               a->pos + t, scores, a->out + (t * H + hd) * D);
+}
+
 static void residual_norm_add(const ss_config* cfg, float* h, const float* out, const float* post,
                               long T, float* tmp) {
     const long C = cfg->dim;
@@ -430,7 +531,7 @@ static int ss_layer(const ss_config* cfg, const ss_layer_weights* w, float* h, l
                     float* kc, float* vc, long S, const float* cos, const float* sin,
                     int skip_attn, int skip_mlp, int threads) {
     const long C = cfg->dim, D = cfg->head_dim, H = cfg->n_heads, Hkv = cfg->n_kv_heads;
-    const long I = cfg->hidden, groups = H / Hkv;
+    const long I = cfg->hidden;
     const long width = (H + 2 * Hkv) * D > 2 * I ? (H + 2 * Hkv) * D : 2 * I;
     const long xw = H * D > C ? H * D : C; /* a normed input, or the attention output */
     float* x = (float*)malloc(sizeof(float) * T * (xw + width + C + C));
@@ -446,6 +547,8 @@ static int ss_layer(const ss_config* cfg, const ss_layer_weights* w, float* h, l
         ss_linear(x, T, &w->v, w->bv, v, threads);
         for (long t = 0; t < T; t++) {
             const float *c = cos + (pos + t) * D, *s = sin + (pos + t) * D;
+            if (w->q_norm) ss_rms_norm(q + t * H * D, H, D, w->q_norm, cfg->eps, cfg->norm_offset, q + t * H * D);
+            if (w->k_norm) ss_rms_norm(k + t * Hkv * D, Hkv, D, w->k_norm, cfg->eps, cfg->norm_offset, k + t * Hkv * D);
             rope_row(q + t * H * D, H, D, c, s);
             rope_row(k + t * Hkv * D, Hkv, D, c, s);
             for (long g = 0; g < Hkv; g++) {
@@ -454,13 +557,8 @@ static int ss_layer(const ss_config* cfg, const ss_layer_weights* w, float* h, l
             }
         }
         float* o = x; /* the normed input is no longer needed: attention output [T, H D] */
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && T * H > 1)
-        for (long th = 0; th < T * H; th++) {
-            const long t = th / H, hd = th % H, g = hd / groups;
-            float* scores = thread_buffer(pos + T);
-            attend_row(cfg, q + (t * H + hd) * D, kc + g * S * D, vc + g * S * D, pos + t, scores,
-                       o + (t * H + hd) * D);
-        }
+        attention_task task = {cfg, q, kc, vc, S, pos, o};
+        ss_parallel(T * H, attention_item, &task, threads);
         ss_linear(o, T, &w->o, 0, att, threads);
         residual_norm_add(cfg, h, att, w->post_attn_norm, T, tmp);
     }
@@ -481,13 +579,16 @@ static int ss_layer(const ss_config* cfg, const ss_layer_weights* w, float* h, l
 }
 
 /* Layers 0..n-1 of a range in one call (one crossing from Python per pass): layer i
- * reads cfgs[i], ws[i], its caches kcs[i], vcs[i] and skip flags. Returns 0, or -1 when
- * memory for the activations could not be allocated (h is then partly updated). */
+ * reads cfgs[i], ws[i], its caches kcs[i], vcs[i], its rotary tables coss[i], sins[i]
+ * (Gemma-3's local and global layers rotate with different bases) and skip flags.
+ * Returns 0, or -1 when memory for the activations could not be allocated (h is then
+ * partly updated). */
 int ss_layers(long n, const ss_config* cfgs, const ss_layer_weights* ws, float* h, long T,
-               long pos, float* const* kcs, float* const* vcs, long S, const float* cos,
-               const float* sin, const uint8_t* skip_attn, const uint8_t* skip_mlp, int threads) {
+               long pos, float* const* kcs, float* const* vcs, long S, const float* const* coss,
+               const float* const* sins, const uint8_t* skip_attn, const uint8_t* skip_mlp,
+               int threads) {
     for (long i = 0; i < n; i++)
-        if (ss_layer(&cfgs[i], &ws[i], h, T, pos, kcs[i], vcs[i], S, cos, sin, skip_attn[i],
+        if (ss_layer(&cfgs[i], &ws[i], h, T, pos, kcs[i], vcs[i], S, coss[i], sins[i], skip_attn[i],
                      skip_mlp[i], threads))
             return -1;
     return 0;
