@@ -1,13 +1,11 @@
 """A GGUF file straight into the engine: its blocks become the engine's weights.
 
-Nothing is dequantized to build the engine: each matrix keeps the file's bytes (read once
-from disk into memory), and the native kernels compute on them. The only reordering is
-llama.cpp's own: its converter interleaves the rows of Llama's query and key matrices for
-its rotary convention, and we put those rows back in Hugging Face's order (a permutation
-of whole rows, so of block runs: exact). The file is parsed as data only, through
-transformers' GGUF header reader (gguf's own `GGUFReader` takes ~7 s on the bundled file's
-100,000 tokenizer strings; this one 0.3 s), and checked before use: a file that is not a
-GGUF, or is shorter than its tensor table says, is refused with its name.
+Nothing is dequantized to build the engine: each matrix is the file's bytes, mapped from
+disk (`selfspec.gguf_file` reads the header), and the native kernels compute on them. The
+only reordering is llama.cpp's own: its converter interleaves the rows of Llama's query
+and key matrices for its rotary convention, and we put those rows back in Hugging Face's
+order (a permutation of whole rows, so of block runs: exact). Gemma's norm weights are
+stored as 1 + w by llama.cpp's converter and used as stored.
 
 Tensors of a type the kernels do not read are dequantized with gguf's own dequantizer to
 dense float32, with a one-line warning naming the type.
@@ -15,7 +13,10 @@ dense float32, with a one-line warning naming the type.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from selfspec.cache import cache_root
 from selfspec.config import ModelConfig
 from selfspec.errors import ModelLoadError
 from selfspec.gguf_file import GGUFHeader, read_header
@@ -74,8 +76,9 @@ def read_gguf(path: str | Path) -> GGUFModel:
 def _tensors(
     path: Path, header: GGUFHeader
 ) -> dict[str, tuple[torch.Tensor, int, tuple[int, ...]]]:
-    """name -> (raw bytes, ggml type, torch-order shape), read into memory in one pass."""
-    blob = np.fromfile(path, dtype=np.uint8)
+    """name -> (raw bytes, ggml type, torch-order shape), mapped from the file (copy on
+    write, never written): loading costs no read, and the weights are the page cache's."""
+    blob = np.memmap(path, dtype=np.uint8, mode="c")  # pages come in as the kernels read them
     return {
         t.name: (torch.from_numpy(blob[t.offset : t.offset + t.nbytes]), t.ggml_type, t.shape)
         for t in header.tensors.values()
@@ -256,7 +259,29 @@ def _model_config(c: dict[str, Any]) -> ModelConfig:
 
 
 def _tokenizer(path: str):
-    """The tokenizer the file describes, through transformers' own GGUF conversion."""
+    """The tokenizer the file describes, through transformers' own GGUF conversion, kept
+    in the cache once converted: converting a 150,000-token BPE vocabulary takes seconds
+    (tens on a busy machine), loading the converted one a fraction of a second."""
+    import transformers
+    from transformers import PreTrainedTokenizerFast
+
+    stat = os.stat(path)
+    key = f"{os.path.realpath(path)}|{stat.st_size}|{stat.st_mtime_ns}|{transformers.__version__}"
+    folder = cache_root() / "tokenizers" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    if (folder / "tokenizer.json").is_file():
+        return PreTrainedTokenizerFast.from_pretrained(str(folder))
+    tokenizer = convert_tokenizer(path)
+    tmp = folder.with_name(f"{folder.name}.{os.getpid()}.tmp")
+    try:
+        tokenizer.save_pretrained(str(tmp))
+        os.replace(tmp, folder)
+    except OSError:  # a read-only cache, or another process got there first: no matter
+        shutil.rmtree(tmp, ignore_errors=True)
+    return tokenizer
+
+
+def convert_tokenizer(path: str):
+    """The tokenizer of a GGUF file, converted by transformers (uncached)."""
     from transformers import PreTrainedTokenizerFast
     from transformers.integrations.gguf.gguf_tokenizer_mapping import (
         convert_gguf_tokenizer,

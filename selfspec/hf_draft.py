@@ -49,10 +49,10 @@ class _Norm(nn.Module):
 def kangaroo_as_hf(lm: LoadedModel, adapter: KangarooAdapter) -> nn.Module:
     """A `generate`-capable draft model made of the base model's first layers and the adapter."""
     base = lm.hf_model
-    if lm.engine.cfg.arch == "gemma2":
+    if lm.engine.cfg.sandwich_norm:
         raise BadInputError(
-            "hf-assist with the Kangaroo draft supports the Llama family; for Gemma-2 name a "
-            "draft model in SELFSPEC_HF_ASSISTANT."
+            "hf-assist with the Kangaroo draft supports the Llama family; for Gemma name a "
+            "draft model in SELFSPEC_DRAFT_MODEL."
         )
     exit_layer = adapter.settings.exit_layer
     config = copy.deepcopy(base.config)

@@ -1,8 +1,9 @@
 """llama.cpp on the same GGUF file: the peer a CPU user would pick instead of us.
 
 Optional: it needs `llama-cpp-python`, which compiles llama.cpp on install (minutes), so it
-is not part of the requirements; `make peers` builds the pinned version from source. It runs the bundled model's GGUF file as it is
-(4-bit Q4_1 weights, activations quantized for the dot products), so its text can differ
+is not part of the requirements; `make peers` builds the pinned version from source. It
+runs the model's own GGUF file as it is (quantized weights, activations quantized for the
+dot products), so its text can differ
 from our float32 decoding now and then; the benchmark's lossless column shows where.
 Tokens are fed as ids, so both sides decode exactly the same prompt.
 """
@@ -17,7 +18,7 @@ import torch
 
 from selfspec.decoding import Chunk, Origin
 from selfspec.errors import BadInputError
-from selfspec.loading import BUNDLED, BUNDLED_FILE, LoadedModel, bundled_folder
+from selfspec.loading import BUNDLED_FILE, LoadedModel, bundled_folder
 from selfspec.sampling import SamplingConfig
 
 __all__ = ["llamacpp_generate", "llamacpp_available", "llamacpp_environment"]
@@ -35,17 +36,17 @@ def llamacpp_generate(
     lm: LoadedModel, prompt_ids: list[int], cfg: SamplingConfig
 ) -> Iterator[Chunk]:
     """Decode with llama.cpp, one token per chunk, with our sampling settings."""
-    if lm.source != BUNDLED:
+    if lm.gguf_path is None:
         raise BadInputError(
-            f"The llamacpp method runs the bundled GGUF file; '{lm.source}' has none. Use "
-            "--model bundled."
+            f"The llamacpp method runs a model's GGUF file; '{lm.source}' has none. Use "
+            "--model bundled or an installed GGUF model (`make models`)."
         )
     if not llamacpp_available():
         raise BadInputError(
             "The llamacpp method needs llama-cpp-python: `make peers` builds the pinned "
             "version from source (it compiles llama.cpp, which takes several minutes)."
         )
-    llm = _llama(str(bundled_folder() / BUNDLED_FILE), torch.get_num_threads())
+    llm = _llama(str(lm.gguf_path), torch.get_num_threads())
     llm.reset()
     if cfg.seed is not None:
         llm.set_seed(cfg.seed)

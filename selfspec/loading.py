@@ -57,6 +57,8 @@ class LoadedModel:
     tokenizer: Any
     eos_ids: frozenset[int] = field(default_factory=frozenset)
     dtype: torch.dtype = torch.float32  # the weights' dtype as asked (the twin runs in it)
+    dtype_arg: str = "auto"  # the dtype argument it was loaded with (`auto`: GGUF blocks)
+    gguf_path: Path | None = None  # the GGUF file it was loaded from (llama.cpp's input)
     hf_factory: Callable[[], nn.Module] | None = field(default=None, repr=False)
     _hf: nn.Module | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -128,7 +130,8 @@ def load_model(
     engine = Transformer.from_hf(hf_model)
     gen = getattr(hf_model, "generation_config", None)
     eos = _eos_ids(getattr(gen, "eos_token_id", None), tokenizer)
-    return LoadedModel(name, source, engine, tokenizer, eos, dt, None, hf_model)
+    arg = dtype if isinstance(dtype, str) else str(dtype).removeprefix("torch.")
+    return LoadedModel(name, source, engine, tokenizer, eos, dt, arg, None, None, hf_model)
 
 
 def _load_gguf(
@@ -144,7 +147,8 @@ def _load_gguf(
         hf_model = hf_factory().to(dev).eval().requires_grad_(False)
         engine = Transformer.from_hf(hf_model)
     eos = _eos_ids(g.config["eos_token_id"], g.tokenizer)
-    return LoadedModel(name, source, engine, g.tokenizer, eos, dt, hf_factory, hf_model)
+    arg = asked if isinstance(asked, str) else str(asked).removeprefix("torch.")
+    return LoadedModel(name, source, engine, g.tokenizer, eos, dt, arg, path, hf_factory, hf_model)
 
 
 def bundled_folder() -> Path:

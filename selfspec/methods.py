@@ -8,17 +8,20 @@ from dataclasses import dataclass, field
 from functools import cache, partial
 
 from selfspec.decoding import Chunk, Method, vanilla
-from selfspec.drafters.kangaroo import kangaroo_drafter
+from selfspec.drafters.draft_model import DraftModelDrafter, check_same_tokenizer
+from selfspec.drafters.kangaroo import adapter_path, kangaroo_drafter
 from selfspec.drafters.lookup import PromptLookupDrafter
 from selfspec.drafters.skip import AdaptiveThreshold, SkipLayerDrafter
 from selfspec.errors import BadInputError
 from selfspec.hf_methods import hf_generate
 from selfspec.llamacpp import llamacpp_available, llamacpp_generate
-from selfspec.loading import LoadedModel, load_model
+from selfspec.loading import BUNDLED, LoadedModel, load_model
+from selfspec.model_packages import MODEL_PACKAGES, installed_models
+from selfspec.profiles import load_profile, profile_path
 from selfspec.sampling import SamplingConfig
 from selfspec.speculative import speculative
 
-__all__ = ["MethodInfo", "METHODS", "get_method", "FAST_METHOD"]
+__all__ = ["MethodInfo", "METHODS", "get_method", "unavailable", "draft_model", "FAST_METHOD"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,12 @@ METHODS: dict[str, MethodInfo] = {
             "Kangaroo: first layers + trained adapter draft, double early exit",
             ours=True,
         ),
+        MethodInfo(
+            "draft-model",
+            partial(speculative, drafter=lambda lm: DraftModelDrafter(draft_model(lm))),
+            "speculative decoding with a smaller model of the same family as the draft",
+            ours=True,
+        ),
         MethodInfo("hf", partial(hf_generate), "Hugging Face generate, plain", ours=False),
         MethodInfo(
             "hf-pld",
@@ -69,8 +78,8 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo(
             "hf-assist",
             lambda lm, ids, cfg, **kw: hf_assist(lm, ids, cfg, **kw),
-            "Hugging Face assistant_model drafting with our Kangaroo draft (or the draft model "
-            "named in $SELFSPEC_HF_ASSISTANT)",
+            "Hugging Face assistant_model drafting with the target's draft model where it has "
+            "one (or $SELFSPEC_DRAFT_MODEL), else with our Kangaroo draft",
             ours=False,
         ),
         MethodInfo(
@@ -84,15 +93,35 @@ METHODS: dict[str, MethodInfo] = {
 }
 
 
-def hf_assist(
-    lm: LoadedModel, prompt_ids: list[int], cfg: SamplingConfig, assistant: str | None = None
-) -> Iterator[Chunk]:
-    """`generate(assistant_model=...)` with our Kangaroo draft wrapped as a transformers
-    model, or with the same-tokenizer draft model the user names."""
-    source = assistant or os.environ.get("SELFSPEC_HF_ASSISTANT")
-    if source:
-        draft = _assistant(source, str(lm.device), str(lm.dtype).removeprefix("torch."))
-        return hf_generate(lm, prompt_ids, cfg, assistant_model=draft.hf_model)
+# The smaller model of the same family that drafts for a target (`draft-model`, and the
+# assistant of `hf-assist`); $SELFSPEC_DRAFT_MODEL names another for any target.
+DRAFT_MODELS = {"qwen2.5-coder-1.5b": "qwen2.5-coder-0.5b"}
+
+
+def draft_model_name(lm: LoadedModel) -> str | None:
+    return os.environ.get("SELFSPEC_DRAFT_MODEL") or DRAFT_MODELS.get(lm.source)
+
+
+def draft_model(lm: LoadedModel) -> LoadedModel:
+    """The draft model for `lm`, loaded once on the same device and in the same dtype
+    setting, and checked to share its tokenizer."""
+    name = draft_model_name(lm)
+    if name is None:
+        raise BadInputError(
+            f"No draft model for '{lm.source}': draft-model decoding needs a smaller model "
+            f"with the same tokenizer (known pairs: {DRAFT_MODELS}); set SELFSPEC_DRAFT_MODEL "
+            "to name one."
+        )
+    draft = _load_cached(name, str(lm.device), lm.dtype_arg)
+    check_same_tokenizer(lm, draft)
+    return draft
+
+
+def hf_assist(lm: LoadedModel, prompt_ids: list[int], cfg: SamplingConfig) -> Iterator[Chunk]:
+    """`generate(assistant_model=...)` with the target's draft model where it has one, else
+    with our Kangaroo draft wrapped as a transformers model."""
+    if draft_model_name(lm):
+        return hf_generate(lm, prompt_ids, cfg, assistant_model=draft_model(lm).hf_model)
     from selfspec.hf_draft import kangaroo_as_hf
 
     adapter = kangaroo_drafter(lm).adapter
@@ -100,18 +129,45 @@ def hf_assist(
 
 
 @cache
-def _assistant(source: str, device: str, dtype: str) -> LoadedModel:
+def _load_cached(source: str, device: str, dtype: str) -> LoadedModel:
     return load_model(source, device=device, dtype=dtype)
 
 
 def skip_drafter(lm: LoadedModel, profile: str | None = None, **kwargs) -> SkipLayerDrafter:
     """The skip-layer drafter for this model's active profile."""
-    from selfspec.profiles import load_profile
-
     chosen = load_profile(lm, profile)
     return SkipLayerDrafter(
         chosen.skip, lm.engine.cfg.n_layers, threshold=AdaptiveThreshold(), **kwargs
     )
+
+
+def unavailable(name: str, source: str) -> str | None:
+    """Why method `name` cannot run on model `source` here, or None when it can: a peer
+    whose package is missing, a skip profile, adapter, draft model or GGUF file the model
+    does not have. Decided from names and files alone, without loading the model."""
+    info = get_method(name)
+    if not info.installed():
+        return "needs llama-cpp-python (`make peers`)"
+    draft = os.environ.get("SELFSPEC_DRAFT_MODEL") or DRAFT_MODELS.get(source)
+    has_adapter = any(adapter_path(source, user).is_file() for user in (True, False))
+    needs = {
+        "skip": (
+            any(profile_path(source, user).is_file() for user in (True, False)),
+            "no skip profile for this model yet (run the layer search in Tune)",
+        ),
+        "kangaroo": (has_adapter, "no Kangaroo adapter for this model yet (train one in Tune)"),
+        "draft-model": (
+            draft is not None and (draft not in MODEL_PACKAGES or draft in installed_models()),
+            "no smaller model of its family installed to draft with",
+        ),
+        "hf-assist": (draft is not None or has_adapter, "no draft model or Kangaroo adapter"),
+        "llamacpp": (
+            source in (BUNDLED, *MODEL_PACKAGES),
+            "runs GGUF files only (the bundled and `make models` ones)",
+        ),
+    }
+    ok, why = needs.get(name, (True, None))
+    return None if ok else why
 
 
 def get_method(name: str) -> MethodInfo:

@@ -49,8 +49,10 @@ class SkipProfile:
         return SkipSet.of(self.attn, self.mlp)
 
 
-def model_key(lm: LoadedModel) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "--", lm.source).strip("-") or "model"
+def model_key(lm: LoadedModel | str) -> str:
+    """A file-name-safe key for a model (or a model source name)."""
+    source = lm if isinstance(lm, str) else lm.source
+    return re.sub(r"[^A-Za-z0-9_.-]+", "--", source).strip("-") or "model"
 
 
 def user_profile_dir() -> Path:
@@ -58,7 +60,7 @@ def user_profile_dir() -> Path:
     return Path(os.environ.get("SELFSPEC_DATA_DIR", "data")) / "profiles"
 
 
-def profile_path(lm: LoadedModel, user: bool = True) -> Path:
+def profile_path(lm: LoadedModel | str, user: bool = True) -> Path:
     return (user_profile_dir() if user else SHIPPED) / f"{model_key(lm)}.skip.json"
 
 

@@ -57,3 +57,21 @@ def test_a_file_that_is_not_gguf_is_refused(tmp_path):
     bad.write_text("these are notes, not a model")
     with pytest.raises(ModelLoadError, match="notes.gguf"):
         read_gguf(bad)
+
+
+def test_the_converted_tokenizer_is_cached_and_the_cached_one_is_the_same(tmp_path, monkeypatch):
+    from selfspec.gguf_model import _tokenizer, convert_tokenizer
+
+    monkeypatch.setenv("SELFSPEC_CACHE_DIR", str(tmp_path))
+    path = str(bundled_folder() / BUNDLED_FILE)
+    _tokenizer(path)
+    (saved,) = (tmp_path / "tokenizers").iterdir()
+    assert (saved / "tokenizer.json").is_file()
+    cached, fresh = _tokenizer(path), convert_tokenizer(path)
+    for text in ["Hello, world!", "  ünïcödé 123\n\ttab", "<|im_start|>user\nhi<|im_end|>"]:
+        assert cached.encode(text) == fresh.encode(text)
+    chat = [{"role": "user", "content": "What is 2+2?"}]
+    assert cached.apply_chat_template(chat, tokenize=False) == fresh.apply_chat_template(
+        chat, tokenize=False
+    )
+    assert (cached.bos_token_id, cached.eos_token_id) == (fresh.bos_token_id, fresh.eos_token_id)

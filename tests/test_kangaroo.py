@@ -363,7 +363,7 @@ def test_registered_methods(tmp_path, monkeypatch):
     lm = tiny("tiny-llama")
     save_adapter(make_adapter(lm, 2), tmp_path / "adapters" / "tiny-llama.kangaroo.safetensors")
     monkeypatch.setenv("SELFSPEC_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("SELFSPEC_HF_ASSISTANT", "tiny-llama")
+    monkeypatch.setenv("SELFSPEC_DRAFT_MODEL", "tiny-llama")
     cfg = SamplingConfig(max_new_tokens=12)
     want = tokens_of(lm, "abc", vanilla, cfg)
     for name in ("kangaroo", "hf-assist"):
@@ -396,7 +396,7 @@ def test_hf_assist_drafts_with_our_kangaroo_adapter_by_default(tmp_path, monkeyp
     lm = tiny("tiny-qwen2")
     save_adapter(make_adapter(lm, 2), tmp_path / "adapters" / "tiny-qwen2.kangaroo.safetensors")
     monkeypatch.setenv("SELFSPEC_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("SELFSPEC_HF_ASSISTANT", raising=False)
+    monkeypatch.delenv("SELFSPEC_DRAFT_MODEL", raising=False)
     cfg = SamplingConfig(max_new_tokens=16)
     assert tokens_of(lm, "abc", get_method("hf-assist").run, cfg) == tokens_of(
         lm, "abc", vanilla, cfg

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from scipy.stats import chisquare
 
 from selfspec.decoding import generate, run_to_end, vanilla
+from selfspec.drafters.draft_model import DraftModelDrafter
 from selfspec.drafters.kangaroo import KangarooDrafter
 from selfspec.drafters.lookup import PromptLookupDrafter, lookup
 from selfspec.drafters.skip import AdaptiveThreshold, SkipLayerDrafter
@@ -191,7 +192,7 @@ def test_the_statistical_check_catches_a_wrong_residual():
     assert chisquare(counts.numpy(), (P * n).numpy()).pvalue < 1e-6
 
 
-@pytest.mark.parametrize("drafting", ["skip", "kangaroo"])
+@pytest.mark.parametrize("drafting", ["skip", "kangaroo", "draft-model"])
 def test_speculative_sampling_matches_model_probabilities_end_to_end(drafting):
     """First and second tokens of seeded drafted runs follow the model's own p (Kangaroo:
     with the draft-length policy, so the sampled probe token is the first draft or is
@@ -209,6 +210,9 @@ def test_speculative_sampling_matches_model_probabilities_end_to_end(drafting):
     if drafting == "kangaroo":
         adapter = make_adapter(lm, 2, "random")
         method = partial(speculative, drafter=lambda lm: KangarooDrafter(adapter, 2, eta=0.05))
+    if drafting == "draft-model":  # another random model of the same (byte) vocabulary
+        draft = tiny("tiny-llama")
+        method = partial(speculative, drafter=lambda lm: DraftModelDrafter(draft, 4))
     n = 900
     firsts, pairs = torch.zeros(len(p1), device="cpu"), {}
     for seed in range(n):

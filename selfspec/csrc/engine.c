@@ -102,14 +102,39 @@ static void rows_pass(const float* x, long M, long K, const float* W, long ldw, 
     }
 }
 
+/* What a fused kernel prepares once per block of groups: the block, and for the
+ * K-quants the per-group scales (and mins) unpacked from the super-block's header. A
+ * legacy format's "block" is its run of 32-weight blocks; GROUPS is how many 32-weight
+ * groups one preparation serves. */
+typedef struct {
+    const void* block;
+    float scale[8], min[8];
+} prep_t;
+
+#define GROUPS_q4_0 1
+#define GROUPS_q4_1 1
+#define GROUPS_q8_0 1
+#define GROUPS_q5_0 1
+#define GROUPS_q4_k 8
+#define GROUPS_q6_k 8
+
+static inline prep_t prep_legacy(const uint8_t* row, long jb, long block_bytes) {
+    prep_t p = {row + jb * block_bytes};
+    return p;
+}
+#define prep_q4_0(row, jb) prep_legacy(row, jb, sizeof(ss_block_q4_0))
+#define prep_q4_1(row, jb) prep_legacy(row, jb, sizeof(ss_block_q4_1))
+#define prep_q8_0(row, jb) prep_legacy(row, jb, sizeof(ss_block_q8_0))
+#define prep_q5_0(row, jb) prep_legacy(row, jb, sizeof(ss_block_q5_0))
+
 /* Decoding's and verification's products (up to 8 rows) on the commonest block formats,
  * with no buffer: each group of 32 weights is dequantized into four registers (exactly as
  * quant.h writes them) and used at once by every input row (past 4 rows the compiler
  * keeps some accumulators on the stack, still cheaper than a buffer and a second pass). The accumulation order is pass_R's: over one group, lanes
  * k..k+7 and k+16..k+23 go to the first accumulator, k+8..k+15 and k+24..k+31 to the
  * second, so the sums equal those over the dense float32 weights bit for bit. */
-static inline void load32_q4_0(const uint8_t* row, long j, __m256 w[4]) {
-    const ss_block_q4_0* b = (const ss_block_q4_0*)row + j;
+static inline void load32_q4_0(const prep_t* p, int s, __m256 w[4]) {
+    const ss_block_q4_0* b = (const ss_block_q4_0*)p->block + s;
     const __m256i m4 = _mm256_set1_epi32(0x0f), eight = _mm256_set1_epi32(8);
     const __m256 d = _mm256_set1_ps(ss__f16(b->d));
     const __m256i w0 = ss__u8x8(b->qs), w1 = ss__u8x8(b->qs + 8);
@@ -119,8 +144,8 @@ static inline void load32_q4_0(const uint8_t* row, long j, __m256 w[4]) {
     w[3] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(w1, 4), eight)));
 }
 
-static inline void load32_q4_1(const uint8_t* row, long j, __m256 w[4]) {
-    const ss_block_q4_1* b = (const ss_block_q4_1*)row + j;
+static inline void load32_q4_1(const prep_t* p, int s, __m256 w[4]) {
+    const ss_block_q4_1* b = (const ss_block_q4_1*)p->block + s;
     const __m256i m4 = _mm256_set1_epi32(0x0f);
     __m256 d, m;
     ss__f16_pair(b->d, &d, &m);
@@ -131,15 +156,15 @@ static inline void load32_q4_1(const uint8_t* row, long j, __m256 w[4]) {
     w[3] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_srli_epi32(w1, 4)), m);
 }
 
-static inline void load32_q8_0(const uint8_t* row, long j, __m256 w[4]) {
-    const ss_block_q8_0* b = (const ss_block_q8_0*)row + j;
+static inline void load32_q8_0(const prep_t* p, int s, __m256 w[4]) {
+    const ss_block_q8_0* b = (const ss_block_q8_0*)p->block + s;
     const __m256 d = _mm256_set1_ps(ss__f16(b->d));
     for (int i = 0; i < 4; i++) w[i] = _mm256_mul_ps(_mm256_cvtepi32_ps(ss__i8x8(b->qs + 8 * i)), d);
 }
 
 /* Q5_0: as quant.h's dequantizer, for one block: the fifth bit of weight i is bit i of qh. */
-static inline void load32_q5_0(const uint8_t* row, long j, __m256 w[4]) {
-    const ss_block_q5_0* b = (const ss_block_q5_0*)row + j;
+static inline void load32_q5_0(const prep_t* p, int s, __m256 w[4]) {
+    const ss_block_q5_0* b = (const ss_block_q5_0*)p->block + s;
     const __m256i m4 = _mm256_set1_epi32(0x0f), sixteen = _mm256_set1_epi32(16);
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     const __m256 d = _mm256_set1_ps(ss__f16(b->d));
@@ -160,15 +185,24 @@ static inline void load32_q5_0(const uint8_t* row, long j, __m256 w[4]) {
     }
 }
 
-/* Q4_K: group j is sub-block j % 8 of super-block j / 8; (d*sc)*q - dmin*m as quant.h. */
-static inline void load32_q4_k(const uint8_t* row, long j, __m256 w[4]) {
-    const ss_block_q4_k* b = (const ss_block_q4_k*)row + j / 8;
-    const int s = (int)(j % 8);
-    const uint8_t* p = b->scales;
-    const int sc = s < 4 ? p[s] & 0x3f : (p[s + 4] & 0x0f) | ((p[s - 4] >> 6) << 4);
-    const int mn = s < 4 ? p[s + 4] & 0x3f : (p[s + 4] >> 4) | ((p[s] >> 6) << 4);
-    const __m256 d = _mm256_set1_ps(ss__f16(b->d) * (float)sc);
-    const __m256 m = _mm256_set1_ps(ss__f16(b->dmin) * (float)mn);
+/* Q4_K: group s of a super-block is its sub-block s; (d*sc)*q - dmin*m as quant.h, with
+ * the eight scales and mins unpacked once per super-block by prep_q4_k. */
+static inline prep_t prep_q4_k(const uint8_t* row, long jb) {
+    prep_t p = {(const ss_block_q4_k*)row + jb / 8};
+    const ss_block_q4_k* b = (const ss_block_q4_k*)p.block;
+    uint8_t sc[8], mn[8];
+    ss__q4_k_scale_min(b->scales, sc, mn);
+    const float d = ss__f16(b->d), dmin = ss__f16(b->dmin);
+    for (int s = 0; s < 8; s++) {
+        p.scale[s] = d * (float)sc[s];
+        p.min[s] = dmin * (float)mn[s];
+    }
+    return p;
+}
+
+static inline void load32_q4_k(const prep_t* p, int s, __m256 w[4]) {
+    const ss_block_q4_k* b = (const ss_block_q4_k*)p->block;
+    const __m256 d = _mm256_set1_ps(p->scale[s]), m = _mm256_set1_ps(p->min[s]);
     const uint8_t* qs = b->qs + 32 * (s / 2);
     const __m256i m4 = _mm256_set1_epi32(0x0f);
     for (int i = 0; i < 4; i++) {
@@ -178,11 +212,23 @@ static inline void load32_q4_k(const uint8_t* row, long j, __m256 w[4]) {
     }
 }
 
-/* Q6_K: group j is run j % 4 of half (j % 8) / 4 of super-block j / 8 (quant.h's layout);
- * its two 16-weight scale groups give (d*scale) * q. */
-static inline void load32_q6_k(const uint8_t* row, long j, __m256 w[4]) {
-    const ss_block_q6_k* b = (const ss_block_q6_k*)row + j / 8;
-    const int h = (int)(j % 8) / 4, run = (int)(j % 4);
+/* Q6_K: group s of a super-block is run s % 4 of half s / 4 (quant.h's layout); its two
+ * 16-weight scale groups give (d*scale) * q, the sixteen d*scale products made once per
+ * super-block by prep_q6_k. */
+static inline prep_t prep_q6_k(const uint8_t* row, long jb) {
+    prep_t p = {(const ss_block_q6_k*)row + jb / 8};
+    const ss_block_q6_k* b = (const ss_block_q6_k*)p.block;
+    const float d = ss__f16(b->d);
+    for (int i = 0; i < 8; i++) {
+        p.scale[i] = d * (float)b->scales[2 * i];
+        p.min[i] = d * (float)b->scales[2 * i + 1];
+    }
+    return p;
+}
+
+static inline void load32_q6_k(const prep_t* p, int s, __m256 w[4]) {
+    const ss_block_q6_k* b = (const ss_block_q6_k*)p->block;
+    const int h = s / 4, run = s % 4;
     const __m256i m4 = _mm256_set1_epi8(0x0f), m2h = _mm256_set1_epi8(0x30);
     const __m256i L = _mm256_loadu_si256((const __m256i*)(b->ql + 64 * h + 32 * (run & 1)));
     const __m256i H = _mm256_loadu_si256((const __m256i*)(b->qh + 32 * h));
@@ -193,9 +239,8 @@ static inline void load32_q6_k(const uint8_t* row, long j, __m256 w[4]) {
                                   : _mm256_srli_epi16(H, 2);
     const __m256i q = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_and_si256(hs, m2h)),
                                       _mm256_set1_epi8(32));
-    const float d = ss__f16(b->d);
-    const int8_t* sc = b->scales + 8 * h + 2 * run;
-    const __m256 d0 = _mm256_set1_ps(d * (float)sc[0]), d1 = _mm256_set1_ps(d * (float)sc[1]);
+    /* scales 8h + 2 run and 8h + 2 run + 1: pair 4h + run of prep's (scale, min) */
+    const __m256 d0 = _mm256_set1_ps(p->scale[s]), d1 = _mm256_set1_ps(p->min[s]);
     const __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
     w[0] = _mm256_mul_ps(ss__ps_lo8(q0), d0);
     w[1] = _mm256_mul_ps(ss__ps_hi8(q0), d0);
@@ -210,11 +255,13 @@ static inline void load32_q6_k(const uint8_t* row, long j, __m256 w[4]) {
                                   const float* bias, float* y, long ldy) {                      \
         for (long n = 0; n < nrows; n++) {                                                      \
             const uint8_t* row = W + n * rb;                                                    \
+            prep_t p;                                                                           \
             __m256 a[R][2];                                                                     \
             UNROLL for (int r = 0; r < R; r++) a[r][0] = a[r][1] = _mm256_setzero_ps();         \
             for (long j = 0; j < K / 32; j++) {                                                 \
+                if (j % GROUPS_##FMT == 0) p = prep_##FMT(row, j);                              \
                 __m256 w[4];                                                                    \
-                load32_##FMT(row, j, w);                                                        \
+                load32_##FMT(&p, (int)(j % GROUPS_##FMT), w);                                   \
                 const float* xk = x + 32 * j;                                                   \
                 UNROLL for (int r = 0; r < R; r++) {                                            \
                     a[r][0] = _mm256_fmadd_ps(_mm256_loadu_ps(xk + r * K), w[0], a[r][0]);      \
@@ -239,13 +286,18 @@ static inline void load32_q6_k(const uint8_t* row, long j, __m256 w[4]) {
         long n = 0;                                                                             \
         for (; n + 2 <= nrows; n += 2) {                                                        \
             const uint8_t *row0 = W + n * rb, *row1 = row0 + rb;                                \
+            prep_t p0, p1;                                                                      \
             __m256 a[R][2][2];                                                                  \
             UNROLL for (int r = 0; r < R; r++) a[r][0][0] = a[r][0][1] = a[r][1][0] =          \
                 a[r][1][1] = _mm256_setzero_ps();                                               \
             for (long j = 0; j < K / 32; j++) {                                                 \
+                if (j % GROUPS_##FMT == 0) {                                                    \
+                    p0 = prep_##FMT(row0, j);                                                   \
+                    p1 = prep_##FMT(row1, j);                                                   \
+                }                                                                               \
                 __m256 w[2][4];                                                                 \
-                load32_##FMT(row0, j, w[0]);                                                    \
-                load32_##FMT(row1, j, w[1]);                                                    \
+                load32_##FMT(&p0, (int)(j % GROUPS_##FMT), w[0]);                               \
+                load32_##FMT(&p1, (int)(j % GROUPS_##FMT), w[1]);                               \
                 const float* xk = x + 32 * j;                                                   \
                 UNROLL for (int r = 0; r < R; r++) UNROLL for (int i = 0; i < 2; i++) {        \
                     a[r][i][0] = _mm256_fmadd_ps(_mm256_loadu_ps(xk + r * K), w[i][0], a[r][i][0]);      \

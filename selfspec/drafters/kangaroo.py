@@ -218,7 +218,7 @@ class KangarooDrafter(Drafter):
         return state
 
 
-def adapter_path(lm: LoadedModel, user: bool = True) -> Path:
+def adapter_path(lm: LoadedModel | str, user: bool = True) -> Path:
     """Where the default adapter for this model lives (user data folder, or shipped)."""
     root = Path(os.environ.get("SELFSPEC_DATA_DIR", "data")) if user else SHIPPED
     return root / "adapters" / f"{model_key(lm)}.kangaroo.safetensors"

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import torch
 
+from selfspec.drafters.chain import draft_chain
 from selfspec.errors import BadInputError
 from selfspec.model import SkipSet
-from selfspec.speculative import Draft, DraftContext, Drafter, Probe, check_unit_interval, pick
+from selfspec.speculative import Draft, DraftContext, Drafter, Probe, check_unit_interval
 
 __all__ = ["AdaptiveThreshold", "SkipLayerDrafter"]
 
@@ -61,21 +62,12 @@ class SkipLayerDrafter(Drafter):
     def draft(self, ctx: DraftContext, probe: Probe | None = None) -> Draft:
         """Draft until the threshold or the cap; the draft's state says which stopped it."""
         engine = ctx.lm.engine
-        k_max = min(self.max_draft, ctx.max_tokens)
-        tokens: list[int] = []
-        qs = []
-        tok = ctx.last
-        for i in range(k_max):
+
+        def logits_at(tok: int, i: int) -> torch.Tensor:
             x = torch.tensor([[tok]], device=engine.device)
-            logits = engine.forward(x, ctx.cache, ctx.pos + i, skip=self.skip)[0, -1]  # [V]
-            tok, conf, q = pick(logits, ctx.cfg, ctx.gen)
-            tokens.append(tok)
-            if q is not None:
-                qs.append(q)
-            if conf < self.threshold.g:
-                break
-        hit_max = len(tokens) == k_max  # stopped by the cap, not by the threshold
-        return Draft(tokens, torch.stack(qs) if qs else None, state=hit_max)
+            return engine.forward(x, ctx.cache, ctx.pos + i, skip=self.skip)[0, -1]  # [V]
+
+        return draft_chain(ctx, min(self.max_draft, ctx.max_tokens), self.threshold.g, logits_at)
 
     def update(self, draft: Draft, accepted: int) -> None:
         self.threshold.update(len(draft.tokens), accepted, hit_max=draft.state)

@@ -1,0 +1,96 @@
+"""Classic speculative decoding: a smaller model with the same tokenizer drafts.
+
+The draft model runs on our engine with its own KV cache, which the drafter keeps level
+with the committed text: before each draft it compares the tokens whose keys the cache
+holds with the committed ones, keeps the common prefix and feeds the rest in one pass
+(the prompt at the start, the last accepted draft token after a fully accepted draft).
+Rejected draft tokens are rolled back the same way the target's are: by position, their
+entries are overwritten before anything reads them. A new generation (a new target
+cache) starts a new draft cache.
+
+Drafting stops early at a token the draft model is unsure of, with the same adaptive
+threshold as skip-layer drafting.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from selfspec.drafters.chain import draft_chain
+from selfspec.drafters.skip import AdaptiveThreshold
+from selfspec.errors import BadInputError
+from selfspec.loading import LoadedModel
+from selfspec.model import KVCache
+from selfspec.speculative import Draft, DraftContext, Drafter, Probe
+
+__all__ = ["DraftModelDrafter", "check_same_tokenizer"]
+
+
+class DraftModelDrafter(Drafter):
+    def __init__(
+        self,
+        draft: LoadedModel,
+        max_draft: int = 10,
+        threshold: AdaptiveThreshold | None = None,
+    ) -> None:
+        if max_draft < 1:
+            raise BadInputError(f"The maximum draft length must be at least 1, got {max_draft}.")
+        self.lm = draft
+        self.max_draft = max_draft
+        self.threshold = threshold or AdaptiveThreshold()
+        self._cache: KVCache | None = None
+        self._serves: KVCache | None = None  # the target cache of the generation served
+        self._fed: list[int] = []  # the tokens whose keys and values the draft cache holds
+
+    def prepare(self, ctx: DraftContext) -> None:
+        """Bring the draft cache level with the committed text before `ctx.last`."""
+        engine = self.lm.engine
+        if self._serves is not ctx.cache:  # a new generation
+            self._cache = engine.new_cache(ctx.cache.max_len)
+            self._serves, self._fed = ctx.cache, []
+        committed = ctx.tokens[:-1]
+        n = _common_prefix(self._fed, committed)
+        if n < len(committed):
+            x = torch.tensor([committed[n:]], device=engine.device)
+            engine.run_layers(engine.embed(x), self._cache, n)  # keys and values only
+        self._fed = list(committed)
+
+    def draft(self, ctx: DraftContext, probe: Probe | None = None) -> Draft:
+        self.prepare(ctx)  # a no-op when the loop has just prepared
+        engine = self.lm.engine
+
+        def logits_at(tok: int, i: int) -> torch.Tensor:
+            x = torch.tensor([[tok]], device=engine.device)
+            return engine.forward(x, self._cache, ctx.pos + i)[0, -1]  # [V]
+
+        draft = draft_chain(ctx, min(self.max_draft, ctx.max_tokens), self.threshold.g, logits_at)
+        self._fed = [*ctx.tokens, *draft.tokens[:-1]]
+        return draft
+
+    def update(self, draft: Draft, accepted: int) -> None:
+        self.threshold.update(len(draft.tokens), accepted, hit_max=draft.state)
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+def check_same_tokenizer(target: LoadedModel, draft: LoadedModel) -> None:
+    """Refuse a draft model whose tokens mean something else than the target's."""
+    if not _same_vocabulary(target, draft):
+        raise BadInputError(
+            f"The draft model {draft.name} does not share {target.name}'s tokenizer, so its "
+            "tokens cannot be verified. Pick a draft model of the same family."
+        )
+
+
+def _same_vocabulary(target: LoadedModel, draft: LoadedModel) -> bool:
+    vocab = getattr(target.tokenizer, "get_vocab", None)
+    other = getattr(draft.tokenizer, "get_vocab", None)
+    if vocab is None or other is None:  # tokenizers without a vocabulary: same class
+        return type(target.tokenizer) is type(draft.tokenizer)
+    return vocab() == other() and target.eos_ids == draft.eos_ids

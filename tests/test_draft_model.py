@@ -1,0 +1,98 @@
+"""Draft-model speculative decoding: a second model drafts, ours verifies, exactly.
+
+Tiny random models share the byte tokenizer, so any of them can draft for any other: a
+different model (low acceptance: most drafts are rejected and rolled back) and the target
+itself (every draft accepted: the draft cache must catch up on the last accepted token).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import partial
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from selfspec.decoding import generate, run_to_end, vanilla
+from selfspec.drafters.draft_model import DraftModelDrafter, check_same_tokenizer
+from selfspec.errors import BadInputError
+from selfspec.methods import get_method
+from selfspec.sampling import SamplingConfig
+from selfspec.speculative import speculative
+from tests.model_helpers import tiny
+
+
+def tokens_of(lm, prompt, method, cfg):
+    return run_to_end(generate(lm, prompt, method, cfg)).tokens
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    target=st.sampled_from(["tiny-llama", "tiny-gemma3"]),
+    draft=st.sampled_from(["tiny-llama", "tiny-qwen2", "tiny-gemma3"]),
+    dtype=st.sampled_from(["float32", "float64"]),
+    prompt=st.text(alphabet="abc de.,\n", min_size=1, max_size=30).filter(str.strip),
+    max_draft=st.integers(1, 8),
+    cost_aware=st.booleans(),
+)
+def test_greedy_draft_model_decoding_equals_plain_decoding(
+    target, draft, dtype, prompt, max_draft, cost_aware
+):
+    lm, small = tiny(target, dtype), tiny(draft, dtype)
+    method = partial(
+        speculative,
+        drafter=lambda _: DraftModelDrafter(small, max_draft),
+        cost_aware=cost_aware,
+    )
+    cfg = SamplingConfig(max_new_tokens=24)
+    assert tokens_of(lm, prompt, method, cfg) == tokens_of(lm, prompt, vanilla, cfg)
+
+
+def test_the_draft_cache_is_rolled_back_to_the_committed_text():
+    """After a run, the draft cache's entries equal a fresh pass over the tokens it claims
+    to hold (rejected drafts overwritten, accepted ones kept), bit for bit."""
+    lm, small = tiny("tiny-llama", "float32"), tiny("tiny-qwen2", "float32")
+    drafter = DraftModelDrafter(small, 4)
+    method = partial(speculative, drafter=lambda _: drafter)
+    result = run_to_end(generate(lm, "abc abc abc", method, SamplingConfig(max_new_tokens=30)))
+    assert any(s.accepted < s.drafted for s in result.steps)  # some drafts were rejected
+    fed = drafter._fed
+    with torch.inference_mode():
+        fresh = small.engine.new_cache(len(fed))
+        x = torch.tensor([fed])
+        small.engine.run_layers(small.engine.embed(x), fresh, 0)
+    for i in range(small.engine.cfg.n_layers):
+        assert torch.equal(drafter._cache.k[i][:, :, : len(fed)], fresh.k[i])
+        assert torch.equal(drafter._cache.v[i][:, :, : len(fed)], fresh.v[i])
+
+
+def test_a_draft_model_with_another_tokenizer_is_refused():
+    lm = tiny("tiny-llama")
+
+    class OtherTokenizer:
+        def get_vocab(self):
+            return {"a": 0}
+
+    other = dataclasses.replace(tiny("tiny-qwen2"), tokenizer=OtherTokenizer())
+    with pytest.raises(BadInputError, match="does not share .* tokenizer"):
+        check_same_tokenizer(lm, other)
+
+
+def test_a_target_without_a_draft_model_is_told_how_to_get_one(monkeypatch):
+    monkeypatch.delenv("SELFSPEC_DRAFT_MODEL", raising=False)
+    lm = tiny("tiny-llama")
+    with pytest.raises(
+        BadInputError, match="No draft model for 'tiny-llama'.*SELFSPEC_DRAFT_MODEL"
+    ):
+        tokens_of(lm, "ab", get_method("draft-model").run, SamplingConfig(max_new_tokens=4))
+
+
+def test_the_registered_method_and_its_hf_peer_use_the_named_draft_model(monkeypatch):
+    monkeypatch.setenv("SELFSPEC_DRAFT_MODEL", "tiny-qwen2")
+    lm = tiny("tiny-llama")
+    cfg = SamplingConfig(max_new_tokens=12)
+    want = tokens_of(lm, "abc", vanilla, cfg)
+    for name in ("draft-model", "hf-assist"):
+        assert tokens_of(lm, "abc", get_method(name).run, cfg) == want, name
