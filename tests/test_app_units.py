@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+from selfspec.errors import ModelLoadError
 from ui.config import AppConfig, ConfigError
 from ui.models import ModelPool
 from ui.notes import check_upload, split_tags
@@ -52,6 +53,28 @@ def test_local_pool_explains_unknown_names_and_offline_hub(monkeypatch: pytest.M
     assert "not a known model name" in pool.get("gpt5").notice
     assert "hub is not reachable" in pool.get("meta-llama/Llama-3-8B").notice
     assert pool.get("").notice is None and pool.default_loaded
+
+
+def test_local_pool_offers_the_installed_model_packages_with_their_licence(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ui.models
+
+    monkeypatch.setattr(ui.models, "installed_models", lambda: ["gemma3-270m"])
+    pool = ModelPool(AppConfig(default_model="tiny-llama", dtype="float32"))
+    labels = dict((value, label) for label, value in pool.choices())
+    assert list(labels) == ["tiny-llama", "bundled", "gemma3-270m"]
+    assert "Gemma Terms of Use" in labels["gemma3-270m"]
+    real_load = ui.models.load_model
+
+    def load(source, *args):
+        if source == "qwen2.5-coder-1.5b":  # as on a machine without `make models`
+            raise ModelLoadError("Qwen2.5-Coder-1.5B is not installed: run `make models`.")
+        return real_load(source, *args)
+
+    monkeypatch.setattr(ui.models, "load_model", load)
+    notice = pool.get("qwen2.5-coder-1.5b").notice  # a known name: not refused, tried
+    assert "make models" in notice and "Using tiny-llama" in notice
 
 
 def test_user_is_local_without_login_and_the_profile_name_on_spaces() -> None:

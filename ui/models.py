@@ -13,6 +13,7 @@ from pathlib import Path
 
 from selfspec import LoadedModel, SelfSpecError, load_model
 from selfspec.loading import BUNDLED, TINY_MODELS, hub_reachable
+from selfspec.model_packages import MODEL_PACKAGES, installed_models
 from ui.config import AppConfig
 
 __all__ = ["ModelChoice", "ModelPool"]
@@ -55,14 +56,16 @@ class ModelPool:
     def default_loaded(self) -> bool:
         return self.config.default_model in self._models
 
-    def choices(self) -> list[str]:
-        """Model ids offered in the dropdown (others may be typed where allowed)."""
+    def choices(self) -> list[tuple[str, str]]:
+        """(label, model id) pairs offered in the dropdown (others may be typed where
+        allowed): the default, the bundled model, and the installed model packages, each
+        labelled with its licence where it has one of its own."""
         names = [self.config.default_model]
         if self.config.hosted:
             names += list(self.config.allowed_models)
-        elif self.config.default_model != BUNDLED:
-            names.append(BUNDLED)
-        return list(dict.fromkeys(names))
+        else:
+            names += [BUNDLED, *installed_models()]
+        return [(_label(name), name) for name in dict.fromkeys(names)]
 
     def default(self) -> LoadedModel:
         return self._load(self.config.default_model)
@@ -83,7 +86,7 @@ class ModelPool:
     def _refusal(self, source: str) -> str | None:
         if self.config.hosted and source not in self.config.allowed_models:
             return f"'{source}' is not on this server's list of allowed models."
-        if source in (BUNDLED, *TINY_MODELS) or Path(source).expanduser().is_dir():
+        if source in (BUNDLED, *TINY_MODELS, *MODEL_PACKAGES) or Path(source).expanduser().is_dir():
             return None
         if "/" not in source:
             return f"'{source}' is not a known model name or a Hugging Face id (owner/name)."
@@ -98,3 +101,8 @@ class ModelPool:
                 keep[source] = load_model(source, self.config.device, self.config.dtype)
                 self._models = keep
             return self._models[source]
+
+
+def _label(name: str) -> str:
+    package = MODEL_PACKAGES.get(name)
+    return f"{name} ({package.licence})" if package else name
