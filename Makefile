@@ -47,7 +47,7 @@ models: $(STAMP)
 
 # The llama.cpp peer (`--methods llamacpp`), optional and pinned: llama-cpp-python built
 # from source for this CPU (llama.cpp's native flags) into .venv, once per pin. It needs a
-# C/C++ compiler and a long build on a small machine (docs/bench.md); the multimodal
+# C/C++ compiler and a long build on a small machine (docs/benchmark.md); the multimodal
 # library, which the peer never uses, is left out.
 LLAMA_CPP_PYTHON := 0.3.36
 PEERS := $(VENV)/.peers-llama-cpp-python-$(LLAMA_CPP_PYTHON)

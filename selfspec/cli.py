@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _table(path: str) -> int:
-    from selfspec.bench import markdown_table
+    from selfspec.bench_tables import markdown_table
 
     try:
         report = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -204,7 +204,8 @@ def _generate(args, lm, cfg) -> int:
 
 
 def _bench(args, lm, cfg) -> int:
-    from selfspec.bench import format_table, run_bench, write_report
+    from selfspec.bench import run_bench, write_report
+    from selfspec.bench_tables import format_table
     from selfspec.prompts import load_prompts
 
     prompts = load_prompts(args.prompts)
@@ -222,7 +223,7 @@ def _bench(args, lm, cfg) -> int:
         cfg,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
-    print(format_table(report))
+    print(format_table(report.to_json()))
     if args.out:
         write_report(report, args.out)
         print(f"report written to {args.out}", file=sys.stderr)

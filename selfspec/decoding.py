@@ -30,6 +30,7 @@ __all__ = [
     "Method",
     "generate",
     "vanilla",
+    "pooled",
     "prepare_prompt",
     "run_to_end",
     "CACHE_HEADROOM",
@@ -105,6 +106,22 @@ class GenerationResult:
             if s.drafted:
                 hist[s.accepted] = hist.get(s.accepted, 0) + 1
         return dict(sorted(hist.items()))
+
+
+def pooled(results: list[GenerationResult]) -> GenerationResult:
+    """Several runs of one method as one result (their tokens, time and steps together), so
+    totals over a prompt set are read from the same properties as a single run's."""
+    first = results[0]
+    return GenerationResult(
+        method=first.method,
+        model=first.model,
+        text="",
+        tokens=[t for r in results for t in r.tokens],
+        prompt_tokens=sum(r.prompt_tokens for r in results),
+        seconds=sum(r.seconds for r in results),
+        stop_reason="length",
+        steps=[s for r in results for s in r.steps],
+    )
 
 
 def prepare_prompt(lm: LoadedModel, prompt: str, cfg: SamplingConfig) -> list[int]:

@@ -289,32 +289,34 @@ def test_the_port_comes_from_selfspec_port_gradio_server_port_or_port(
 
 
 def test_the_lossless_verdict_states_the_rule_and_the_margin() -> None:
-    from selfspec.bench import Judgement, Margin, Rule
-    from ui.playground import verdict
+    from selfspec.compare import Margin, Rule, Verdict
+    from ui.playground_rows import verdict_text
 
     peer, ours = Rule(1e-3), Rule()
-    tie = Judgement(exact=False, lossless=True, first_difference=9, worst=Margin(9, 4e-4))
-    assert verdict(tie, peer).text == (
+    tie = Verdict(1.2, peer, exact=False, lossless=True, first_difference=9, worst=Margin(9, 4e-4))
+    assert verdict_text(tie) == (
         "yes within tolerance 0.001: differs at token 9, worst margin 0.0004 at token 9"
     )
-    wrong = Judgement(exact=False, lossless=False, first_difference=3, worst=Margin(5, 0.8))
-    assert (
-        verdict(wrong, ours).text == "no (exact): differs at token 3, worst margin 0.8 at token 5"
+    wrong = Verdict(
+        1.1, ours, exact=False, lossless=False, first_difference=3, worst=Margin(5, 0.8)
     )
-    assert verdict(wrong, ours).lossless is False
-    same = Judgement(exact=True, lossless=True, first_difference=None, worst=None)
-    assert verdict(same, ours).text == "yes: identical (exact)"
+    assert verdict_text(wrong) == "no (exact): differs at token 3, worst margin 0.8 at token 5"
+    same = Verdict(1.3, ours, exact=True, lossless=True)
+    assert verdict_text(same) == "yes: identical (exact)"
+    assert verdict_text(Verdict(0.9, None)) == "n/a (sampling)"
+    assert verdict_text(None) == "reference"
 
 
 def test_metrics_use_the_median_of_repeated_runs() -> None:
     from selfspec import GenerationResult
-    from ui.playground import REFERENCE, Verdict, metrics_rows
+    from selfspec.compare import Rule, Verdict
+    from ui.playground_rows import metrics_rows
 
     def run(method: str, seconds: float) -> GenerationResult:
         return GenerationResult(method, "m", "x", [1] * 10, 3, seconds, "length")
 
     results = {"vanilla": run("vanilla", 1.0), "pld": run("pld", 0.5)}
-    verdicts = {"vanilla": REFERENCE, "pld": Verdict(True, "yes: identical (exact)")}
+    verdicts = {"vanilla": None, "pld": Verdict(2.0, Rule(), exact=True, lossless=True)}
     frame = metrics_rows(results, verdicts, {"vanilla": [10.0, 12.0, 30.0], "pld": [20.0]})
     rows = frame.set_index("method")
     assert (

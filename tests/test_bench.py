@@ -1,4 +1,5 @@
-"""The benchmark's lossless check: exact for our methods, teacher-forced tolerance for peers."""
+"""The lossless check (`selfspec.compare`): exact for our methods, teacher-forced tolerance
+for peers; and the benchmark report built on it."""
 
 from __future__ import annotations
 
@@ -9,16 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from selfspec import bench
-from selfspec.bench import (
+from selfspec import compare as comparing
+from selfspec.bench import REPORT_SCHEMA, run_bench
+from selfspec.bench_tables import markdown_table
+from selfspec.compare import (
     LOGIT_TOLERANCE,
-    REPORT_SCHEMA,
     Rule,
+    compare,
     emitted_margins,
-    judge,
-    markdown_table,
     rule_for,
-    run_bench,
     teacher_forced_logits,
 )
 from selfspec.decoding import GenerationResult, generate, run_to_end, vanilla
@@ -65,11 +65,21 @@ def test_the_registry_decides_the_rule():
 
 def test_an_identical_output_passes_with_margin_zero(lm, reference):
     ids = lm.encode(PROMPT)
+    same = as_output(reference, list(reference.tokens))
     for rule in (Rule(), PEER):
-        j = judge(lm, ids, reference.tokens, reference, rule)
-        assert j.exact and j.lossless and j.first_difference is None
-    peer = judge(lm, ids, reference.tokens, reference, PEER)
+        j = compare(lm, ids, same, reference, rule)
+        assert j.exact and j.lossless and j.first_difference is None and j.rule == rule
+    peer = compare(lm, ids, same, reference, PEER)
     assert peer.worst is not None and peer.worst.margin == 0.0
+
+
+def test_the_speed_up_is_the_ratio_of_speeds_and_a_sample_is_not_judged(lm, reference):
+    ids = lm.encode(PROMPT)
+    faster = replace(reference, seconds=reference.seconds / 2)
+    verdict = compare(lm, ids, faster, reference, None)
+    assert verdict.speedup == pytest.approx(2.0)
+    assert verdict.rule is None and verdict.exact is None and verdict.lossless is None
+    assert compare(lm, ids, faster, replace(reference, seconds=0.0), Rule()).speedup is None
 
 
 @pytest.mark.parametrize("position", [0, 5, 11])
@@ -79,7 +89,7 @@ def test_a_planted_wrong_token_fails_both_rules(lm, reference, position):
     tokens[position] = far_token(lm, reference, position)
     wrong = as_output(reference, tokens)
     for rule in (Rule(), PEER):
-        j = judge(lm, ids, reference.tokens, wrong, rule)
+        j = compare(lm, ids, wrong, reference, rule)
         assert not j.exact and not j.lossless, rule
         assert j.first_difference == position
         assert j.worst is not None and j.worst.margin > PEER.tolerance
@@ -94,7 +104,7 @@ def test_the_worst_position_is_reported_not_the_first(lm, reference):
     tokens = list(reference.tokens)
     tokens[2] = int(logits[2].topk(2).indices[1])  # a near miss first
     tokens[8] = far_token(lm, reference, 8)  # then a far one
-    j = judge(lm, ids, reference.tokens, as_output(reference, tokens), PEER)
+    j = compare(lm, ids, as_output(reference, tokens), reference, PEER)
     margins = emitted_margins(teacher_forced_logits(lm, ids, tokens), tokens)
     assert j.first_difference == 2 and margins[2] > 0
     assert j.worst is not None and j.worst.position == 8 == int(margins.argmax())
@@ -106,8 +116,8 @@ def test_only_the_tokens_a_peer_emitted_count(lm, reference):
     stopped at (by our best EOS logit there); nothing past its stop counts."""
     ids = lm.encode(PROMPT)
     short = as_output(reference, reference.tokens[:6])
-    assert judge(lm, ids, reference.tokens, short, PEER).lossless
-    assert not judge(lm, ids, reference.tokens, short, Rule()).lossless  # ours: not exact
+    assert compare(lm, ids, short, reference, PEER).lossless
+    assert not compare(lm, ids, short, reference, Rule()).lossless  # ours: not exact
     logits = teacher_forced_logits(lm, ids, short.tokens).double()
     margins = emitted_margins(logits, short.tokens, lm.eos_ids)
     assert len(margins) == 7  # the EOS after the sixth token is judged too
@@ -121,19 +131,19 @@ def test_a_swap_at_an_exact_tie_passes_for_peers_only(lm, reference, monkeypatch
     chosen = reference.tokens[position]
     other = int(logits[position].argmin())
     logits[position, other] = logits[position, chosen]  # an exact tie between the two
-    monkeypatch.setattr(bench, "teacher_forced_logits", lambda *_: logits)
+    monkeypatch.setattr(comparing, "teacher_forced_logits", lambda *_: logits)
     tokens = list(reference.tokens)
     tokens[position] = other
     swapped = as_output(reference, tokens)
-    peer = judge(lm, ids, reference.tokens, swapped, PEER)
+    peer = compare(lm, ids, swapped, reference, PEER)
     assert peer.lossless and not peer.exact
     assert peer.worst is not None and peer.worst.margin == 0.0
-    assert not judge(lm, ids, reference.tokens, swapped, Rule()).lossless  # ours: no tolerance
+    assert not compare(lm, ids, swapped, reference, Rule()).lossless  # ours: no tolerance
     # A margin of exactly the tolerance passes; just past it fails.
     logits[position, other] = logits[position, chosen] - 0.25
     margin = float(logits[position, chosen].double() - logits[position, other].double())
-    assert judge(lm, ids, reference.tokens, swapped, Rule(margin)).lossless
-    assert not judge(lm, ids, reference.tokens, swapped, Rule(margin / 2)).lossless
+    assert compare(lm, ids, swapped, reference, Rule(margin)).lossless
+    assert not compare(lm, ids, swapped, reference, Rule(margin / 2)).lossless
 
 
 def planting(position: int):
@@ -154,7 +164,7 @@ def test_the_report_judges_ours_exactly_and_peers_by_tolerance(lm, monkeypatch):
     monkeypatch.setitem(METHODS, "ours-bad", MethodInfo("ours-bad", planting(3), "", ours=True))
     monkeypatch.setitem(METHODS, "peer-bad", MethodInfo("peer-bad", planting(3), "", ours=False))
     report = run_bench(lm, prompts, ["vanilla", "pld", "hf", "ours-bad", "peer-bad"], CFG)
-    report = json.loads(json.dumps(report))  # what a report file holds
+    report = json.loads(json.dumps(report.to_json()))  # what a report file holds
     assert report["schema"] == REPORT_SCHEMA
     methods = report["methods"]
     assert {m: methods[m]["rule"] for m in methods} == {

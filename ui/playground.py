@@ -1,233 +1,40 @@
 """Playground tab: run several decoding methods on one prompt, side by side.
 
-Methods run one after another, not at once: on a CPU they would compete for the same
-cores and every tokens/s figure would be wrong. Each runs in a worker thread that the
-page only reads from, so the time Gradio spends sending updates is not in the clock. Vanilla always runs first because the
-speed-up and the lossless check are measured against it in the same run.
+The layout and its events live here; a comparison's run is ``ui.playground_run`` and what
+the page shows of it (tables, words for the verdicts) ``ui.playground_rows``.
 """
 
-import statistics
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import gradio as gr
 import pandas as pd
 
-from db import record_decode_run
-from selfspec import (
-    METHODS,
-    GenerationResult,
-    LoadedModel,
-    Piece,
-    SamplingConfig,
-    SelfSpecError,
-    generate,
-    get_method,
-    run_to_end,
-)
-from selfspec.bench import Judgement, Rule, judge, rule_for, tolerance
-from selfspec.decoding import prepare_prompt
+from selfspec import METHODS, GenerationResult, LoadedModel, SamplingConfig, SelfSpecError
+from selfspec.loading import hub_reachable
 from study.errors import StudyError
 from study.notes_service import get_note, list_notes
 from study.quiz import CardKind, build_prompt
 from ui.context import AppContext
+from ui.playground_rows import (
+    BASELINE,
+    MAX_PROMPT_CHARS,
+    METRIC_COLUMNS,
+    NO_DRAFTS,
+    accepted_rows,
+    check_prompt,
+    metrics_rows,
+    rule_note,
+    timeline_rows,
+)
+from ui.playground_run import Comparison, Warmups, ordered
 from ui.plots import TIME_FORMAT, with_legend
 from ui.queries import decode_history
 from ui.render import columns_html
-from ui.streaming import events_job, stream_batches
 
-__all__ = [
-    "MAX_PROMPT_CHARS",
-    "MAX_REPEATS",
-    "BASELINE",
-    "Verdict",
-    "accepted_rows",
-    "build",
-    "check_prompt",
-    "judge_run",
-    "median_speeds",
-    "metrics_rows",
-    "rule_note",
-    "timeline_rows",
-    "verdict",
-]
+__all__ = ["MAX_PROMPT_CHARS", "MAX_REPEATS", "NO_DRAFTS", "build", "check_prompt"]
 
-MAX_PROMPT_CHARS = 20_000
 MAX_REPEATS = 5
-NO_DRAFTS = "no drafting method ran"
-BASELINE = "vanilla"
-STREAM_EVERY_S = 0.15  # how often the page re-renders the streamed output
-METRIC_COLUMNS = [
-    "method",
-    "tokens",
-    "tokens/s",
-    "spread",
-    "speed-up",
-    "drafted",
-    "accepted",
-    "mean accepted",
-    "acceptance",
-    "lossless",
-]
-TIMELINE_COLUMNS = ["step", "ms", "phase", "drafted", "accepted"]
-
-
-def check_prompt(prompt: str) -> str | None:
-    """A message for a prompt the app refuses before tokenizing, else None."""
-    if not prompt or not prompt.strip():
-        return "The prompt is empty. Type a question or an instruction, or pick a preset."
-    if len(prompt) > MAX_PROMPT_CHARS:
-        return (
-            f"The prompt is {len(prompt):,} characters; the playground takes at most "
-            f"{MAX_PROMPT_CHARS:,}. Shorten it."
-        )
-    return None
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The lossless check of one method's output against vanilla's, as the table shows it.
-
-    The judgement itself is ``selfspec.bench.judge``, the benchmark's own rule (exact for
-    our methods, a logit tolerance for peers); this only words it.
-    """
-
-    lossless: bool | None  # None: nothing to judge (the reference, or sampling)
-    text: str
-
-
-REFERENCE = Verdict(True, "reference")
-NOT_JUDGED = Verdict(None, "n/a (sampling)")
-
-
-def verdict(judgement: Judgement, rule: Rule) -> Verdict:
-    """Words for a judgement: the answer, the rule, and where the output differs."""
-    if judgement.exact:
-        return Verdict(True, f"yes: identical ({rule})")
-    where = f"differs at token {judgement.first_difference}"
-    worst = judgement.worst
-    margin = "" if worst is None else f", worst margin {worst.margin:.3g} at token {worst.position}"
-    if judgement.lossless:
-        return Verdict(True, f"yes within {rule}: {where}{margin}")
-    return Verdict(False, f"no ({rule}): {where}{margin}")
-
-
-def judge_run(
-    lm: LoadedModel, prompt_ids: list[int], base: GenerationResult, result: GenerationResult
-) -> Verdict:
-    """Judge ``result`` against vanilla's ``base`` by the benchmark's rule for its method."""
-    rule = rule_for(get_method(result.method), lm.dtype)
-    return verdict(judge(lm, prompt_ids, base.tokens, result, rule), rule)
-
-
-def rule_note(lm: LoadedModel) -> str:
-    """The lossless rule in one sentence, with this model's tolerance for peers."""
-    return (
-        "Lossless: our methods must match vanilla token for token (exact); peers (hf, "
-        "llama.cpp), which run other code, pass if at every position the token they emitted "
-        "trails our model's top logit by at most "
-        f"{tolerance(lm.dtype):g} ({str(lm.dtype).removeprefix('torch.')})."
-    )
-
-
-def median_speeds(
-    results: dict[str, GenerationResult], repeats: dict[str, list[float]] | None = None
-) -> dict[str, float]:
-    """Each method's tokens/s: the median over its repeated runs, else its one run."""
-    repeats = repeats or {}
-    return {
-        name: statistics.median(repeats.get(name) or [result.tokens_per_s])
-        for name, result in results.items()
-    }
-
-
-def metrics_rows(
-    results: dict[str, GenerationResult],
-    verdicts: dict[str, Verdict],
-    repeats: dict[str, list[float]] | None = None,
-) -> pd.DataFrame:
-    """The metrics table: one row per finished method. With ``repeats`` (tokens/s of every
-    run of a method), tokens/s and the speed-up are medians and the spread is shown."""
-    speeds = median_speeds(results, repeats)
-    rows = []
-    for name, result in results.items():
-        runs = (repeats or {}).get(name) or []
-        base_speed = speeds.get(BASELINE)
-        speedup = speeds[name] / base_speed if base_speed else None
-        rows.append(
-            {
-                "method": name,
-                "tokens": len(result.tokens),
-                "tokens/s": round(speeds[name], 1),
-                "spread": f"{min(runs):.1f}-{max(runs):.1f} over {len(runs)} runs"
-                if len(runs) > 1
-                else "one run",
-                "speed-up": None if speedup is None else round(speedup, 2),
-                "drafted": sum(s.drafted for s in result.steps),
-                "accepted": sum(s.accepted for s in result.steps),
-                "mean accepted": None
-                if result.mean_accepted is None
-                else round(result.mean_accepted, 2),
-                "acceptance": None
-                if result.acceptance_rate is None
-                else round(result.acceptance_rate, 3),
-                "lossless": verdicts[name].text if name in verdicts else "checking…",
-            }
-        )
-    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
-
-
-def accepted_rows(results: dict[str, GenerationResult]) -> pd.DataFrame:
-    """How many verification steps accepted 0, 1, 2, ... drafts, per drafting method."""
-    rows = [
-        {"method": name, "accepted drafts": str(n), "steps": count}
-        for name, result in results.items()
-        for n, count in result.accepted_histogram().items()
-    ]
-    if not rows:  # a row that says so: Gradio keeps an earlier plot when sent no value
-        rows = [{"method": NO_DRAFTS, "accepted drafts": "0", "steps": 0}]
-    return pd.DataFrame(rows, columns=["method", "accepted drafts", "steps"])
-
-
-def timeline_rows(result: GenerationResult | None) -> pd.DataFrame:
-    """Per verification step: draft and verify time (ms), with the drafts proposed and
-    accepted, so a user sees where a method's time goes against what it gets accepted."""
-    rows = [
-        {
-            "step": i,
-            "ms": 1000 * seconds,
-            "phase": phase,
-            "drafted": s.drafted,
-            "accepted": s.accepted,
-        }  # fmt: skip
-        for i, s in enumerate(result.steps if result else [], start=1)
-        for phase, seconds in (("draft", s.draft_s), ("verify", s.verify_s))
-    ]
-    return pd.DataFrame(rows, columns=TIMELINE_COLUMNS)
-
-
-@dataclass
-class _Column:
-    pieces: list[Piece] = field(default_factory=list)
-    status: str = "waiting"
-
-
-class _Warmups:
-    """One short untimed generation per (model, method) and process: the first call of a
-    method pays for allocation and lazy set-up, which is not decoding speed."""
-
-    def __init__(self) -> None:
-        self._done: set[tuple[int, str]] = set()
-
-    def ensure(self, lm: LoadedModel, name: str) -> None:
-        key = (id(lm.engine), name)
-        if key in self._done:
-            return
-        info = get_method(name)
-        cfg = SamplingConfig(max_new_tokens=4)
-        run_to_end(generate(lm, "Hello", info.run, cfg, name=name, **info.options))
-        self._done.add(key)
 
 
 def _weights(lm: LoadedModel) -> str:
@@ -246,27 +53,10 @@ def _timeline_outputs(results: dict[str, GenerationResult]) -> tuple:
     )
 
 
-def _stopped_summary(columns: dict[str, _Column], results: dict[str, GenerationResult]) -> str:
-    """What a stopped comparison got done, for the status line; marks unfinished columns."""
-    for name, column in columns.items():
-        if name in results:
-            continue
-        column.status = (
-            f"stopped after {len(column.pieces)} pieces" if column.pieces else "not run (stopped)"
-        )
-    done = ", ".join(results) or "none"
-    return f"**Stopped.** Finished: {done}. A stopped comparison is not stored."
-
-
-def _ordered(methods: list[str]) -> list[str]:
-    chosen = [m for m in methods if m in METHODS and m != BASELINE]
-    return [BASELINE, *chosen]
-
-
 def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
     """Lay out the Playground tab inside the current Blocks context; ``tab`` is the tab
     itself, whose opening refreshes the note presets."""
-    warmups = _Warmups()
+    warmups = Warmups()
     # One stop event per browser session: Stop ends that session's run between two
     # tokens, and the handler then shows what finished (a cancelled event would only
     # show Gradio's error badges).
@@ -380,8 +170,6 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
     last_run = gr.State({})  # method -> its GenerationResult, for the timeline
 
     def hub_check() -> str:
-        from selfspec.loading import hub_reachable
-
         if hub_reachable():
             return "Hugging Face hub: **reachable**."
         return "Hugging Face hub: **not reachable**; the bundled model works offline."
@@ -415,94 +203,31 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
         if choice.notice:
             gr.Warning(choice.notice)
             note = f"{choice.notice} {note}"
-        order = _ordered(names or [])
-        columns = {name: _Column() for name in order}
-        results: dict[str, GenerationResult] = {}
-        repeats: dict[str, list[float]] = {}  # tokens/s of every run, per method
-        verdicts: dict[str, Verdict] = {}
+        comparison = Comparison(lm, text, cfg, ordered(names or []))
 
-        def _verdict(
-            name: str, results: dict[str, GenerationResult], text: str, cfg: SamplingConfig
-        ) -> Verdict:
-            if name == BASELINE:
-                return REFERENCE
-            if not cfg.greedy:
-                return NOT_JUDGED
-            try:
-                ids = prepare_prompt(lm, text, cfg)
-                return judge_run(lm, ids, results[BASELINE], results[name])
-            except SelfSpecError as exc:
-                return Verdict(None, f"not checked: {exc}")
+        def columns() -> str:
+            return columns_html([(n, c.pieces, c.status) for n, c in comparison.columns.items()])
 
         def view(message: str) -> tuple:
-            cols = [(n, c.pieces, c.status) for n, c in columns.items()]
-            return (
-                message,
-                columns_html(cols),
-                metrics_rows(results, verdicts, repeats),
-                gr.skip(),
-                gr.skip(),
-                gr.skip(),
-                gr.skip(),
-                gr.skip(),
-                gr.skip(),
-            )
+            frame = metrics_rows(comparison.results, comparison.verdicts, comparison.repeats)
+            return (message, columns(), frame, *[gr.skip()] * 6)
 
         stopped = stops.setdefault(request.session_hash, threading.Event())
         stopped.clear()
-        for name in order:
-            if stopped.is_set():
-                break
-            info = get_method(name)
-            column = columns[name]
-            column.status = "warming up…"
+        for warning in comparison.run(runs, stopped, warmups):
+            if warning:
+                gr.Warning(warning)
             yield view(note)
-            try:
-                warmups.ensure(lm, name)
-                if stopped.is_set():
-                    break
-                column.status = "generating…"
-                events = generate(lm, text, info.run, cfg, name=name, **info.options)
-                for batch in stream_batches(events_job(events), STREAM_EVERY_S, stopped):
-                    for event in batch:
-                        if isinstance(event, GenerationResult):
-                            results[name] = event
-                        else:
-                            column.pieces.append(event)
-                    yield view(note)
-            except SelfSpecError as exc:
-                column.status = f"failed: {exc}"
-                gr.Warning(f"{name}: {exc}")
-                if name == BASELINE:
-                    yield view(f"{note} {exc}")
-                    return
-                continue
-            if name not in results:  # stopped during this method
-                break
-            result = results[name]
-            verdicts[name] = _verdict(name, results, text, cfg)
-            repeats[name] = [result.tokens_per_s]
-            for run_no in range(2, runs + 1):  # the repeats are timed, not shown
-                if stopped.is_set():
-                    break
-                column.status = f"run {run_no} of {runs}…"
-                yield view(note)
-                events = generate(lm, text, info.run, cfg, name=name, **info.options)
-                for batch in stream_batches(events_job(events), STREAM_EVERY_S, stopped):
-                    repeats[name] += [
-                        e.tokens_per_s for e in batch if isinstance(e, GenerationResult)
-                    ]
-            column.status = f"{len(result.tokens)} tokens, {repeats[name][-1]:.1f} tokens/s" + (
-                f" (median of {len(repeats[name])}: {statistics.median(repeats[name]):.1f})"
-                if len(repeats[name]) > 1
-                else ""
-            )
-            yield view(note)
-        frame = metrics_rows(results, verdicts, repeats)
+        if comparison.failed is not None:
+            yield view(f"{note} {comparison.failed}")
+            return
+        results = comparison.results
+        frame = metrics_rows(results, comparison.verdicts, comparison.repeats)
         if stopped.is_set():
+            summary = comparison.stopped_summary()
             yield (
-                f"{note} {_stopped_summary(columns, results)}",
-                columns_html([(n, c.pieces, c.status) for n, c in columns.items()]),
+                f"{note} {summary}",
+                columns(),
                 frame,
                 frame[["method", "tokens/s"]],
                 with_legend(accepted_rows(results), "method"),
@@ -510,12 +235,10 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
                 *_timeline_outputs(results),
             )
             return
-        _record(
-            ctx, uid, lm, results, frame, verdicts, cfg, len(text), median_speeds(results, repeats)
-        )
+        comparison.record(ctx, uid, len(text))
         yield (
             f"{note} Done; the runs are stored in your decoding history.\n\n{rule_note(lm)}",
-            columns_html([(n, c.pieces, c.status) for n, c in columns.items()]),
+            columns(),
             frame,
             frame[["method", "tokens/s"]],
             with_legend(accepted_rows(results), "method"),
@@ -566,47 +289,3 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
     # "Stopped" with what finished. An unfinished comparison is not stored. No queue
     # limit: Stop must not wait behind the run it stops.
     stop.click(stop_run, None, None, api_visibility="private", concurrency_limit=None)
-
-
-def _record(
-    ctx: AppContext,
-    uid: int,
-    lm: LoadedModel,
-    results: dict[str, GenerationResult],
-    frame: pd.DataFrame,
-    verdicts: dict[str, Verdict],
-    cfg: SamplingConfig,
-    prompt_chars: int,
-    speeds: dict[str, float],
-) -> None:
-    """Store each method's run (tokens/s: the median of its repeats); one transaction for
-    the whole comparison."""
-    rows = frame.set_index("method")
-
-    def work(session) -> None:
-        for name, result in results.items():
-            speedup = rows.loc[name, "speed-up"]
-            record_decode_run(
-                session,
-                method=name,
-                model=lm.name,
-                tokens_per_s=speeds[name],
-                speedup=None if pd.isna(speedup) else float(speedup),
-                mean_accepted=result.mean_accepted,
-                acceptance_rate=result.acceptance_rate,
-                lossless=verdicts[name].lossless,
-                user_id=uid,
-                extra={
-                    "source": "playground",
-                    "tokens": len(result.tokens),
-                    "prompt_chars": prompt_chars,
-                    "max_new_tokens": cfg.max_new_tokens,
-                    "temperature": cfg.temperature,
-                    "device": str(lm.device),
-                    "dtype": str(lm.dtype),
-                    "weight_format": lm.weight_format,
-                    "lossless_check": verdicts[name].text,
-                },
-            )
-
-    ctx.db.write(work)
