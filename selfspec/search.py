@@ -40,9 +40,33 @@ from selfspec.prompts import load_prompts
 from selfspec.sampling import SamplingConfig
 from selfspec.speculative import speculative
 
-__all__ = ["SearchSettings", "Calibration", "calibrate", "matchness", "run_search"]
+__all__ = [
+    "Calibration",
+    "SearchProgress",
+    "SearchSettings",
+    "calibrate",
+    "matchness",
+    "run_search",
+]
 
 OBJECTIVES = ("proxy", "speed")
+
+
+@dataclass(frozen=True)
+class SearchProgress:
+    """One finished trial as a caller sees it (the app plots these, the CLI prints them)."""
+
+    trial: int  # 1-based, counting the trials of earlier runs of a resumed search
+    trials: int  # the search's total (`SearchSettings.trials`)
+    score: float
+    best: float
+    best_trial: int
+
+    def __str__(self) -> str:
+        return (
+            f"trial {self.trial}: score {self.score:.3f} "
+            f"(best {self.best:.3f} at trial {self.best_trial})"
+        )
 
 
 @dataclass(frozen=True)
@@ -190,10 +214,12 @@ def run_search(
     settings: SearchSettings,
     storage: str | Path | None = None,
     out: Path | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[SearchProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> SkipProfile:
-    """Run (or resume) the search and save the best skip set as the model's profile."""
+    """Run (or resume) the search and save the best skip set as the model's profile.
+
+    `progress` hears every finished trial; `should_stop` is asked after each one."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -227,9 +253,11 @@ def run_search(
 
     def report(study, trial) -> None:
         if progress:
+            best = study.best_trial
             progress(
-                f"trial {trial.number + 1}: score {trial.value:.3f} "
-                f"(best {study.best_value:.3f} at trial {study.best_trial.number + 1})"
+                SearchProgress(
+                    trial.number + 1, settings.trials, trial.value, best.value, best.number + 1
+                )
             )
         if should_stop and should_stop():
             study.stop()

@@ -12,19 +12,13 @@ from gradio_client import Client
 
 from selfspec.adapter_corpus import Sequence
 from selfspec.loading import load_model
-from selfspec.search import SearchSettings, run_search
+from selfspec.search import SearchProgress, SearchSettings, run_search
 from selfspec.train_adapter import TrainSettings, train_adapter
 from tests.app_helpers import Served, plot_rows, serve_app
 from ui.config import AppConfig
 from ui.streaming import stream_batches
-from ui.tune import (
-    ALLOW_ENV,
-    SHIPPED_CHOICE,
-    heavy_refusal,
-    make_active,
-    training_rows,
-    trial_rows,
-)
+from ui.tune_files import SHIPPED_CHOICE, make_active
+from ui.tune_jobs import ALLOW_ENV, heavy_refusal, training_rows, trial_rows
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +50,7 @@ def test_search_streams_every_trial_and_saves_the_profile(served: Served, data_d
 
 def test_should_stop_ends_the_search_early(tmp_path: Path) -> None:
     lm = load_model("tiny-llama", dtype="float32")
-    lines: list[str] = []
+    lines: list[SearchProgress] = []
     profile = run_search(
         lm,
         SearchSettings(trials=6, prompts=1, tokens=8),
@@ -72,7 +66,7 @@ def test_closing_the_job_stream_sets_cancel() -> None:
     started = threading.Event()
 
     def job(progress, should_stop) -> int:  # noqa: ANN001 - the library callback shapes
-        progress("trial 1: score 0.5 (best 0.5 at trial 1)")
+        progress(SearchProgress(1, 6, 0.5, 0.5, 1))
         started.set()
         while not should_stop():
             started.wait(0.01)
@@ -81,16 +75,18 @@ def test_closing_the_job_stream_sets_cancel() -> None:
     events = stream_batches(job, 0.01, cancel)
     while not (batch := next(events)):
         pass
-    assert batch[0].startswith("trial 1")
+    assert batch[0].trial == 1
     events.close()
     assert cancel.is_set()
 
 
 def test_trial_rows_give_score_and_best_per_trial() -> None:
-    frame = trial_rows(["trial 1: score 0.400 (best 0.400 at trial 1)", "noise"])
+    frame = trial_rows([SearchProgress(1, 2, 0.4, 0.4, 1), SearchProgress(2, 2, 0.3, 0.4, 1)])
     assert frame.to_dict("records") == [
         {"trial": 1, "value": 0.4, "series": "score"},
         {"trial": 1, "value": 0.4, "series": "best so far"},
+        {"trial": 2, "value": 0.3, "series": "score"},
+        {"trial": 2, "value": 0.4, "series": "best so far"},
     ]
 
 

@@ -31,7 +31,11 @@ def test_search_finds_the_planted_redundant_layer(tmp_path):
     assert 2 in profile.attn and 2 in profile.mlp
     assert profile.beats_plain and profile.score > 1.0
     assert 0 not in profile.attn + profile.mlp and 3 not in profile.attn + profile.mlp
-    assert len(lines) == 30 and "best" in lines[-1]
+    assert [p.trial for p in lines] == list(range(1, 31))
+    assert (
+        lines[-1].best == max(p.score for p in lines) and round(lines[-1].best, 4) == profile.score
+    )
+    assert str(lines[0]).startswith("trial 1: score ")
     assert (tmp_path / "p.json").is_file()
 
 
