@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check (issue 3): the selfspec tests on CUDA, then `selfspec bench` on a random ~1.1B
+# GPU check: the selfspec tests on CUDA, then `selfspec bench` on a random ~1.1B
 # Llama (timings only: agreement is meaningless with random weights). Usage:
 #   scripts/gpu_check.sh OUT_DIR
 # Runs on the lent GPU machine (torch + transformers + pytest + hypothesis + scipy present;

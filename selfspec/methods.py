@@ -178,6 +178,6 @@ def get_method(name: str) -> MethodInfo:
 
 # The method other parts of the product use when they just want text fast (quiz writing
 # from a note). Every method here is lossless for greedy decoding, so this only changes
-# speed: prompt lookup was the fastest on the benchmark's quiz-writing prompts (1.84x
-# vanilla on this CPU, docs/bench/cpu-fp32.json) since questions quote their note.
+# speed: prompt lookup was the fastest of ours on the benchmark's quiz-writing prompts
+# (docs/benchmark.md), since questions quote their note.
 FAST_METHOD = "pld"
