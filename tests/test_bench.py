@@ -174,7 +174,7 @@ def test_the_report_judges_ours_exactly_and_peers_by_tolerance(lm, monkeypatch):
         "ours-bad": "exact",
         "peer-bad": "tolerance 0.001",
     }
-    for name in ("vanilla", "pld", "hf"):
+    for name in ("pld", "hf"):  # vanilla, the reference, is not a finding
         assert methods[name]["lossless"] is True and methods[name]["exact"] == 2, name
     assert methods["hf"]["worst"]["margin"] == 0.0
     for name in ("ours-bad", "peer-bad"):

@@ -34,10 +34,11 @@ def test_bench_writes_the_report(tmp_path, capsys):
     assert {"device", "dtype", "threads", "torch", "transformers", "model"} <= report["env"].keys()
     assert report["env"]["dtype"] == "float64"
     assert set(report["methods"]) == {"vanilla", "pld", "hf"}
-    for name, m in report["methods"].items():
+    for m in report["methods"].values():
         assert m.keys() >= REPORT_KEYS
-        assert m["lossless"] is True, name
         assert len(m["prompts"]) == 2
+    for name in ("pld", "hf"):  # vanilla is the reference: judging it against itself says nothing
+        assert report["methods"][name]["lossless"] is True, name
         assert {"id", "category", "tokens", "tokens_per_s", "speedup", "lossless"} <= m["prompts"][
             0
         ].keys()

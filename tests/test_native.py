@@ -66,13 +66,20 @@ def test_products_on_blocks_equal_dense_float32_products(qtype):
 
 
 @needs_native
-@pytest.mark.parametrize("k", [8, 13, 16, 40, 61, 96])
+# K = 16 i + 8 j + s: the 16-wide main loop (i), the 8-wide remainder (j) and the scalar
+# tail (s), alone and in every combination: 3 (s), 8 (j), 13 (j, s), 16 (i), 35 (i, s),
+# 40 (i, j), 61 (i, j, s), 96 (i, several).
+@pytest.mark.parametrize("k", [3, 8, 13, 16, 35, 40, 61, 96])
 def test_float32_remainders_and_threads_keep_the_sums(k):
-    """Dense float32 rows of any length (the 16-, 8- and 1-wide remainder paths), with
-    one or two threads: the same bits, and the float64 product to rounding."""
+    """Dense float32 rows of any length: a row computed alone, or among the rows of any
+    pass size, gives the same bits; so do one or two threads; and the float64 product to
+    rounding."""
     torch.manual_seed(k)
     w = Weight.dense_of(torch.randn(70, k))
-    x = torch.randn(11, k)
+    x = torch.randn(20, k)
+    alone = torch.cat([native.linear(x[i : i + 1], w) for i in range(20)])
+    for rows in (1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 20):
+        assert torch.equal(native.linear(x[:rows], w), alone[:rows]), rows
     one = native.linear(x, w)
     before = torch.get_num_threads()
     try:

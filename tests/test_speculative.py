@@ -192,11 +192,87 @@ def test_the_statistical_check_catches_a_wrong_residual():
     assert chisquare(counts.numpy(), (P * n).numpy()).pvalue < 1e-6
 
 
+# A model whose next-token distribution depends only on the position: p_t for the full
+# model, q_t for the draft. Under the rejection rule every output position must then be
+# distributed as p_t, independently of the others, whatever was drafted and accepted.
+PS = torch.tensor(
+    [
+        [0.4, 0.3, 0.2, 0.1],
+        [0.1, 0.2, 0.3, 0.4],
+        [0.25, 0.25, 0.3, 0.2],
+        [0.6, 0.15, 0.15, 0.1],
+        [0.2, 0.5, 0.2, 0.1],
+    ],
+    dtype=torch.float64,
+)
+QS = torch.tensor(
+    [
+        [0.1, 0.2, 0.3, 0.4],
+        [0.4, 0.3, 0.2, 0.1],
+        [0.7, 0.1, 0.1, 0.1],
+        [0.25, 0.25, 0.25, 0.25],
+        [0.1, 0.1, 0.1, 0.7],
+    ],
+    dtype=torch.float64,
+)
+DETERMINISTIC = [1, 0, 2, 0, 3]  # what a lookup drafter would copy at each position
+
+
+def _sequences(n: int, max_draft: int, deterministic: bool, seed: int = 0):
+    """`n` outputs of the speculative loop over the position-only model, drafting up to
+    `max_draft` tokens a step (sampled from q_t, or the fixed DETERMINISTIC tokens), and
+    the (drafted, accepted) of every verification."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    cfg = SamplingConfig(temperature=1.0)
+    length = len(PS)
+    outputs, steps = torch.zeros(n, length, dtype=torch.long), []
+    for row in range(n):
+        out: list[int] = []
+        while len(out) < length:
+            t = len(out)
+            k = min(max_draft, length - t - 1)  # room for the bonus, as the loop's budget
+            if deterministic:
+                draft = Draft(DETERMINISTIC[t : t + k])
+            else:
+                x = [int(torch.multinomial(QS[t + i], 1, generator=gen)) for i in range(k)]
+                draft = Draft(x, QS[t : t + k])
+            accepted, bonus = verify(torch.log(PS[t : t + k + 1]), draft, cfg, gen)
+            steps.append((k, accepted))
+            out += [*draft.tokens[:accepted], bonus]
+        outputs[row] = torch.tensor(out)
+    return outputs, steps
+
+
+@pytest.mark.parametrize("deterministic", [False, True], ids=["sampled-draft", "lookup-draft"])
+def test_every_branch_of_the_rejection_rule_keeps_the_target_distribution(deterministic):
+    """Drafts of up to 3 tokens over 5 positions reach every branch of the rule: rejection
+    at draft position 0 and at positions 1 and 2, and the bonus after 1, 2 and 3 accepted
+    drafts; with lookup's deterministic drafts, its one-hot residual too. Each position's
+    token must follow p_t, and positions 1-3 jointly the product of theirs."""
+    n = 6000
+    outputs, steps = _sequences(n, 3, deterministic)
+    rejected_at = {a for k, a in steps if a < k}
+    all_accepted = {a for k, a in steps if a == k and k}
+    assert rejected_at >= {0, 1, 2} and all_accepted >= {1, 2, 3}
+    for where in (0, 1, 2):  # each branch is sampled often, not once by luck
+        assert sum(1 for k, a in steps if a == where < k) > 200, where
+    assert sum(1 for k, a in steps if a == k >= 2) > 200
+    for t in range(len(PS)):
+        counts = torch.bincount(outputs[:, t], minlength=4).double()
+        assert chisquare(counts.numpy(), (PS[t] * n).numpy()).pvalue > 1e-3, t
+    joint = outputs[:, 1] * 16 + outputs[:, 2] * 4 + outputs[:, 3]
+    expected = torch.einsum("a,b,c->abc", PS[1], PS[2], PS[3]).flatten() * n
+    counts = torch.bincount(joint, minlength=64).double()
+    assert chisquare(counts.numpy(), expected.numpy()).pvalue > 1e-3
+
+
 @pytest.mark.parametrize("drafting", ["skip", "kangaroo", "draft-model"])
 def test_speculative_sampling_matches_model_probabilities_end_to_end(drafting):
     """First and second tokens of seeded drafted runs follow the model's own p (Kangaroo:
     with the draft-length policy, so the sampled probe token is the first draft or is
-    dropped when the policy drafts nothing)."""
+    dropped when the policy drafts nothing). This holds the real drafters and loop to the
+    rule at the first draft position; every other branch of the rule is sampled by
+    `test_every_branch_of_the_rejection_rule_keeps_the_target_distribution`."""
     lm = tiny("tiny-qwen2")
     cfg_base = dict(max_new_tokens=2, temperature=1.5, top_k=3)
     prompt = "ab"
