@@ -326,3 +326,17 @@ def test_metrics_use_the_median_of_repeated_runs() -> None:
     assert (
         rows.loc["pld", "speed-up"] == round(20 / 12, 2) and rows.loc["pld", "spread"] == "one run"
     )
+
+
+def test_the_playground_offers_only_the_methods_that_apply_to_the_model(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from ui.playground import method_choices
+
+    monkeypatch.setenv("SELFSPEC_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("SELFSPEC_DRAFT_MODEL", raising=False)
+    names = [name for _, name in method_choices("bundled")[0]]
+    assert {"vanilla", "skip", "pld", "kangaroo"} <= set(names) and "draft-model" not in names
+    choices, missing = method_choices("tiny-llama")
+    assert "skip" not in [name for _, name in choices]
+    assert "skip (no skip profile" in missing and "draft-model (" in missing

@@ -12,6 +12,7 @@ import pandas as pd
 
 from selfspec import METHODS, GenerationResult, LoadedModel, SamplingConfig, SelfSpecError
 from selfspec.loading import hub_reachable
+from selfspec.methods import unavailable
 from study.errors import StudyError
 from study.notes_service import get_note, list_notes
 from study.quiz import CardKind, build_prompt
@@ -35,6 +36,19 @@ from ui.render import columns_html
 __all__ = ["MAX_PROMPT_CHARS", "MAX_REPEATS", "NO_DRAFTS", "build", "check_prompt"]
 
 MAX_REPEATS = 5
+
+
+def method_choices(source: str) -> tuple[list[tuple[str, str]], str]:
+    """(label, name) of the methods that apply to model `source`, and a line naming the
+    others with the reason (decided from files, without loading the model)."""
+    choices, missing = [], []
+    for name, info in METHODS.items():
+        why = unavailable(name, source)
+        if why is None:
+            choices.append((f"{name}: {info.description}", name))
+        elif info.installed():  # a peer that is not installed is simply not offered
+            missing.append(f"{name} ({why})")
+    return choices, "Not for this model: " + "; ".join(missing) if missing else ""
 
 
 def _weights(lm: LoadedModel) -> str:
@@ -87,15 +101,13 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
         info="Fills the prompt with the quiz-writing request for that note (a copy-heavy task).",
     )
     prompt = gr.Textbox(label="Prompt", lines=4, placeholder="Ask something…", elem_id="pg-prompt")
+    choices, missing = method_choices(ctx.config.default_model)
     with gr.Row():
         methods = gr.CheckboxGroup(
-            [
-                (f"{name}: {info.description}", name)
-                for name, info in METHODS.items()
-                if info.installed()
-            ],
+            choices,
             value=[BASELINE],
             label="Methods",
+            info=missing,
             scale=3,
         )
         with gr.Column(scale=1):
@@ -278,6 +290,15 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
     tab.select(note_choices, None, preset, api_visibility="private")
     preset.input(from_note, preset, prompt, api_name="playground_preset")
     check_hub.click(hub_check, None, hub_status, api_name="hub_status")
+
+    def model_methods(source: str | None, ticked: list[str]) -> dict:
+        """The methods that apply to the chosen model, keeping the ticked ones that do."""
+        choices, missing = method_choices((source or "").strip() or ctx.config.default_model)
+        names = {name for _, name in choices}
+        kept = [m for m in ticked or [] if m in names] or [BASELINE]
+        return gr.update(choices=choices, value=kept, info=missing)
+
+    model.change(model_methods, [model, methods], methods, api_visibility="private")
     run.click(
         run_methods,
         [model, prompt, methods, max_new, temperature, repeat],
