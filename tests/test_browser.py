@@ -275,6 +275,9 @@ def test_reimporting_a_file_warns_and_offers_skip_or_replace(
         if clear.count():  # a file shown from the previous import
             clear.first.click()
         page.locator("#notes-upload input[type=file]").set_input_files(str(note))
+        # Uploaded (and its change event, which hides an old Skip/Replace, sent) before
+        # Import is clicked, as a person would see the file first.
+        expect(page.locator("#notes-upload")).to_contain_text(note.name)
         page.locator("#notes-import").click()
 
     upload_and_import()
