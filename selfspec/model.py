@@ -276,11 +276,17 @@ class Transformer:
     def norm(self, x: Tensor, w: Tensor) -> Tensor:
         return rms_norm(x, w, self.cfg.norm_eps, self.cfg.norm_offset)
 
-    def logits(self, h: Tensor, head: Tensor | None = None) -> Tensor:
-        """Final norm, LM head (or a restricted head [N, C]), soft-cap; float32 or wider
-        [B, T, V]."""
-        if self.native_for(h) and (head is None or head.dtype in KERNEL_DTYPES):
-            w = self.head_weight if head is None else Weight.dense_of(head)
+    def logits(self, h: Tensor, head: Tensor | Weight | None = None) -> Tensor:
+        """Final norm, LM head (or a restricted head [N, C]: dense, or rows of the file's
+        head in its own format, `head_block_rows`), soft-cap; float32 or wider [B, T, V]."""
+        if isinstance(head, Weight) and not self.native_for(h):
+            head = head.dense(self.dtype).to(self.device)
+        if self.native_for(h) and (
+            head is None or isinstance(head, Weight) or head.dtype in KERNEL_DTYPES
+        ):
+            w = head if isinstance(head, Weight) else self.head_weight
+            if isinstance(head, Tensor):
+                w = Weight.dense_of(head)
             cfg = self.cfg
             out = native.logits(
                 h[0].contiguous(),
@@ -297,6 +303,13 @@ class Transformer:
         if cap:
             out = torch.tanh(out / cap) * cap
         return out
+
+    def head_block_rows(self, tokens: Tensor) -> Weight | Tensor:
+        """A restricted LM head in the head's own storage (the file's blocks on a CPU):
+        reading it costs its rows' bytes, not the dense float copy's."""
+        if self.native_layers is not None and self.device.type == "cpu":
+            return self.head_weight.take_rows(tokens.cpu())
+        return self.lm_head[tokens]
 
     def head_rows(self, tokens: Tensor) -> Tensor:
         """A restricted LM head [N, C]: the full head's rows for the given token ids, as

@@ -36,14 +36,15 @@ def tokens_of(lm, prompt, method, cfg):
     prompt=st.text(alphabet="abc de.,\n", min_size=1, max_size=30).filter(str.strip),
     max_draft=st.integers(1, 8),
     cost_aware=st.booleans(),
+    head_tokens=st.sampled_from([None, 64, 200]),  # a restricted draft vocabulary
 )
 def test_greedy_draft_model_decoding_equals_plain_decoding(
-    target, draft, dtype, prompt, max_draft, cost_aware
+    target, draft, dtype, prompt, max_draft, cost_aware, head_tokens
 ):
     lm, small = tiny(target, dtype), tiny(draft, dtype)
     method = partial(
         speculative,
-        drafter=lambda _: DraftModelDrafter(small, max_draft),
+        drafter=lambda _: DraftModelDrafter(small, max_draft, head_tokens=head_tokens),
         cost_aware=cost_aware,
     )
     cfg = SamplingConfig(max_new_tokens=24)
@@ -96,3 +97,28 @@ def test_the_registered_method_and_its_hf_peer_use_the_named_draft_model(monkeyp
     want = tokens_of(lm, "abc", vanilla, cfg)
     for name in ("draft-model", "hf-assist"):
         assert tokens_of(lm, "abc", get_method(name).run, cfg) == want, name
+
+
+def test_a_restricted_draft_vocabulary_proposes_only_its_tokens():
+    """The draft scores the first ids and the end tokens only; its q is zero elsewhere,
+    which the rejection rule handles like any other draft distribution."""
+    lm, small = tiny("tiny-llama", "float32"), tiny("tiny-qwen2", "float32")
+    drafter = DraftModelDrafter(small, 4, head_tokens=64)
+    allowed = set(range(64)) | set(small.eos_ids)
+    assert set(drafter.head_ids.tolist()) == allowed
+    seen = []
+    real = drafter.draft
+
+    def draft(ctx, probe=None):
+        d = real(ctx, probe)
+        seen.extend(d.tokens)
+        if d.q is not None:
+            outside = torch.ones(d.q.shape[-1], dtype=torch.bool)
+            outside[drafter.head_ids] = False
+            assert float(d.q[:, outside].sum()) == 0.0
+        return d
+
+    drafter.draft = draft
+    cfg = SamplingConfig(max_new_tokens=24, temperature=1.0, seed=3)
+    run_to_end(generate(lm, "abc", partial(speculative, drafter=lambda _: drafter), cfg))
+    assert seen and set(seen) <= allowed

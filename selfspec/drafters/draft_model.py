@@ -9,7 +9,8 @@ entries are overwritten before anything reads them. A new generation (a new targ
 cache) starts a new draft cache.
 
 Drafting stops early at a token the draft model is unsure of, with the same adaptive
-threshold as skip-layer drafting.
+threshold as skip-layer drafting. The draft scores a restricted vocabulary
+(`DRAFT_HEAD_TOKENS`), read from the head's own blocks.
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ from selfspec.loading import LoadedModel
 from selfspec.model import KVCache
 from selfspec.speculative import Draft, DraftContext, Drafter, Probe
 
-__all__ = ["DraftModelDrafter", "check_same_tokenizer"]
+__all__ = ["DraftModelDrafter", "check_same_tokenizer", "DRAFT_HEAD_TOKENS"]
+
+# The draft model scores only the first ids of its vocabulary (and its end tokens): a BPE
+# vocabulary is numbered in merge order, so low ids are the frequent pieces, and the
+# draft's LM head (a large share of a small model's weights with a 150,000-token
+# vocabulary) shrinks to a fraction. Verification still scores every token, so this only
+# changes which drafts are proposed, never the output.
+DRAFT_HEAD_TOKENS = 32768
 
 
 class DraftModelDrafter(Drafter):
@@ -32,12 +40,20 @@ class DraftModelDrafter(Drafter):
         draft: LoadedModel,
         max_draft: int = 10,
         threshold: AdaptiveThreshold | None = None,
+        head_tokens: int | None = DRAFT_HEAD_TOKENS,
     ) -> None:
         if max_draft < 1:
             raise BadInputError(f"The maximum draft length must be at least 1, got {max_draft}.")
         self.lm = draft
         self.max_draft = max_draft
         self.threshold = threshold or AdaptiveThreshold()
+        engine = draft.engine
+        self.vocab = engine.cfg.vocab_size
+        self.head_ids: torch.Tensor | None = None
+        if head_tokens is not None and head_tokens < self.vocab:
+            ids = sorted({*range(head_tokens), *draft.eos_ids})
+            self.head_ids = torch.tensor(ids, device=engine.device)
+            self._head = engine.head_block_rows(self.head_ids)
         self._cache: KVCache | None = None
         self._serves: KVCache | None = None  # the target cache of the generation served
         self._fed: list[int] = []  # the tokens whose keys and values the draft cache holds
@@ -61,7 +77,12 @@ class DraftModelDrafter(Drafter):
 
         def logits_at(tok: int, i: int) -> torch.Tensor:
             x = torch.tensor([[tok]], device=engine.device)
-            return engine.forward(x, self._cache, ctx.pos + i)[0, -1]  # [V]
+            if self.head_ids is None:
+                return engine.forward(x, self._cache, ctx.pos + i)[0, -1]  # [V]
+            h = engine.run_layers(engine.embed(x), self._cache, ctx.pos + i)
+            restricted = engine.logits(h, self._head)[0, -1]  # [N]
+            full = torch.full((self.vocab,), float("-inf"), device=restricted.device)
+            return full.index_copy_(0, self.head_ids, restricted.to(full.dtype))  # [V]
 
         draft = draft_chain(ctx, min(self.max_draft, ctx.max_tokens), self.threshold.g, logits_at)
         self._fed = [*ctx.tokens, *draft.tokens[:-1]]
