@@ -42,7 +42,8 @@ CACHE_HEADROOM = 16  # room past max_new_tokens for the longest draft a verifier
 class Origin(StrEnum):
     TARGET = "target"  # decoded plainly by the full model
     DRAFT = "draft"  # proposed by a drafter and accepted by the full model
-    BONUS = "bonus"  # the full model's own token after a verification
+    BONUS = "bonus"  # the full model's own token after a fully accepted draft
+    CORRECTED = "corrected"  # the full model's token in place of a rejected draft token
 
 
 @dataclass(frozen=True)
@@ -83,10 +84,19 @@ class GenerationResult:
     seconds: float
     stop_reason: str  # "eos" or "length"
     steps: list[Step] = field(default_factory=list)
+    first_token_s: float | None = None  # reading the prompt and choosing the first token
 
     @property
     def tokens_per_s(self) -> float:
         return len(self.tokens) / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def decode_tokens_per_s(self) -> float | None:
+        """Tokens after the first over the time after it: decoding speed, prefill apart."""
+        if self.first_token_s is None or len(self.tokens) < 2:
+            return None
+        rest = self.seconds - self.first_token_s
+        return (len(self.tokens) - 1) / rest if rest > 0 else None
 
     @property
     def mean_accepted(self) -> float | None:
@@ -155,9 +165,12 @@ def generate(
     steps: list[Step] = []
     stop = "length"
     start = time.perf_counter()
+    first = None
     chunks = method(lm, ids, cfg, **options)
     try:
         for chunk in chunks:
+            if first is None:
+                first = time.perf_counter() - start
             if chunk.step is not None:
                 steps.append(chunk.step)
             for tok, origin in zip(chunk.tokens, chunk.origins, strict=True):
@@ -184,6 +197,7 @@ def generate(
         seconds=seconds,
         stop_reason=stop,
         steps=steps,
+        first_token_s=first,
     )
 
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from selfspec.errors import BadInputError, ModelLoadError
 from selfspec.gguf_model import build_hf_twin, read_gguf
+from selfspec.hf_import import engine_from_hf
 from selfspec.model import Transformer
 from selfspec.model_packages import MODEL_PACKAGES, model_file
 from selfspec.random_models import RANDOM_MODELS, TINY_MODELS, random_model
@@ -66,7 +67,7 @@ class LoadedModel:
     @property
     def hf_model(self) -> nn.Module:
         """The dense transformers model; built on first use where the engine runs on the
-        file's blocks (it costs the dense weights' memory: 540 MB for the bundled model)."""
+        file's blocks (it costs the dense weights' memory, several times the file's)."""
         with self._lock:
             if self._hf is None:
                 self._hf = self.hf_factory().to(self.device).eval().requires_grad_(False)
@@ -127,7 +128,7 @@ def load_model(
     else:
         hf_model, tokenizer, name = _load_pretrained(source, dt)
     hf_model = hf_model.to(dev).eval().requires_grad_(False)
-    engine = Transformer.from_hf(hf_model)
+    engine = engine_from_hf(hf_model)
     gen = getattr(hf_model, "generation_config", None)
     eos = _eos_ids(getattr(gen, "eos_token_id", None), tokenizer)
     arg = dtype if isinstance(dtype, str) else str(dtype).removeprefix("torch.")
@@ -145,7 +146,7 @@ def _load_gguf(
         engine, hf_model = g.engine, None
     else:
         hf_model = hf_factory().to(dev).eval().requires_grad_(False)
-        engine = Transformer.from_hf(hf_model)
+        engine = engine_from_hf(hf_model)
     eos = _eos_ids(g.config["eos_token_id"], g.tokenizer)
     arg = asked if isinstance(asked, str) else str(asked).removeprefix("torch.")
     return LoadedModel(name, source, engine, g.tokenizer, eos, dt, arg, path, hf_factory, hf_model)

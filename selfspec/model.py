@@ -18,45 +18,19 @@ on dense weights, with q/k/v and gate/up fused into one matrix each.
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from selfspec import native
 from selfspec.config import ModelConfig
-from selfspec.errors import BadInputError
-from selfspec.layer_weights import LayerWeights, NativeLayer, float32_of, native_layer_of
+from selfspec.layer_weights import LayerWeights, NativeLayer
 from selfspec.ops import KERNEL_DTYPES, causal_mask, linear, rms_norm, rotate_half
+from selfspec.skipset import SkipSet
 from selfspec.weights import Weight
 
 __all__ = ["SkipSet", "KVCache", "Transformer", "LayerWeights", "NativeLayer", "KERNEL_DTYPES"]
-
-
-@dataclass(frozen=True)
-class SkipSet:
-    """Sub-layers to skip: indices of layers whose attention / MLP is left out."""
-
-    attn: frozenset[int] = field(default_factory=frozenset)
-    mlp: frozenset[int] = field(default_factory=frozenset)
-
-    @classmethod
-    def of(cls, attn: Iterable[int] = (), mlp: Iterable[int] = ()) -> SkipSet:
-        return cls(frozenset(int(i) for i in attn), frozenset(int(i) for i in mlp))
-
-    @property
-    def size(self) -> int:
-        return len(self.attn) + len(self.mlp)
-
-    def check(self, n_layers: int) -> None:
-        bad = sorted(i for i in self.attn | self.mlp if not 0 <= i < n_layers)
-        if bad:
-            raise BadInputError(
-                f"Skip set names layers {bad}, but the model has layers 0..{n_layers - 1}. "
-                "Use layer indices of this model (or run the layer search for it)."
-            )
 
 
 class KVCache:
@@ -116,56 +90,13 @@ class Transformer:
         self._embed_scale = (
             torch.tensor(cfg.embed_scale, dtype=self.dtype) if cfg.embed_scale else None
         )
-        self._configs = [self._layer_config(i) for i in range(cfg.n_layers)]
+        self._configs = [native.layer_config(cfg, i) for i in range(cfg.n_layers)]
         self._c_arrays: dict[tuple[int, int], tuple[ctypes.Array, ctypes.Array]] = {}
         self._compiled = False
         if native_layers is not None and not native.available():
             self._layers = self.layers  # the torch fallback: dense now, once
 
     # ----------------------------------------------------------------- construction
-    @classmethod
-    def from_hf(cls, hf_model: nn.Module) -> Transformer:
-        """Build the engine over a transformers CausalLM (Llama family, Qwen2, Gemma-2/3),
-        sharing its tensors. On a CPU in float32, float16 or bfloat16 the native kernels
-        read them as they are, with float32 activations; otherwise torch's path runs."""
-        cfg = ModelConfig.from_hf(hf_model.config)
-        base = hf_model.model
-        w0 = base.embed_tokens.weight
-        native_ok = w0.device.type == "cpu" and w0.dtype in KERNEL_DTYPES
-        layers = [native_layer_of(layer, cfg.sandwich_norm) for layer in base.layers]
-        rotary = base.rotary_emb
-        if cfg.local_rope_theta is not None:  # one table per layer type
-            common = dict(
-                inv_freq=rotary.full_attention_inv_freq,
-                rope_scale=float(rotary.full_attention_attention_scaling),
-                local_inv_freq=rotary.sliding_attention_inv_freq,
-            )
-        else:
-            common = dict(
-                inv_freq=rotary.inv_freq,
-                rope_scale=float(getattr(rotary, "attention_scaling", 1.0)),
-            )
-        common["device"] = w0.device
-        embedding, head = w0.detach(), hf_model.lm_head.weight.detach()
-        if native_ok:
-            return cls(
-                cfg,
-                native_layers=layers,
-                embedding=Weight.dense_of(embedding),
-                lm_head=Weight.dense_of(head),
-                final_norm=float32_of(base.norm),
-                **common,
-            )
-        return cls(
-            cfg,
-            layers=[nl.dense(w0.dtype) for nl in layers],
-            embedding=embedding,
-            lm_head=head,
-            final_norm=base.norm.weight.detach(),
-            dtype=w0.dtype,
-            **common,
-        )
-
     def compile(self, backend: str = "inductor") -> None:
         """Compile torch's layer stack with torch.compile (dynamic shapes: any position,
         token count and layer range), fusing the many small element-wise ops of a step.
@@ -248,22 +179,6 @@ class Transformer:
             and native.available()
         )
 
-    def _layer_config(self, i: int) -> native.LayerConfig:
-        cfg = self.cfg
-        return native.LayerConfig(
-            cfg.dim,
-            cfg.intermediate_size,
-            cfg.n_heads,
-            cfg.n_kv_heads,
-            cfg.head_dim,
-            cfg.norm_eps,
-            cfg.norm_offset,
-            cfg.query_scale,
-            cfg.attn_softcap or 0.0,
-            int(cfg.activation != "silu"),
-            cfg.windows[i] or 0 if cfg.windows else 0,
-        )
-
     # ----------------------------------------------------------------- pieces
     def embed(self, tokens: Tensor) -> Tensor:
         if self.native_layers is not None and self.device.type == "cpu" and native.available():
@@ -279,14 +194,11 @@ class Transformer:
     def logits(self, h: Tensor, head: Tensor | Weight | None = None) -> Tensor:
         """Final norm, LM head (or a restricted head [N, C]: dense, or rows of the file's
         head in its own format, `head_block_rows`), soft-cap; float32 or wider [B, T, V]."""
-        if isinstance(head, Weight) and not self.native_for(h):
-            head = head.dense(self.dtype).to(self.device)
-        if self.native_for(h) and (
-            head is None or isinstance(head, Weight) or head.dtype in KERNEL_DTYPES
+        if self.native_for(h) and not (
+            isinstance(head, Tensor) and head.dtype not in KERNEL_DTYPES
         ):
             w = head if isinstance(head, Weight) else self.head_weight
-            if isinstance(head, Tensor):
-                w = Weight.dense_of(head)
+            w = Weight.dense_of(head) if isinstance(head, Tensor) else w
             cfg = self.cfg
             out = native.logits(
                 h[0].contiguous(),
@@ -297,6 +209,8 @@ class Transformer:
                 cfg.final_softcap,
             )
             return out[None]
+        if isinstance(head, Weight):
+            head = head.dense(self.dtype).to(self.device)
         out = linear(self.norm(h, self.final_norm), self.lm_head if head is None else head)
         out = out.to(torch.promote_types(out.dtype, torch.float32))
         cap = self.cfg.final_softcap

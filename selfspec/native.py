@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from selfspec.cache import cache_root
+from selfspec.config import ModelConfig
 from selfspec.weights import BLOCKS, GGMLType, Weight
 
 __all__ = [
@@ -103,6 +104,23 @@ class LayerWeights(ctypes.Structure):
         ("q_norm", ctypes.c_void_p),
         ("k_norm", ctypes.c_void_p),
     ]
+
+
+def layer_config(cfg: ModelConfig, i: int) -> LayerConfig:
+    """The C config of layer i of a model."""
+    return LayerConfig(
+        cfg.dim,
+        cfg.intermediate_size,
+        cfg.n_heads,
+        cfg.n_kv_heads,
+        cfg.head_dim,
+        cfg.norm_eps,
+        cfg.norm_offset,
+        cfg.query_scale,
+        cfg.attn_softcap or 0.0,
+        int(cfg.activation != "silu"),
+        cfg.windows[i] or 0 if cfg.windows else 0,
+    )
 
 
 # ----------------------------------------------------------------------------- building

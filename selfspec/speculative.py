@@ -235,7 +235,10 @@ def speculative(
         tokens.extend(new)
         pos += n + 1
         last = bonus
-        origins = [Origin.DRAFT] * n + [Origin.BONUS if draft.tokens else Origin.TARGET]
+        last_origin = Origin.TARGET  # no draft this step: a plain token
+        if draft.tokens:
+            last_origin = Origin.BONUS if n == len(draft.tokens) else Origin.CORRECTED
+        origins = [Origin.DRAFT] * n + [last_origin]
         yield Chunk(new, origins, Step(len(draft.tokens), n, t1 - t0, t2 - t1))
 
 

@@ -122,3 +122,41 @@ def test_a_restricted_draft_vocabulary_proposes_only_its_tokens():
     cfg = SamplingConfig(max_new_tokens=24, temperature=1.0, seed=3)
     run_to_end(generate(lm, "abc", partial(speculative, drafter=lambda _: drafter), cfg))
     assert seen and set(seen) <= allowed
+
+
+def first_chunks(chunks, n=40):
+    """The chunks of a method's stream up to n tokens (the stream itself never stops)."""
+    out, count = [], 0
+    for chunk in chunks:
+        out.append(chunk)
+        count += len(chunk.tokens)
+        if count >= n:
+            return out
+    return out
+
+
+def test_each_step_s_last_token_says_whether_it_is_a_bonus_or_a_correction():
+    """A fully accepted draft ends with the full model's bonus token; a rejected one with
+    its correction; a step without a draft with a plain token. The result also times the
+    first token (prefill) apart from decoding."""
+    from selfspec.decoding import Origin
+
+    lm, small = tiny("tiny-llama", "float32"), tiny("tiny-qwen2", "float32")
+    method = partial(speculative, drafter=lambda _: DraftModelDrafter(small, 3))
+    chunks = first_chunks(method(lm, lm.encode("abc abc"), SamplingConfig(max_new_tokens=40)))
+    kinds = set()
+    for chunk in chunks[1:]:
+        step, last = chunk.step, chunk.origins[-1]
+        if step.drafted == 0:
+            assert last == Origin.TARGET
+        elif step.accepted == step.drafted:
+            assert last == Origin.BONUS
+        else:
+            assert last == Origin.CORRECTED
+        kinds.add(last)
+    assert Origin.CORRECTED in kinds
+    same = partial(speculative, drafter=lambda _: DraftModelDrafter(lm, 3))  # itself: all kept
+    chunks = first_chunks(same(lm, lm.encode("abc abc"), SamplingConfig(max_new_tokens=40)))
+    assert Origin.BONUS in {c.origins[-1] for c in chunks[1:]}
+    result = run_to_end(generate(lm, "abc", method, SamplingConfig(max_new_tokens=8)))
+    assert 0 < result.first_token_s < result.seconds and result.decode_tokens_per_s > 0

@@ -23,9 +23,10 @@ from selfspec.decoding import generate, run_to_end, vanilla
 from selfspec.drafters.kangaroo import KangarooDrafter
 from selfspec.drafters.lookup import PromptLookupDrafter
 from selfspec.drafters.skip import AdaptiveThreshold, SkipLayerDrafter
+from selfspec.hf_import import engine_from_hf
 from selfspec.loading import LoadedModel
 from selfspec.methods import get_method
-from selfspec.model import SkipSet, Transformer
+from selfspec.model import SkipSet
 from selfspec.random_models import random_config, seeded_model
 from selfspec.sampling import SamplingConfig
 from selfspec.speculative import speculative
@@ -49,7 +50,7 @@ def quantized_tiny(arch: str, qtype: GGMLType) -> LoadedModel:
             config.query_pre_attn_scalar = 64
     model = seeded_model(config, torch.float32, eager=arch == "tiny-gemma2")
     model = model.eval().requires_grad_(False)
-    engine = Transformer.from_hf(model)
+    engine = engine_from_hf(model)
     for i, nl in enumerate(engine.native_layers):
         for name in ("q", "k", "v", "o", "gate", "up", "down"):
             w = getattr(nl, name)

@@ -36,6 +36,8 @@ METRIC_COLUMNS = [
     "tokens",
     "tokens/s",
     "spread",
+    "prefill s",
+    "decode tok/s",
     "speed-up",
     "drafted",
     "accepted",
@@ -117,6 +119,8 @@ def metrics_rows(
                 "spread": f"{min(runs):.1f}-{max(runs):.1f} over {len(runs)} runs"
                 if len(runs) > 1
                 else "one run",
+                "prefill s": _rounded(result.first_token_s, 2),
+                "decode tok/s": _rounded(result.decode_tokens_per_s, 1),
                 "speed-up": None if ratio is None else round(ratio, 2),
                 "drafted": sum(s.drafted for s in result.steps),
                 "accepted": sum(s.accepted for s in result.steps),

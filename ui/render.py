@@ -13,13 +13,15 @@ __all__ = ["ORIGIN_STYLE", "legend_html", "pieces_html", "columns_html", "escape
 ORIGIN_STYLE = {
     Origin.TARGET: ("tok-target", "full model"),
     Origin.DRAFT: ("tok-draft", "accepted draft"),
-    Origin.BONUS: ("tok-bonus", "bonus / corrected by the full model"),
+    Origin.BONUS: ("tok-bonus", "bonus after a fully accepted draft"),
+    Origin.CORRECTED: ("tok-corrected", "corrected by the full model"),
 }
 
 CSS = """
 .tok-target { }
 .tok-draft { background: #c8f0c8; color: #063; border-radius: 2px; }
-.tok-bonus { background: #ffe2a8; color: #630; border-radius: 2px; }
+.tok-bonus { background: #cfe0ff; color: #123a7a; border-radius: 2px; }
+.tok-corrected { background: #ffe2a8; color: #630; border-radius: 2px; }
 .spec-grid { display: grid; gap: 12px; grid-template-columns: repeat(auto-fit, minmax(260px, 1fr)); }
 .spec-col { border: 1px solid #ccc; border-radius: 6px; padding: 8px; }
 .spec-col h4 { margin: 0 0 6px 0; }

@@ -108,8 +108,12 @@ static void rows_pass(const float* x, long M, long K, const float* W, long ldw, 
  * groups one preparation serves. */
 typedef struct {
     const void* block;
+} legacy_prep;
+
+typedef struct {
+    const void* block;
     float scale[8], min[8];
-} prep_t;
+} kquant_prep;
 
 #define GROUPS_q4_0 1
 #define GROUPS_q4_1 1
@@ -117,9 +121,15 @@ typedef struct {
 #define GROUPS_q5_0 1
 #define GROUPS_q4_k 8
 #define GROUPS_q6_k 8
+#define PREP_T_q4_0 legacy_prep
+#define PREP_T_q4_1 legacy_prep
+#define PREP_T_q8_0 legacy_prep
+#define PREP_T_q5_0 legacy_prep
+#define PREP_T_q4_k kquant_prep
+#define PREP_T_q6_k kquant_prep
 
-static inline prep_t prep_legacy(const uint8_t* row, long jb, long block_bytes) {
-    prep_t p = {row + jb * block_bytes};
+static inline legacy_prep prep_legacy(const uint8_t* row, long jb, long block_bytes) {
+    legacy_prep p = {row + jb * block_bytes};
     return p;
 }
 #define prep_q4_0(row, jb) prep_legacy(row, jb, sizeof(ss_block_q4_0))
@@ -133,7 +143,7 @@ static inline prep_t prep_legacy(const uint8_t* row, long jb, long block_bytes) 
  * keeps some accumulators on the stack, still cheaper than a buffer and a second pass). The accumulation order is pass_R's: over one group, lanes
  * k..k+7 and k+16..k+23 go to the first accumulator, k+8..k+15 and k+24..k+31 to the
  * second, so the sums equal those over the dense float32 weights bit for bit. */
-static inline void load32_q4_0(const prep_t* p, int s, __m256 w[4]) {
+static inline void load32_q4_0(const legacy_prep* p, int s, __m256 w[4]) {
     const ss_block_q4_0* b = (const ss_block_q4_0*)p->block + s;
     const __m256i m4 = _mm256_set1_epi32(0x0f), eight = _mm256_set1_epi32(8);
     const __m256 d = _mm256_set1_ps(ss__f16(b->d));
@@ -144,7 +154,7 @@ static inline void load32_q4_0(const prep_t* p, int s, __m256 w[4]) {
     w[3] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(w1, 4), eight)));
 }
 
-static inline void load32_q4_1(const prep_t* p, int s, __m256 w[4]) {
+static inline void load32_q4_1(const legacy_prep* p, int s, __m256 w[4]) {
     const ss_block_q4_1* b = (const ss_block_q4_1*)p->block + s;
     const __m256i m4 = _mm256_set1_epi32(0x0f);
     __m256 d, m;
@@ -156,14 +166,14 @@ static inline void load32_q4_1(const prep_t* p, int s, __m256 w[4]) {
     w[3] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_srli_epi32(w1, 4)), m);
 }
 
-static inline void load32_q8_0(const prep_t* p, int s, __m256 w[4]) {
+static inline void load32_q8_0(const legacy_prep* p, int s, __m256 w[4]) {
     const ss_block_q8_0* b = (const ss_block_q8_0*)p->block + s;
     const __m256 d = _mm256_set1_ps(ss__f16(b->d));
     for (int i = 0; i < 4; i++) w[i] = _mm256_mul_ps(_mm256_cvtepi32_ps(ss__i8x8(b->qs + 8 * i)), d);
 }
 
 /* Q5_0: as quant.h's dequantizer, for one block: the fifth bit of weight i is bit i of qh. */
-static inline void load32_q5_0(const prep_t* p, int s, __m256 w[4]) {
+static inline void load32_q5_0(const legacy_prep* p, int s, __m256 w[4]) {
     const ss_block_q5_0* b = (const ss_block_q5_0*)p->block + s;
     const __m256i m4 = _mm256_set1_epi32(0x0f), sixteen = _mm256_set1_epi32(16);
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -187,8 +197,8 @@ static inline void load32_q5_0(const prep_t* p, int s, __m256 w[4]) {
 
 /* Q4_K: group s of a super-block is its sub-block s; (d*sc)*q - dmin*m as quant.h, with
  * the eight scales and mins unpacked once per super-block by prep_q4_k. */
-static inline prep_t prep_q4_k(const uint8_t* row, long jb) {
-    prep_t p = {(const ss_block_q4_k*)row + jb / 8};
+static inline kquant_prep prep_q4_k(const uint8_t* row, long jb) {
+    kquant_prep p = {(const ss_block_q4_k*)row + jb / 8};
     const ss_block_q4_k* b = (const ss_block_q4_k*)p.block;
     uint8_t sc[8], mn[8];
     ss__q4_k_scale_min(b->scales, sc, mn);
@@ -200,7 +210,7 @@ static inline prep_t prep_q4_k(const uint8_t* row, long jb) {
     return p;
 }
 
-static inline void load32_q4_k(const prep_t* p, int s, __m256 w[4]) {
+static inline void load32_q4_k(const kquant_prep* p, int s, __m256 w[4]) {
     const ss_block_q4_k* b = (const ss_block_q4_k*)p->block;
     const __m256 d = _mm256_set1_ps(p->scale[s]), m = _mm256_set1_ps(p->min[s]);
     const uint8_t* qs = b->qs + 32 * (s / 2);
@@ -215,8 +225,8 @@ static inline void load32_q4_k(const prep_t* p, int s, __m256 w[4]) {
 /* Q6_K: group s of a super-block is run s % 4 of half s / 4 (quant.h's layout); its two
  * 16-weight scale groups give (d*scale) * q, the sixteen d*scale products made once per
  * super-block by prep_q6_k. */
-static inline prep_t prep_q6_k(const uint8_t* row, long jb) {
-    prep_t p = {(const ss_block_q6_k*)row + jb / 8};
+static inline kquant_prep prep_q6_k(const uint8_t* row, long jb) {
+    kquant_prep p = {(const ss_block_q6_k*)row + jb / 8};
     const ss_block_q6_k* b = (const ss_block_q6_k*)p.block;
     const float d = ss__f16(b->d);
     for (int i = 0; i < 8; i++) {
@@ -226,7 +236,7 @@ static inline prep_t prep_q6_k(const uint8_t* row, long jb) {
     return p;
 }
 
-static inline void load32_q6_k(const prep_t* p, int s, __m256 w[4]) {
+static inline void load32_q6_k(const kquant_prep* p, int s, __m256 w[4]) {
     const ss_block_q6_k* b = (const ss_block_q6_k*)p->block;
     const int h = s / 4, run = s % 4;
     const __m256i m4 = _mm256_set1_epi8(0x0f), m2h = _mm256_set1_epi8(0x30);
@@ -255,7 +265,7 @@ static inline void load32_q6_k(const prep_t* p, int s, __m256 w[4]) {
                                   const float* bias, float* y, long ldy) {                      \
         for (long n = 0; n < nrows; n++) {                                                      \
             const uint8_t* row = W + n * rb;                                                    \
-            prep_t p;                                                                           \
+            PREP_T_##FMT p;                                                                     \
             __m256 a[R][2];                                                                     \
             UNROLL for (int r = 0; r < R; r++) a[r][0] = a[r][1] = _mm256_setzero_ps();         \
             for (long j = 0; j < K / 32; j++) {                                                 \
@@ -286,7 +296,7 @@ static inline void load32_q6_k(const prep_t* p, int s, __m256 w[4]) {
         long n = 0;                                                                             \
         for (; n + 2 <= nrows; n += 2) {                                                        \
             const uint8_t *row0 = W + n * rb, *row1 = row0 + rb;                                \
-            prep_t p0, p1;                                                                      \
+            PREP_T_##FMT p0, p1;                                                                \
             __m256 a[R][2][2];                                                                  \
             UNROLL for (int r = 0; r < R; r++) a[r][0][0] = a[r][0][1] = a[r][1][0] =          \
                 a[r][1][1] = _mm256_setzero_ps();                                               \
@@ -361,6 +371,7 @@ typedef struct {
     const float* bias;
     float* y;
     const fused_fn* fused;
+    long group; /* chunks per pool item */
 } linear_task;
 
 static void linear_chunk(void* arg, long c) {
@@ -382,6 +393,13 @@ static void linear_chunk(void* arg, long c) {
     }
 }
 
+static void linear_item(void* arg, long item) {
+    const linear_task* t = (const linear_task*)arg;
+    const long nchunks = (t->w->n + t->chunk - 1) / t->chunk;
+    const long end = (item + 1) * t->group < nchunks ? (item + 1) * t->group : nchunks;
+    for (long c = item * t->group; c < end; c++) linear_chunk(arg, c);
+}
+
 /* y[M, N] = x[M, K] W^T (+ bias): the weight's rows are shared out among threads in
  * chunks; each chunk is dequantized once into the thread's buffer (F32 weights are read
  * in place, the commonest block formats in registers) and every input row is run against
@@ -395,8 +413,12 @@ void ss_linear(const float* x, long M, const ss_weight* w, const float* bias, fl
     if (w->type == SS_F32 && chunk < 16) chunk = 16;
     const fused_fn* fused = M <= MAX_FUSED_ROWS ? fused_for(w->type) : 0;
     if (fused) chunk = 16;
-    linear_task task = {x, M, chunk, w, bias, y, fused};
-    ss_parallel((N + chunk - 1) / chunk, linear_chunk, &task, threads);
+    /* A few items per thread: each claim from the pool's shared counter costs a cache
+     * line moving between cores, so an item holds several chunks of rows. */
+    const long nchunks = (N + chunk - 1) / chunk, per_item = threads > 1 ? 4 * threads : 1;
+    const long group = nchunks > per_item ? (nchunks + per_item - 1) / per_item : 1;
+    linear_task task = {x, M, chunk, w, bias, y, fused, group};
+    ss_parallel((nchunks + group - 1) / group, linear_item, &task, threads);
 }
 
 /* Rows `ids` of a weight, dequantized (the embedding lookup), times `scale` when not 0. */

@@ -3,7 +3,7 @@
  * A decoding step runs a few hundred small parallel loops (each product, each attention
  * pass). With OpenMP every loop ends at a barrier that waits for every thread of the team;
  * on a machine where another process holds the other core, a helper that is not scheduled
- * stalls each barrier for a scheduler tick, and a step that takes 16 ms alone took 200.
+ * stalls each barrier for a scheduler tick (docs/engine.md, Threads, has the figures).
  * Here a loop's items are claimed one at a time from a shared counter, by the caller and
  * by whichever helpers are awake; the caller waits only for items a helper has already
  * claimed (a helper that is running). Late helpers find nothing left and go back to
@@ -29,7 +29,7 @@
 typedef void (*ss_task_fn)(void* ctx, long item);
 
 #define SS_POOL_MAX_HELPERS 63
-#define SS_POOL_SPIN (1 << 15) /* pause instructions before a helper sleeps (~1 ms) */
+#define SS_POOL_SPIN (1 << 15) /* pause instructions before a helper sleeps (about a millisecond) */
 #define SS__BITS 20            /* the work word: generation | item count | next item */
 #define SS__MASK ((1ULL << SS__BITS) - 1)
 
