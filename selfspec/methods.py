@@ -85,7 +85,7 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo(
             "llamacpp",
             lambda lm, ids, cfg, **kw: llamacpp_generate(lm, ids, cfg, **kw),
-            "llama.cpp on the bundled GGUF file (optional: needs llama-cpp-python)",
+            "llama.cpp on the model's own GGUF file (optional: needs llama-cpp-python)",
             ours=False,
             installed=llamacpp_available,
         ),
