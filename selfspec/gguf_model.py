@@ -146,7 +146,6 @@ def _engine(cfg: ModelConfig, config: dict[str, Any], tensors: dict) -> Transfor
         )
     embedding = w("token_embd.weight")
     head = w("output.weight") if "output.weight" in tensors else embedding
-    rope = config.get("rope_parameters")
     return Transformer(
         cfg,
         native_layers=layers,
@@ -154,7 +153,11 @@ def _engine(cfg: ModelConfig, config: dict[str, Any], tensors: dict) -> Transfor
         lm_head=head,
         final_norm=vec("output_norm.weight"),
         inv_freq=rope_inv_freq(_theta(config, "full_attention"), cfg.head_dim),
-        local_inv_freq=rope_inv_freq(cfg.local_rope_theta, cfg.head_dim) if rope else None,
+        local_inv_freq=(
+            None
+            if cfg.local_rope_theta is None
+            else rope_inv_freq(cfg.local_rope_theta, cfg.head_dim)
+        ),
     )
 
 

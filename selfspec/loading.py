@@ -131,8 +131,9 @@ def load_model(
     engine = engine_from_hf(hf_model)
     gen = getattr(hf_model, "generation_config", None)
     eos = _eos_ids(getattr(gen, "eos_token_id", None), tokenizer)
-    arg = dtype if isinstance(dtype, str) else str(dtype).removeprefix("torch.")
-    return LoadedModel(name, source, engine, tokenizer, eos, dt, arg, None, None, hf_model)
+    return LoadedModel(
+        name, source, engine, tokenizer, eos, dt, _dtype_arg(dtype), None, None, hf_model
+    )
 
 
 def _load_gguf(
@@ -148,8 +149,13 @@ def _load_gguf(
         hf_model = hf_factory().to(dev).eval().requires_grad_(False)
         engine = engine_from_hf(hf_model)
     eos = _eos_ids(g.config["eos_token_id"], g.tokenizer)
-    arg = asked if isinstance(asked, str) else str(asked).removeprefix("torch.")
+    arg = _dtype_arg(asked)
     return LoadedModel(name, source, engine, g.tokenizer, eos, dt, arg, path, hf_factory, hf_model)
+
+
+def _dtype_arg(dtype: str | torch.dtype) -> str:
+    """The dtype argument as `load_model` takes it again (a draft model loads like its target)."""
+    return dtype if isinstance(dtype, str) else str(dtype).removeprefix("torch.")
 
 
 def bundled_folder() -> Path:

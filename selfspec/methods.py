@@ -98,14 +98,15 @@ METHODS: dict[str, MethodInfo] = {
 DRAFT_MODELS = {"qwen2.5-coder-1.5b": "qwen2.5-coder-0.5b"}
 
 
-def draft_model_name(lm: LoadedModel) -> str | None:
-    return os.environ.get("SELFSPEC_DRAFT_MODEL") or DRAFT_MODELS.get(lm.source)
+def draft_model_name(source: str) -> str | None:
+    """The draft model for a target model name, if it has one."""
+    return os.environ.get("SELFSPEC_DRAFT_MODEL") or DRAFT_MODELS.get(source)
 
 
 def draft_model(lm: LoadedModel) -> LoadedModel:
     """The draft model for `lm`, loaded once on the same device and in the same dtype
     setting, and checked to share its tokenizer."""
-    name = draft_model_name(lm)
+    name = draft_model_name(lm.source)
     if name is None:
         raise BadInputError(
             f"No draft model for '{lm.source}': draft-model decoding needs a smaller model "
@@ -120,7 +121,7 @@ def draft_model(lm: LoadedModel) -> LoadedModel:
 def hf_assist(lm: LoadedModel, prompt_ids: list[int], cfg: SamplingConfig) -> Iterator[Chunk]:
     """`generate(assistant_model=...)` with the target's draft model where it has one, else
     with our Kangaroo draft wrapped as a transformers model."""
-    if draft_model_name(lm):
+    if draft_model_name(lm.source):
         return hf_generate(lm, prompt_ids, cfg, assistant_model=draft_model(lm).hf_model)
     from selfspec.hf_draft import kangaroo_as_hf
 
@@ -148,7 +149,7 @@ def unavailable(name: str, source: str) -> str | None:
     info = get_method(name)
     if not info.installed():
         return "needs llama-cpp-python (`make peers`)"
-    draft = os.environ.get("SELFSPEC_DRAFT_MODEL") or DRAFT_MODELS.get(source)
+    draft = draft_model_name(source)
     has_adapter = any(adapter_path(source, user).is_file() for user in (True, False))
     needs = {
         "skip": (

