@@ -112,9 +112,23 @@ typedef struct {
 
 typedef struct {
     const void* block;
-    float scale[8], min[8];
+    float scale[16]; /* Q4_K: d*sc of the 8 sub-blocks, then dmin*m; Q6_K: d*scale of 16 */
 } kquant_prep;
 
+/* Streaming weights from memory, the hardware prefetcher alone leaves a one-row product
+ * waiting on loads about half the time: each preparation asks for the bytes PREFETCH_AHEAD
+ * further on (about two rows ahead), one cache line per 64 bytes its blocks span. */
+#define PREFETCH_AHEAD 2048
+#define PREFETCH_LINES_q4_0 1
+#define PREFETCH_LINES_q4_1 1
+#define PREFETCH_LINES_q8_0 1
+#define PREFETCH_LINES_q5_0 1
+#define PREFETCH_LINES_q4_k 3 /* 144-byte super-blocks */
+#define PREFETCH_LINES_q6_k 4 /* 210-byte super-blocks */
+static inline void prefetch_ahead(const void* block, int lines) {
+    const char* ahead = (const char*)block + PREFETCH_AHEAD;
+    for (int l = 0; l < lines; l++) _mm_prefetch(ahead + 64 * l, _MM_HINT_T0);
+}
 #define GROUPS_q4_0 1
 #define GROUPS_q4_1 1
 #define GROUPS_q8_0 1
@@ -200,19 +214,22 @@ static inline void load32_q5_0(const legacy_prep* p, int s, __m256 w[4]) {
 static inline kquant_prep prep_q4_k(const uint8_t* row, long jb) {
     kquant_prep p = {(const ss_block_q4_k*)row + jb / 8};
     const ss_block_q4_k* b = (const ss_block_q4_k*)p.block;
-    uint8_t sc[8], mn[8];
-    ss__q4_k_scale_min(b->scales, sc, mn);
-    const float d = ss__f16(b->d), dmin = ss__f16(b->dmin);
-    for (int s = 0; s < 8; s++) {
-        p.scale[s] = d * (float)sc[s];
-        p.min[s] = dmin * (float)mn[s];
-    }
+    uint32_t w[3];
+    memcpy(w, b->scales, sizeof w);
+    /* quant.h's ss__q4_k_scale_min on four bytes at a time */
+    const uint32_t lo6 = 0x3f3f3f3f, lo4 = 0x0f0f0f0f, hi2 = 0x30303030;
+    const uint64_t sc = (w[0] & lo6) | (uint64_t)((w[2] & lo4) | ((w[0] >> 2) & hi2)) << 32;
+    const uint64_t mn = (w[1] & lo6) | (uint64_t)(((w[2] >> 4) & lo4) | ((w[1] >> 2) & hi2)) << 32;
+    const __m128i sc8 = _mm_cvtsi64_si128((long long)sc), mn8 = _mm_cvtsi64_si128((long long)mn);
+    const __m256 d = _mm256_set1_ps(ss__f16(b->d)), dmin = _mm256_set1_ps(ss__f16(b->dmin));
+    _mm256_storeu_ps(p.scale, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sc8))));
+    _mm256_storeu_ps(p.scale + 8, _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(mn8))));
     return p;
 }
 
 static inline void load32_q4_k(const kquant_prep* p, int s, __m256 w[4]) {
     const ss_block_q4_k* b = (const ss_block_q4_k*)p->block;
-    const __m256 d = _mm256_set1_ps(p->scale[s]), m = _mm256_set1_ps(p->min[s]);
+    const __m256 d = _mm256_set1_ps(p->scale[s]), m = _mm256_set1_ps(p->scale[8 + s]);
     const uint8_t* qs = b->qs + 32 * (s / 2);
     const __m256i m4 = _mm256_set1_epi32(0x0f);
     for (int i = 0; i < 4; i++) {
@@ -228,11 +245,11 @@ static inline void load32_q4_k(const kquant_prep* p, int s, __m256 w[4]) {
 static inline kquant_prep prep_q6_k(const uint8_t* row, long jb) {
     kquant_prep p = {(const ss_block_q6_k*)row + jb / 8};
     const ss_block_q6_k* b = (const ss_block_q6_k*)p.block;
-    const float d = ss__f16(b->d);
-    for (int i = 0; i < 8; i++) {
-        p.scale[i] = d * (float)b->scales[2 * i];
-        p.min[i] = d * (float)b->scales[2 * i + 1];
-    }
+    const __m256 d = _mm256_set1_ps(ss__f16(b->d));
+    const __m128i sc = _mm_loadu_si128((const __m128i*)b->scales);
+    _mm256_storeu_ps(p.scale, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))));
+    const __m128i hi = _mm_srli_si128(sc, 8);
+    _mm256_storeu_ps(p.scale + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
     return p;
 }
 
@@ -249,8 +266,8 @@ static inline void load32_q6_k(const kquant_prep* p, int s, __m256 w[4]) {
                                   : _mm256_srli_epi16(H, 2);
     const __m256i q = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_and_si256(hs, m2h)),
                                       _mm256_set1_epi8(32));
-    /* scales 8h + 2 run and 8h + 2 run + 1: pair 4h + run of prep's (scale, min) */
-    const __m256 d0 = _mm256_set1_ps(p->scale[s]), d1 = _mm256_set1_ps(p->min[s]);
+    /* scales 8h + 2 run and 8h + 2 run + 1, i.e. 2s and 2s + 1 */
+    const __m256 d0 = _mm256_set1_ps(p->scale[2 * s]), d1 = _mm256_set1_ps(p->scale[2 * s + 1]);
     const __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
     w[0] = _mm256_mul_ps(ss__ps_lo8(q0), d0);
     w[1] = _mm256_mul_ps(ss__ps_hi8(q0), d0);
@@ -259,79 +276,56 @@ static inline void load32_q6_k(const kquant_prep* p, int s, __m256 w[4]) {
 }
 
 #define MAX_FUSED_ROWS 8
-
-#define FUSED(NAME, FMT, R)                                                                     \
-    static void fused_##NAME(const float* x, long K, const uint8_t* W, long rb, long nrows, \
-                                  const float* bias, float* y, long ldy) {                      \
-        for (long n = 0; n < nrows; n++) {                                                      \
-            const uint8_t* row = W + n * rb;                                                    \
-            PREP_T_##FMT p;                                                                     \
-            __m256 a[R][2];                                                                     \
-            UNROLL for (int r = 0; r < R; r++) a[r][0] = a[r][1] = _mm256_setzero_ps();         \
-            for (long j = 0; j < K / 32; j++) {                                                 \
-                if (j % GROUPS_##FMT == 0) p = prep_##FMT(row, j);                              \
-                __m256 w[4];                                                                    \
-                load32_##FMT(&p, (int)(j % GROUPS_##FMT), w);                                   \
-                const float* xk = x + 32 * j;                                                   \
-                UNROLL for (int r = 0; r < R; r++) {                                            \
-                    a[r][0] = _mm256_fmadd_ps(_mm256_loadu_ps(xk + r * K), w[0], a[r][0]);      \
-                    a[r][1] = _mm256_fmadd_ps(_mm256_loadu_ps(xk + r * K + 8), w[1], a[r][1]);  \
-                    a[r][0] = _mm256_fmadd_ps(_mm256_loadu_ps(xk + r * K + 16), w[2], a[r][0]); \
-                    a[r][1] = _mm256_fmadd_ps(_mm256_loadu_ps(xk + r * K + 24), w[3], a[r][1]); \
-                }                                                                               \
-            }                                                                                   \
-            UNROLL for (int r = 0; r < R; r++) {                                                \
-                const float s = hsum(_mm256_add_ps(a[r][0], a[r][1]));                          \
-                y[r * ldy + n] = bias ? s + bias[n] : s;                                        \
-            }                                                                                   \
-        }                                                                                       \
-    }
-
-/* For one or two input rows the two accumulators per output are a chain of dependent
- * FMAs that waits on the FMA latency; these run two weight rows side by side (four or
- * eight independent chains). Each output is still summed exactly as above. */
-#define FUSED_PAIR(FMT, R)                                                                      \
-    static void fused_##FMT##_##R(const float* x, long K, const uint8_t* W, long rb, long nrows, \
-                                  const float* bias, float* y, long ldy) {                      \
-        long n = 0;                                                                             \
-        for (; n + 2 <= nrows; n += 2) {                                                        \
-            const uint8_t *row0 = W + n * rb, *row1 = row0 + rb;                                \
-            PREP_T_##FMT p0, p1;                                                                \
-            __m256 a[R][2][2];                                                                  \
-            UNROLL for (int r = 0; r < R; r++) a[r][0][0] = a[r][0][1] = a[r][1][0] =          \
-                a[r][1][1] = _mm256_setzero_ps();                                               \
-            for (long j = 0; j < K / 32; j++) {                                                 \
-                if (j % GROUPS_##FMT == 0) {                                                    \
-                    p0 = prep_##FMT(row0, j);                                                   \
-                    p1 = prep_##FMT(row1, j);                                                   \
-                }                                                                               \
-                __m256 w[2][4];                                                                 \
-                load32_##FMT(&p0, (int)(j % GROUPS_##FMT), w[0]);                               \
-                load32_##FMT(&p1, (int)(j % GROUPS_##FMT), w[1]);                               \
-                const float* xk = x + 32 * j;                                                   \
-                UNROLL for (int r = 0; r < R; r++) UNROLL for (int i = 0; i < 2; i++) {        \
-                    a[r][i][0] = _mm256_fmadd_ps(_mm256_loadu_ps(xk + r * K), w[i][0], a[r][i][0]);      \
-                    a[r][i][1] = _mm256_fmadd_ps(_mm256_loadu_ps(xk + r * K + 8), w[i][1], a[r][i][1]);  \
-                    a[r][i][0] = _mm256_fmadd_ps(_mm256_loadu_ps(xk + r * K + 16), w[i][2], a[r][i][0]); \
-                    a[r][i][1] = _mm256_fmadd_ps(_mm256_loadu_ps(xk + r * K + 24), w[i][3], a[r][i][1]); \
-                }                                                                               \
-            }                                                                                   \
-            UNROLL for (int r = 0; r < R; r++) UNROLL for (int i = 0; i < 2; i++) {            \
-                const float s = hsum(_mm256_add_ps(a[r][i][0], a[r][i][1]));                    \
-                y[r * ldy + n + i] = bias ? s + bias[n + i] : s;                                \
-            }                                                                                   \
-        }                                                                                       \
-        if (n < nrows) fused_##FMT##_##R##_single(x, K, W + n * rb, rb, nrows - n,              \
-                                                  bias ? bias + n : 0, y + n, ldy);             \
-    }
-
-#define FUSED_ALL(FMT) FUSED(FMT##_1_single, FMT, 1) FUSED(FMT##_2_single, FMT, 2)             \
-    FUSED_PAIR(FMT, 1) FUSED_PAIR(FMT, 2) FUSED(FMT##_3, FMT, 3) FUSED(FMT##_4, FMT, 4)          \
-    FUSED(FMT##_5, FMT, 5) FUSED(FMT##_6, FMT, 6) FUSED(FMT##_7, FMT, 7) FUSED(FMT##_8, FMT, 8)  \
-    static const fused_fn FUSED_##FMT[MAX_FUSED_ROWS + 1] = {0, fused_##FMT##_1, fused_##FMT##_2, \
-        fused_##FMT##_3, fused_##FMT##_4, fused_##FMT##_5, fused_##FMT##_6, fused_##FMT##_7, fused_##FMT##_8};
-
 typedef void (*fused_fn)(const float*, long, const uint8_t*, long, long, const float*, float*, long);
+
+/* fused_FMT_R_NW: R input rows against NW weight rows at a time (every output keeps its
+ * own two accumulators, so NW only adds independent FMA chains: one input row has just
+ * two, which wait on the FMA latency). A remainder of weight rows goes to the NW = 1 form. */
+#define FUSED(FMT, R, NW)                                                                       \
+    static void fused_##FMT##_##R##_##NW(const float* x, long K, const uint8_t* W, long rb,    \
+                                         long nrows, const float* bias, float* y, long ldy) {  \
+        long n = 0;                                                                             \
+        for (; n + NW <= nrows; n += NW) {                                                      \
+            PREP_T_##FMT p[NW];                                                                 \
+            __m256 a[R][NW][2];                                                                 \
+            UNROLL for (int r = 0; r < R; r++) UNROLL for (int i = 0; i < NW; i++)              \
+                a[r][i][0] = a[r][i][1] = _mm256_setzero_ps();                                  \
+            for (long jb = 0; jb < K / 32; jb += GROUPS_##FMT) {                                \
+                UNROLL for (int i = 0; i < NW; i++) {                                           \
+                    p[i] = prep_##FMT(W + (n + i) * rb, jb);                                    \
+                    prefetch_ahead(p[i].block, PREFETCH_LINES_##FMT);                           \
+                }                                                                               \
+                UNROLL for (int s = 0; s < GROUPS_##FMT; s++) {                                 \
+                    const float* xk = x + 32 * (jb + s);                                        \
+                    UNROLL for (int i = 0; i < NW; i++) {                                       \
+                        __m256 w[4];                                                            \
+                        load32_##FMT(&p[i], s, w);                                              \
+                        UNROLL for (int r = 0; r < R; r++) {                                    \
+                            const float* xr = xk + r * K;                                       \
+                            a[r][i][0] = _mm256_fmadd_ps(_mm256_loadu_ps(xr), w[0], a[r][i][0]);      \
+                            a[r][i][1] = _mm256_fmadd_ps(_mm256_loadu_ps(xr + 8), w[1], a[r][i][1]);  \
+                            a[r][i][0] = _mm256_fmadd_ps(_mm256_loadu_ps(xr + 16), w[2], a[r][i][0]); \
+                            a[r][i][1] = _mm256_fmadd_ps(_mm256_loadu_ps(xr + 24), w[3], a[r][i][1]); \
+                        }                                                                       \
+                    }                                                                           \
+                }                                                                               \
+            }                                                                                   \
+            UNROLL for (int r = 0; r < R; r++) UNROLL for (int i = 0; i < NW; i++) {            \
+                const float v = hsum(_mm256_add_ps(a[r][i][0], a[r][i][1]));                    \
+                y[r * ldy + n + i] = bias ? v + bias[n + i] : v;                                \
+            }                                                                                   \
+        }                                                                                       \
+        if (NW > 1 && n < nrows)                                                                \
+            fused_##FMT##_##R##_1(x, K, W + n * rb, rb, nrows - n, bias ? bias + n : 0, y + n, ldy); \
+    }
+
+#define FUSED_ALL(FMT)                                                                          \
+    FUSED(FMT, 1, 1) FUSED(FMT, 2, 1) FUSED(FMT, 3, 1) FUSED(FMT, 4, 1) FUSED(FMT, 5, 1)        \
+    FUSED(FMT, 6, 1) FUSED(FMT, 7, 1) FUSED(FMT, 8, 1) FUSED(FMT, 1, 2) FUSED(FMT, 2, 2)      \
+    static const fused_fn FUSED_##FMT[MAX_FUSED_ROWS + 1] = {0, fused_##FMT##_1_2,            \
+        fused_##FMT##_2_2, fused_##FMT##_3_1, fused_##FMT##_4_1, fused_##FMT##_5_1,             \
+        fused_##FMT##_6_1, fused_##FMT##_7_1, fused_##FMT##_8_1};
+
 FUSED_ALL(q4_0)
 FUSED_ALL(q4_1)
 FUSED_ALL(q8_0)
