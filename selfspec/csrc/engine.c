@@ -186,26 +186,27 @@ static inline void load32_q8_0(const legacy_prep* p, int s, __m256 w[4]) {
     for (int i = 0; i < 4; i++) w[i] = _mm256_mul_ps(_mm256_cvtepi32_ps(ss__i8x8(b->qs + 8 * i)), d);
 }
 
-/* Q5_0: as quant.h's dequantizer, for one block: the fifth bit of weight i is bit i of qh. */
+/* Q5_0: d*(q - 16) with q = lo + 16*h, h bit i of qh for weight i. As one rounding,
+ * fma(d, lo, h ? -0 : -16d): d*(q - 16) is exact in float32 (an f16 times a 5-bit
+ * integer), so the fma returns quant.h's value, the sign of a zero included. Bit 8i + lane
+ * of qh is shifted into the lane's sign bit, which picks the addend. */
 static inline void load32_q5_0(const legacy_prep* p, int s, __m256 w[4]) {
     const ss_block_q5_0* b = (const ss_block_q5_0*)p->block + s;
-    const __m256i m4 = _mm256_set1_epi32(0x0f), sixteen = _mm256_set1_epi32(16);
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i m4 = _mm256_set1_epi32(0x0f);
+    const __m256i to_sign = _mm256_setr_epi32(31, 30, 29, 28, 27, 26, 25, 24), eight = _mm256_set1_epi32(8);
     const __m256 d = _mm256_set1_ps(ss__f16(b->d));
-    uint32_t qh;
+    const __m256 low = _mm256_mul_ps(d, _mm256_set1_ps(-16.0f)), high = _mm256_set1_ps(-0.0f);
+    int32_t qh;
     memcpy(&qh, b->qh, sizeof qh);
-    const __m256i h_lo = _mm256_set1_epi32((int32_t)(qh << 4));
-    const __m256i h_hi = _mm256_set1_epi32((int32_t)(qh >> 4));
+    const __m256i qhs = _mm256_set1_epi32(qh);
     const __m256i w0 = ss__u8x8(b->qs), w1 = ss__u8x8(b->qs + 8);
     const __m256i lo[4] = {_mm256_and_si256(w0, m4), _mm256_and_si256(w1, m4),
                            _mm256_srli_epi32(w0, 4), _mm256_srli_epi32(w1, 4)};
-    const __m256i shift[4] = {lane, _mm256_add_epi32(lane, _mm256_set1_epi32(8)),
-                              _mm256_add_epi32(lane, _mm256_set1_epi32(16)),
-                              _mm256_add_epi32(lane, _mm256_set1_epi32(16))};
-    for (int i = 0; i < 4; i++) {
-        const __m256i h = _mm256_srlv_epi32(i < 3 ? h_lo : h_hi, shift[i]);
-        const __m256i q = _mm256_sub_epi32(_mm256_or_si256(lo[i], _mm256_and_si256(h, sixteen)), sixteen);
-        w[i] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(q));
+    __m256i shift = to_sign; /* 31 - (8i + lane) */
+    for (int i = 0; i < 4; i++, shift = _mm256_sub_epi32(shift, eight)) {
+        const __m256i h = _mm256_sllv_epi32(qhs, shift);
+        const __m256 add = _mm256_blendv_ps(low, high, _mm256_castsi256_ps(h));
+        w[i] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lo[i]), add);
     }
 }
 
