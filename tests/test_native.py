@@ -50,7 +50,9 @@ def test_products_on_blocks_equal_dense_float32_products(qtype):
     """For every format and every row count (one pass, several passes, the many-row
     path), the block kernel's output equals the float32 kernel's on the dequantized
     weights bit for bit, and each row equals that row computed alone."""
-    k = 512 if BLOCKS[qtype][0] == 256 else 96  # K-quant rows are whole super-blocks
+    # K-quant rows are whole super-blocks; both widths pass the many-row path's 512-wide
+    # column tiles, so its accumulators are carried from one tile to the next
+    k = 768 if BLOCKS[qtype][0] == 256 else 544
     w = random_weight(qtype, 37, k, seed=int(qtype))
     dense = Weight.dense_of(w.dense())
     bias = torch.randn(37)
@@ -68,8 +70,9 @@ def test_products_on_blocks_equal_dense_float32_products(qtype):
 @needs_native
 # K = 16 i + 8 j + s: the 16-wide main loop (i), the 8-wide remainder (j) and the scalar
 # tail (s), alone and in every combination: 3 (s), 8 (j), 13 (j, s), 16 (i), 35 (i, s),
-# 40 (i, j), 61 (i, j, s), 96 (i, several).
-@pytest.mark.parametrize("k", [3, 8, 13, 16, 35, 40, 61, 96])
+# 40 (i, j), 61 (i, j, s), 96 (i, several); past the many-row path's 512-wide column
+# tiles, with only a tail in the last tile (523) and with all three in it (1061).
+@pytest.mark.parametrize("k", [3, 8, 13, 16, 35, 40, 61, 96, 523, 1061])
 def test_float32_remainders_and_threads_keep_the_sums(k):
     """Dense float32 rows of any length: a row computed alone, or among the rows of any
     pass size, gives the same bits; so do one or two threads; and the float64 product to

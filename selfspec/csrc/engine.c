@@ -53,21 +53,31 @@ static inline float hsum(__m256 v) {
 #define UNROLL _Pragma("GCC unroll 8")
 
 /* y[r, n] (+ bias[n]) for R input rows (a constant, so the accumulators stay in registers)
- * and float32 weight rows n = 0..nrows-1 at W + n * ldw. */
+ * and float32 weight rows n = 0..nrows-1 at W + n * ldw, over columns k0..k1 (multiples
+ * of 16, or K): between two column ranges a weight row's accumulators wait in acc
+ * ([nrows][R][2] vectors), so they add in the same order as in one pass over K. */
 #define PASS(R)                                                                                 \
     static void pass_##R(const float* x, long K, const float* W, long ldw, long nrows,          \
-                         const float* bias, float* y, long ldy) {                               \
-        const long K16 = K & ~15L, K8 = K & ~7L;                                                \
+                         const float* bias, float* y, long ldy, __m256* acc, long k0, long k1) { \
+        const long K16 = K & ~15L, K8 = K & ~7L, end = k1 < K16 ? k1 : K16;                     \
         for (long n = 0; n < nrows; n++) {                                                      \
             const float* w = W + n * ldw;                                                       \
+            __m256(*an)[2] = (__m256(*)[2])(acc + n * 2 * R);                                   \
             __m256 a[R][2];                                                                     \
-            UNROLL for (int r = 0; r < R; r++) a[r][0] = a[r][1] = _mm256_setzero_ps();         \
-            for (long k = 0; k < K16; k += 16) {                                                \
+            UNROLL for (int r = 0; r < R; r++) {                                                \
+                a[r][0] = k0 ? an[r][0] : _mm256_setzero_ps();                                  \
+                a[r][1] = k0 ? an[r][1] : _mm256_setzero_ps();                                  \
+            }                                                                                   \
+            for (long k = k0; k < end; k += 16) {                                               \
                 const __m256 w0 = _mm256_loadu_ps(w + k), w1 = _mm256_loadu_ps(w + k + 8);      \
                 UNROLL for (int r = 0; r < R; r++) {                                            \
                     a[r][0] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * K + k), w0, a[r][0]);     \
                     a[r][1] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * K + k + 8), w1, a[r][1]); \
                 }                                                                               \
+            }                                                                                   \
+            if (k1 < K) {                                                                       \
+                UNROLL for (int r = 0; r < R; r++) an[r][0] = a[r][0], an[r][1] = a[r][1];      \
+                continue;                                                                       \
             }                                                                                   \
             UNROLL for (int r = 0; r < R; r++) {                                                \
                 const float* xr = x + r * K;                                                    \
@@ -87,17 +97,27 @@ PASS(4)
 PASS(5)
 PASS(6)
 
-typedef void (*pass_fn)(const float*, long, const float*, long, long, const float*, float*, long);
+typedef void (*pass_fn)(const float*, long, const float*, long, long, const float*, float*, long,
+                        __m256*, long, long);
 static const pass_fn PASSES[MAX_PASS_ROWS + 1] = {0, pass_1, pass_2, pass_3, pass_4, pass_5, pass_6};
 
-/* All M rows against float32 weight rows, in passes of near-equal size (9 rows: 5 + 4);
- * the first pass reads the weights from memory or a fresh buffer, later ones from cache. */
+static void* thread_buffer(int slot, long bytes);
+
+/* All M rows against float32 weight rows, in passes of near-equal size (9 rows: 5 + 4).
+ * A pass goes over the columns in tiles of PASS_TILE, so that its input rows' tile stays
+ * in L1 while every weight row goes by (over all K, six rows of a wide layer's input
+ * would be read from L2 for every weight row). */
+#define PASS_TILE 512
 static void rows_pass(const float* x, long M, long K, const float* W, long ldw, long nrows,
                       const float* bias, float* y, long ldy) {
     const long passes = (M + MAX_PASS_ROWS - 1) / MAX_PASS_ROWS;
+    __m256* acc = K > PASS_TILE ? thread_buffer(1, nrows * 2 * MAX_PASS_ROWS * sizeof(__m256)) : 0;
     for (long m = 0, p = 0; m < M; p++) {
         const long r = (M - m + passes - p - 1) / (passes - p);
-        PASSES[r](x + m * K, K, W, ldw, nrows, bias, y + m * ldy, ldy);
+        for (long k0 = 0; k0 < K; k0 += PASS_TILE) {
+            const long k1 = k0 + PASS_TILE < K ? k0 + PASS_TILE : K;
+            PASSES[r](x + m * K, K, W, ldw, nrows, bias, y + m * ldy, ldy, acc, k0, k1);
+        }
         m += r;
     }
 }
@@ -346,16 +366,18 @@ static const fused_fn* fused_for(int type) {
     }
 }
 
-/* One buffer per thread (the caller's and the pool's helpers), grown as needed and kept: threads live for the process. */
-static float* thread_buffer(long floats) {
-    static __thread float* buf = 0;
-    static __thread long cap = 0;
-    if (floats > cap) {
-        free(buf);
-        buf = (float*)aligned_alloc(64, (size_t)((floats + 15) & ~15L) * sizeof(float));
-        cap = buf ? floats : 0;
+/* Buffers per thread (the caller's and the pool's helpers; slot 0: dequantized weights
+ * and attention scores, slot 1: a pass's accumulators), grown as needed and kept: threads
+ * live for the process. */
+static void* thread_buffer(int slot, long bytes) {
+    static __thread void* buf[2] = {0, 0};
+    static __thread long cap[2] = {0, 0};
+    if (bytes > cap[slot]) {
+        free(buf[slot]);
+        buf[slot] = aligned_alloc(64, (size_t)((bytes + 63) & ~63L));
+        cap[slot] = buf[slot] ? bytes : 0;
     }
-    return buf;
+    return buf[slot];
 }
 
 /* One chunk of an ss_linear call: a few weight rows against every input row. */
@@ -382,7 +404,7 @@ static void linear_chunk(void* arg, long c) {
         rows_pass(t->x, M, K, (const float*)src, w->row_bytes / (long)sizeof(float), rows, bias,
                   t->y + n0, N);
     } else {
-        float* buf = thread_buffer(rows * K);
+        float* buf = thread_buffer(0, rows * K * (long)sizeof(float));
         for (long n = 0; n < rows; n++) ss_dequant_row(w->type, src + n * w->row_bytes, K, buf + n * K);
         rows_pass(t->x, M, K, buf, K, rows, bias, t->y + n0, N);
     }
@@ -576,7 +598,7 @@ static void attention_item(void* arg, long th) {
     const attention_task* a = (const attention_task*)arg;
     const long D = a->cfg->head_dim, H = a->cfg->n_heads, groups = H / a->cfg->n_kv_heads;
     const long t = th / H, hd = th % H, g = hd / groups;
-    float* scores = thread_buffer(a->pos + t + 1);
+    float* scores = thread_buffer(0, (a->pos + t + 1) * (long)sizeof(float));
     attend_row(a->cfg, a->q + (t * H + hd) * D, a->kc + g * a->S * D, a->vc + g * a->S * D,
                a->pos + t, scores, a->out + (t * H + hd) * D);
 }
