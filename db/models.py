@@ -187,6 +187,8 @@ class UserSettings(Base):
     fitted_review_count: Mapped[int] = mapped_column(Integer, default=0)
     fit_reasons: Mapped[dict[str, str] | None] = mapped_column(JSON, default=dict)
     """Per model, why its parameters are the defaults or a fit (the last refit's verdict)."""
+    quiz_model: Mapped[str | None] = mapped_column(String(300))
+    """The model that writes this user's cards; NULL: the best installed (``study.quiz_model``)."""
 
 
 class QuizRun(Base):

@@ -49,6 +49,7 @@ class ModelPackage:
     sha256: str
     licence: str
     version: str  # of every piece's package
+    instruct: bool = True  # tuned to follow instructions (a base model only continues text)
 
     @property
     def file_name(self) -> str:
@@ -110,6 +111,7 @@ MODEL_PACKAGES: dict[str, ModelPackage] = {
             "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
             "Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
             "1.0.0",
+            instruct=False,
         ),
     ]
 }

@@ -72,34 +72,64 @@ def _add_quiz_eval(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "quiz-eval",
         help="generate quiz cards for a folder of notes and report the yield",
-        description="Generate cards for every Markdown note under --notes with the model "
-        "($SELFSPEC_MODEL, default the bundled one) and write cards per note, rejection "
-        "reasons, time per card and every card, for a reader to judge. No database.",
+        description="Generate cards for every Markdown note under --notes with the quiz "
+        "writer and write cards per note, rejection reasons, time per card, the writer's "
+        "speed and every card, for a reader to judge. No database.",
     )
     parser.add_argument("--notes", required=True, type=Path, help="folder of Markdown notes")
     parser.add_argument("--out", required=True, type=Path, help="JSON report to write")
     parser.add_argument("--max-attempts", type=int, default=3, help="model calls per kind (3)")
+    parser.add_argument(
+        "--model",
+        default="auto",
+        help="the writer: a model name (bundled, an installed `make models` one, a Hugging "
+        "Face id or folder) or auto (default): $SELFSPEC_MODEL where set, else the largest "
+        "installed instruction model, else the bundled one; always with its fastest exact method",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     parser.set_defaults(func=_run_quiz_eval)
 
 
 def _run_quiz_eval(args: argparse.Namespace) -> int:
-    from study.jobs import quiz_writer
+    import torch
+
     from study.quiz_eval import quiz_eval
+    from study.quiz_model import (
+        AUTO,
+        QUIZ_MAX_NEW_TOKENS,
+        load_writer,
+        operator_model,
+        writer_for,
+        writer_for_setting,
+    )
 
     if not args.notes.is_dir():
         raise ValueError(f"--notes {args.notes} is not a folder of Markdown notes")
-    report = quiz_eval(
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    writer = (
+        writer_for_setting(None, operator_model()) if args.model == AUTO else writer_for(args.model)
+    )
+    print(f"quiz writer: {writer.describe()}", file=sys.stderr)
+    evaluation = quiz_eval(
         args.notes,
-        quiz_writer(),
+        load_writer(writer),
         max_attempts=args.max_attempts,
         progress=lambda line: print(line, file=sys.stderr),
-    ).as_dict()
+    )
+    report = evaluation.as_dict()
+    report["settings"] |= {
+        "model_option": args.model,
+        "threads": torch.get_num_threads(),
+        "max_new_tokens": QUIZ_MAX_NEW_TOKENS,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     share = report["share_of_notes_with_2_or_more_cards"]
     print(
         f"{report['cards']} card(s) from {report['notes']} note(s); {share:.0%} of notes gave 2 "
-        f"or more; {report['seconds_per_card']} s per card; report in {args.out}"
+        f"or more; {report['seconds_per_card']} s per card; {writer.describe()} at "
+        f"{report['tokens_per_s']} tokens/s; report in {args.out}"
     )
     return 0
 

@@ -12,16 +12,15 @@ filter only sees committed questions, so the per-user claim is what keeps two re
 from writing the same cards. ``refit-memory`` is one instance for all users. When jobs
 run is the scheduler's business (``study.runner``); this module only runs them.
 
-The model for ``prepare-questions`` is resolved at run time through a provider
-(:func:`set_complete_provider`); the default loads ``$SELFSPEC_MODEL`` (the bundled
-model) once.
+The model for ``prepare-questions`` is each user's quiz writer (their setting, by
+default the best installed model: ``study.quiz_model``), reached at run time through a
+provider (:func:`set_complete_provider`): the app's binds its pooled models; the
+default loads the writer once per process and name.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
 import threading
 import traceback
 from collections.abc import Callable
@@ -35,8 +34,9 @@ from sqlalchemy import func, select
 from db import Card, CardState, Database, JobRun, Note, User, UserSettings, init_db, utcnow
 from study.errors import UnknownJobError
 from study.job_runs import DEFAULT_LEASE, claim, finish, holding_lease
+from study.quiz_model import load_writer, operator_model, writer_for_setting
 from study.quiz_service import Complete, QuizRunStatus, generate_for_note
-from study.settings import kept_review_count, refit_parameters
+from study.settings import kept_review_count, read_settings, refit_parameters
 
 __all__ = [
     "JobName",
@@ -100,7 +100,7 @@ class JobReport:
 
 _databases: dict[str, Database] = {}
 _lock = threading.Lock()
-_provider: Callable[[], Complete] | None = None
+_provider: Callable[[str | None], Complete] | None = None
 
 
 def database(url: str) -> Database:
@@ -111,41 +111,25 @@ def database(url: str) -> Database:
         return _databases[url]
 
 
-_model_lock = threading.Lock()
+def quiz_writer(setting: str | None = None) -> Complete:
+    """The quiz writer for a user's ``quiz_model`` setting outside the app, loaded once
+    per process: ``None`` is the best installed model, or ``$SELFSPEC_MODEL`` where the
+    operator named one (``study.quiz_model``)."""
+    return load_writer(writer_for_setting(setting, operator_model()))
 
 
-def quiz_writer() -> Complete:
-    """The quiz writer: ``$SELFSPEC_MODEL`` (default the bundled model) with its fastest
-    exact method, loaded once per process."""
-    return _bundled_complete()
+def set_complete_provider(provider: Callable[[str | None], Complete] | None) -> None:
+    """Set how ``prepare-questions`` gets the writer for a user's ``quiz_model`` setting
+    (``None``: :func:`quiz_writer`).
 
-
-def _bundled_complete() -> Complete:
-    """Load the model once per process; a lock, because jobs of many users start together
-    and transformers' lazy imports are not safe to race from several threads."""
-    with _model_lock:
-        return _load_complete()
-
-
-@functools.cache
-def _load_complete() -> Complete:
-    import selfspec
-
-    model = selfspec.load_model(os.environ.get("SELFSPEC_MODEL", "bundled"))
-    return functools.partial(selfspec.complete, model, max_new_tokens=160)
-
-
-def set_complete_provider(provider: Callable[[], Complete] | None) -> None:
-    """Set how ``prepare-questions`` gets its model (``None``: the bundled model).
-
-    The app calls this with the model it has loaded, so the job reuses it.
+    The app calls this with its model pool, so the job reuses the models it has loaded.
     """
     global _provider
     _provider = provider
 
 
-def _complete() -> Complete:
-    return (_provider or _bundled_complete)()
+def _complete(setting: str | None) -> Complete:
+    return (_provider or quiz_writer)(setting)
 
 
 def _guarded(
@@ -224,7 +208,7 @@ def prepare_questions(
         targets = _notes_to_prepare(db, config, user_id)
         if not targets:
             return {"notes": 0, "cards": 0, "failed_notes": []}
-        complete = _complete()
+        complete = _complete(read_settings(db, user_id).quiz_model)
         cards, failed = 0, []
         for owner, note_id in targets:
             summary = generate_for_note(

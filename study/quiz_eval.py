@@ -18,6 +18,7 @@ from typing import Any
 
 from study.markdown_import import NoteDraft, import_folder
 from study.quiz.generate import Complete, Rejection, generate_cards
+from study.quiz.recorder import CallRecorder
 
 __all__ = ["NoteYield", "QuizEval", "quiz_eval"]
 
@@ -42,6 +43,9 @@ class QuizEval:
     notes: list[NoteYield]
     model: str
     settings: dict[str, Any]
+    method: str | None = None
+    tokens_per_s: float | None = None
+    """The mean decoding speed of every model call (cards and meaning checks)."""
 
     def as_dict(self) -> dict[str, Any]:
         cards = sum(len(n.cards) for n in self.notes)
@@ -50,6 +54,8 @@ class QuizEval:
         reasons = Counter(_DETAIL.sub("…", r.reason) for n in self.notes for r in n.rejections)
         return {
             "model": self.model,
+            "method": self.method,
+            "tokens_per_s": round(self.tokens_per_s, 2) if self.tokens_per_s else None,
             "settings": self.settings,
             "notes": len(self.notes),
             "cards": cards,
@@ -88,18 +94,18 @@ def quiz_eval(
     """Generate cards for every note (a folder is imported first) and collect the yield.
 
     ``check_meaning`` asks the same model each card's question over its excerpt, as the
-    app does; its calls are not counted in ``model_calls`` but are in the time.
+    app does; its calls are not counted in ``model_calls`` but are in the time and the
+    speed. The report names the model and method that answered and their mean speed.
     """
     drafts = import_folder(notes) if isinstance(notes, Path) else list(notes)
     results: list[NoteYield] = []
-    model = ""
+    recorder = CallRecorder(complete)
     for draft in drafts:
         started = time.perf_counter()
         outcome = generate_cards(
-            draft, complete, max_attempts=max_attempts, reader=complete if check_meaning else None
+            draft, recorder, max_attempts=max_attempts, reader=recorder if check_meaning else None
         )
         seconds = time.perf_counter() - started
-        model = next((c.model for c in outcome.cards), model)
         results.append(
             NoteYield(
                 title=draft.title,
@@ -122,4 +128,10 @@ def quiz_eval(
         )
         if progress:
             progress(f"{draft.title[:50]}: {len(outcome.cards)} card(s), {seconds:.0f} s")
-    return QuizEval(results, model, {"max_attempts": max_attempts, "check_meaning": check_meaning})
+    return QuizEval(
+        results,
+        recorder.model() or "",
+        {"max_attempts": max_attempts, "check_meaning": check_meaning},
+        method=recorder.method(),
+        tokens_per_s=recorder.tokens_per_s(),
+    )

@@ -15,7 +15,7 @@ the UI can stream progress; :func:`generate_for_note` runs it to the end.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -28,13 +28,13 @@ from study.quiz import (
     DEFAULT_RULES,
     CardDraft,
     CardKind,
-    Completion,
     GeneratedCard,
     Rules,
     generate_cards,
     similarity,
 )
 from study.quiz.generate import Complete
+from study.quiz.recorder import CallRecorder
 
 __all__ = [
     "ALL_KINDS",
@@ -88,34 +88,6 @@ class QuizProgress:
     summary: QuizRunSummary | None = None
 
 
-@dataclass(slots=True)
-class _Recorder:
-    """Wraps ``complete`` to remember what each model call returned (for the run record)."""
-
-    complete: Complete
-    calls: list[Completion] = field(default_factory=list)
-
-    def __call__(
-        self, prompt: str, *, temperature: float = 0.0, seed: int | None = None
-    ) -> Completion:
-        completion = self.complete(prompt, temperature=temperature, seed=seed)
-        self.calls.append(completion)
-        return completion
-
-    def model(self) -> str | None:
-        return str(self.calls[-1].model) if self.calls else None
-
-    def method(self) -> str | None:
-        return str(self.calls[-1].method) if self.calls else None
-
-    def tokens_per_s(self) -> float | None:
-        rates = [float(c.tokens_per_s) for c in self.calls if c.tokens_per_s is not None]
-        return sum(rates) / len(rates) if rates else None
-
-    def outputs(self) -> list[str]:
-        return [str(c.text)[:MAX_OUTPUT_CHARS] for c in self.calls]
-
-
 @dataclass(frozen=True, slots=True)
 class _NoteText:
     title: str
@@ -153,7 +125,7 @@ def _store(
     user_id: int,
     note_id: int,
     cards: list[GeneratedCard],
-    recorder: _Recorder,
+    recorder: CallRecorder,
     failures: list[str],
     rejected: list[tuple[CardDraft, tuple[str, ...]]],
     attempts: int,
@@ -205,7 +177,7 @@ def _store(
             finished_at=utcnow(),
             extra={
                 "failures": dropped[:MAX_REASONS_STORED],
-                "outputs": recorder.outputs(),
+                "outputs": recorder.outputs(MAX_OUTPUT_CHARS),
                 "rejected": [_draft_record(c, r) for c, r in rejected[:MAX_DRAFTS_STORED]],
             },
         )
@@ -251,7 +223,7 @@ def iter_generate_for_note(
         raise ValueError("ask for at least one card kind")
     note, questions = _load_note(db, user_id, note_id)
     started = utcnow()
-    recorder = _Recorder(complete)
+    recorder = CallRecorder(complete)
     cards: list[GeneratedCard] = []
     failures: list[str] = []
     rejected: list[tuple[CardDraft, tuple[str, ...]]] = []

@@ -21,6 +21,7 @@ from db import Database, Review, UserSettings, get_settings, utcnow
 from study.errors import InvalidSettingError
 from study.memory import SCHEDULING_MODELS, MemoryModel, Rating, ReviewEvent, get_model
 from study.memory.validation import FitDecision, fit_validated
+from study.quiz_model import AUTO, quiz_model_choices
 from study.scheduler import RETENTION_RANGE, SchedulingPolicy
 
 __all__ = [
@@ -45,6 +46,8 @@ class StudySettings:
     daily_new_limit: int
     daily_job_time: str
     fit_reason: str = ""
+    quiz_model: str = AUTO
+    """The model that writes the user's cards (``auto``: the best installed, ``study.quiz_model``)."""
 
     def describe(self) -> str:
         """Which model and parameters schedule the cards, and why, for the user to read."""
@@ -89,6 +92,7 @@ def _from_row(row: UserSettings | None) -> StudySettings:
         ),
         daily_new_limit=row.daily_new_limit,
         daily_job_time=row.daily_job_time,
+        quiz_model=row.quiz_model or AUTO,
     )
 
 
@@ -109,6 +113,7 @@ _VALIDATORS: dict[str, Any] = {
     "daily_new_limit": lambda v: isinstance(v, int) and 0 <= v <= 10_000,
     "maximum_interval_days": lambda v: isinstance(v, int) and 1 <= v <= 36_500,
     "daily_job_time": lambda v: bool(re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", str(v))),
+    "quiz_model": lambda v: v == AUTO or v in quiz_model_choices(),
 }
 _HINTS = {
     "memory_model": f"one of {', '.join(SCHEDULING_MODELS)}",
@@ -116,6 +121,7 @@ _HINTS = {
     "daily_new_limit": "a whole number from 0 to 10000",
     "maximum_interval_days": "a whole number of days from 1 to 36500",
     "daily_job_time": "a 24-hour time HH:MM",
+    "quiz_model": "auto (the best installed model), bundled, or a model installed by `make models`",
 }
 
 

@@ -188,8 +188,9 @@ def test_two_users_never_see_each_others_notes(served: Served) -> None:
 
 def test_settings_are_validated(served: Served) -> None:
     user = client(served, "settler")
-    assert user.predict("fsrs6", 0.85, 10, "04:30", api_name="/save_settings") == "Saved."
-    assert "Not saved" in user.predict("fsrs6", 0.85, 10, "25:99", api_name="/save_settings")
+    save = "/save_settings"
+    assert user.predict("fsrs6", 0.85, 10, "04:30", "bundled", api_name=save) == "Saved."
+    assert "Not saved" in user.predict("fsrs6", 0.85, 10, "25:99", "auto", api_name=save)
 
 
 def test_playground_preset_from_a_note_fills_the_prompt(served: Served) -> None:

@@ -77,6 +77,22 @@ def test_local_pool_offers_the_installed_model_packages_with_their_licence(
     assert "make models" in notice and "Using tiny-llama" in notice
 
 
+def test_the_quiz_writer_comes_from_the_pool_with_its_method(tmp_path: Path) -> None:
+    from db import init_db
+    from ui.context import AppContext
+
+    config = AppConfig(default_model="tiny-llama", hosted=True, allowed_models=(), dtype="float32")
+    ctx = AppContext(config, init_db(f"sqlite:///{tmp_path / 'app.db'}"), ModelPool(config))
+    writer, writes = ctx.quiz_writer(None)  # auto: the operator's model
+    assert (writer.model, writer.method, writer.notice) == ("tiny-llama", "pld", None)
+    done = writes("Tides: ", temperature=0.0)
+    assert (done.model, done.method) == ("tiny-llama", "pld") and done.tokens_per_s > 0
+    assert ctx.quiz_writer(None)[1].args[0] is ctx.models.default()  # one model per name
+    refused, _ = ctx.quiz_writer("bundled")  # not on this server's list: the default writes
+    assert refused.model == "tiny-llama" and "not on this server's list" in refused.notice
+    ctx.db.dispose()
+
+
 def test_user_is_local_without_login_and_the_profile_name_on_spaces() -> None:
     local = AppConfig()
     assert user_name(local, request(), None) == LOCAL_USER

@@ -89,7 +89,7 @@ def test_prepare_questions_uses_the_provider_and_records_the_run(url):
     db = jobs.database(url)
     user = _user(url, "ann")
     note = add_note(db, user, "Kangaroo", BODY)
-    jobs.set_complete_provider(lambda: Scripted(*[BASIC] * 10))
+    jobs.set_complete_provider(lambda _model: Scripted(*[BASIC] * 10))
     (report,) = jobs.run_job("prepare-questions", url)
     assert report.ok and report.detail == {"notes": 1, "cards": 1, "failed_notes": []}
     assert [c.question for c in list_cards(db, user, note.id)] == [
@@ -104,12 +104,30 @@ def test_prepare_questions_uses_the_provider_and_records_the_run(url):
     assert run.finished_at >= run.started_at and run.lease_until is None
 
 
+def test_prepare_questions_asks_for_each_users_quiz_writer(url):
+    db = jobs.database(url)
+    ann, bob = _user(url, "ann"), _user(url, "bob")
+    for user in (ann, bob):
+        add_note(db, user, "Kangaroo", BODY)
+    update_settings(db, bob, quiz_model="bundled")
+    asked: list[str | None] = []
+
+    def provider(setting):  # noqa: ANN001, ANN202 - provider
+        asked.append(setting)
+        return Scripted(*[BASIC] * 10)
+
+    jobs.set_complete_provider(provider)
+    jobs.prepare_questions(url, ann)
+    jobs.prepare_questions(url, bob)
+    assert asked == ["auto", "bundled"]
+
+
 def test_a_run_is_recorded_when_it_starts_and_never_runs_twice_at_once(url):
     user = _user(url, "ann")
     add_note(jobs.database(url), user, "Kangaroo", BODY)
     inside, release = threading.Event(), threading.Event()
 
-    def slow():  # noqa: ANN202 - provider
+    def slow(_model):  # noqa: ANN001, ANN202 - provider
         inside.set()
         release.wait(30)
         return Scripted(*[BASIC] * 10)
@@ -133,7 +151,7 @@ def test_a_failing_job_is_recorded_and_reviews_are_unaffected(url):
     user, cards = add_user_with_cards(db, "bob", 2)
     submit_review(db, user, cards[0], 3, idempotency_key="k1", at=T0)
 
-    def broken():  # noqa: ANN202
+    def broken(_model):  # noqa: ANN001, ANN202
         raise RuntimeError("no model here")
 
     jobs.set_complete_provider(broken)
@@ -215,7 +233,7 @@ _DIE_WHILE_RUNNING = """
 import sys, threading
 from datetime import datetime, timedelta
 from study import jobs
-def hang():
+def hang(_model):
     print("inside", flush=True)
     threading.Event().wait()
 jobs.set_complete_provider(hang)
@@ -243,7 +261,7 @@ def test_a_run_whose_process_died_shows_as_died_and_runs_at_the_next_trigger(url
         proc.wait(30)
     _wait_for(lambda: shown_status(_job_runs(url)[0]) == "died", timeout=10)
 
-    jobs.set_complete_provider(lambda: Scripted(*[BASIC] * 10))
+    jobs.set_complete_provider(lambda _model: Scripted(*[BASIC] * 10))
     again = jobs.prepare_questions(url, user, trigger_at=monday)
     assert again.run_id is None and "already answered" in again.skipped  # one per trigger
     tuesday = monday + timedelta(days=1)

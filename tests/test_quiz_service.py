@@ -198,3 +198,19 @@ def test_without_the_meaning_check_a_misread_card_is_stored(setup):
         db, user, note_id, misread, kinds=["basic"], max_attempts=1, check_meaning=False
     )
     assert len(summary.card_ids) == 1
+
+
+def test_the_run_records_the_writers_model_method_and_speed(setup):
+    db, user, note_id = setup
+    replies = iter([("chatter without a card", 3.0), (BASIC, 5.0)])
+
+    def writer(prompt: str, **sampling: float) -> FakeCompletion:
+        text, rate = next(replies)
+        return FakeCompletion(text, tokens_per_s=rate, method="pld", model="qwen-1.5b")
+
+    summary = generate_for_note(db, user, note_id, writer, kinds=["basic"], check_meaning=False)
+    (run,) = _runs(db)
+    assert (run.model, run.method, run.tokens_per_s) == ("qwen-1.5b", "pld", 4.0)  # mean of calls
+    assert (summary.model, summary.method, summary.tokens_per_s) == ("qwen-1.5b", "pld", 4.0)
+    (card,) = list_cards(db, user, note_id)
+    assert (card.gen_method, card.gen_tokens_per_s) == ("pld", 5.0)  # the call that wrote it

@@ -6,14 +6,21 @@ closures, so tests can build an app over a temporary database.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import gradio as gr
 
 from db import Database
-from selfspec import Completion, complete
-from selfspec.methods import FAST_METHOD
+from selfspec import complete
 from study.notes_service import ensure_seed_notes
+from study.quiz.generate import Complete
+from study.quiz_model import (
+    QUIZ_MAX_NEW_TOKENS,
+    QuizWriter,
+    fastest_exact_method,
+    writer_for_setting,
+)
 from ui.config import AppConfig
 from ui.models import ModelPool
 from ui.users import SignInRequired, user_id, user_name
@@ -50,24 +57,24 @@ class AppContext:
         except SignInRequired:
             return None
 
-    def complete(
-        self,
-        prompt: str,
-        max_new_tokens: int = 256,
-        *,
-        temperature: float = 0.0,
-        seed: int | None = None,
-    ) -> Completion:
-        """Text from the default model with the fastest lossless method (quiz writing);
-        greedy unless a retry asks for a seeded sample."""
-        return complete(
-            self.models.default(),
-            prompt,
-            method=FAST_METHOD,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            seed=seed,
+    def quiz_writer(self, setting: str | None) -> tuple[QuizWriter, Complete]:
+        """The writer of a user's ``quiz_model`` setting (``study.quiz_model``) on the
+        pooled model, one per name, with its fastest exact method. When the pool refuses
+        the model (not allowed here, failed to load) its default writes, and the writer's
+        notice says why."""
+        writer = writer_for_setting(setting, self.config.default_model)
+        choice = self.models.get(writer.model)
+        if choice.notice:
+            source = choice.model.source
+            writer = QuizWriter(source, fastest_exact_method(source), choice.notice)
+        bound = functools.partial(
+            complete, choice.model, method=writer.method, max_new_tokens=QUIZ_MAX_NEW_TOKENS
         )
+        return writer, bound
+
+    def quiz_complete(self, setting: str | None) -> Complete:
+        """Only the writer's completion (what the prepare-questions job asks for)."""
+        return self.quiz_writer(setting)[1]
 
     def db_ok(self) -> bool:
         return self.db.ping()

@@ -14,6 +14,6 @@ def start_jobs(ctx: AppContext) -> bool:
     ``study.runner`` makes a second call a no-op. Returns whether they run here."""
     if ctx.config.jobs == "off":
         return False
-    set_complete_provider(lambda: ctx.complete)
+    set_complete_provider(ctx.quiz_complete)
     start_runner(ctx.db.engine.url.render_as_string(hide_password=False))
     return True

@@ -16,7 +16,7 @@ from selfspec.loading import BUNDLED, TINY_MODELS, hub_reachable
 from selfspec.model_packages import MODEL_PACKAGES, installed_models
 from ui.config import AppConfig
 
-__all__ = ["ModelChoice", "ModelPool"]
+__all__ = ["ModelChoice", "ModelPool", "model_label"]
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class ModelPool:
             names += list(self.config.allowed_models)
         else:
             names += [BUNDLED, *installed_models()]
-        return [(_label(name), name) for name in dict.fromkeys(names)]
+        return [(model_label(name), name) for name in dict.fromkeys(names)]
 
     def default(self) -> LoadedModel:
         return self._load(self.config.default_model)
@@ -103,6 +103,7 @@ class ModelPool:
             return self._models[source]
 
 
-def _label(name: str) -> str:
+def model_label(name: str) -> str:
+    """A model name as the dropdowns show it: with its licence where it has one of its own."""
     package = MODEL_PACKAGES.get(name)
     return f"{name} ({package.licence})" if package else name

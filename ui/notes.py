@@ -20,6 +20,7 @@ from study.markdown_import import MARKDOWN_SUFFIXES
 from study.note_import import OnDuplicate, import_markdown
 from study.notes_service import add_note, delete_note, edit_note, get_note, list_notes
 from study.quiz_service import iter_generate_for_note
+from study.settings import read_settings
 from ui import drafts
 from ui.context import AppContext
 
@@ -276,10 +277,13 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             gr.Warning("Pick or save a note first.")
             yield "Pick or save a note first.", gr.skip()
             return
-        lines = [f"Generating with **{ctx.models.default().name}**…"]
+        writer, writes = ctx.quiz_writer(read_settings(ctx.db, uid).quiz_model)
+        lines = [f"Generating with **{writer.model}** (method `{writer.method}`)…"]
+        if writer.notice:
+            lines.append(writer.notice)
         yield "\n\n".join(lines), gr.skip()
         try:
-            for progress in iter_generate_for_note(ctx.db, uid, _note_id(nid), ctx.complete):
+            for progress in iter_generate_for_note(ctx.db, uid, _note_id(nid), writes):
                 lines.append(f"{progress.done}/{progress.total} · {progress.message}")
                 summary = progress.summary
                 if summary is not None:

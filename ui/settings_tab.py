@@ -1,4 +1,5 @@
-"""Settings tab: the user's memory model, desired retention, daily new cards, job time.
+"""Settings tab: the user's memory model, desired retention, daily new cards, job time,
+and the model that writes their quiz cards.
 
 Validation lives in ``study.settings.update_settings``; this tab shows its message."""
 
@@ -7,9 +8,11 @@ from collections.abc import Callable
 import gradio as gr
 
 from study.errors import StudyError
+from study.quiz_model import AUTO, quiz_model_choices, writer_for_setting
 from study.runner import resync
 from study.settings import read_settings, update_settings
 from ui.context import AppContext
+from ui.models import model_label
 
 __all__ = ["build"]
 
@@ -30,19 +33,29 @@ def build(ctx: AppContext) -> tuple[Callable, tuple]:
     # show a bare error badge; study.settings validates and the message says why.
     new_limit = gr.Number(value=20, precision=0, label="New cards per day")
     job_time = gr.Textbox(value="03:00", label="Daily preparation job time (HH:MM, UTC)")
+    best = writer_for_setting(None, ctx.config.default_model)
+    quiz_model = gr.Dropdown(
+        [(f"Best installed (now {best.describe()})", AUTO)]
+        + [(model_label(name), name) for name in quiz_model_choices()],
+        value=AUTO,
+        label="Quiz writer (the model that turns your notes into cards)",
+        info="A larger model writes better cards, more slowly; each uses its fastest exact method.",
+        elem_id="settings-quiz-model",
+    )
     save = gr.Button("Save", variant="primary")
     message = gr.Markdown(elem_id="settings-message")
 
     def load(request: gr.Request, profile: gr.OAuthProfile | None) -> tuple:
         uid = ctx.signed_in_user(request, profile)
         if uid is None:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         now = read_settings(ctx.db, uid)
         return (
             now.model.name,
             now.policy.desired_retention,
             now.daily_new_limit,
             now.daily_job_time,
+            now.quiz_model,
         )
 
     def store(
@@ -50,6 +63,7 @@ def build(ctx: AppContext) -> tuple[Callable, tuple]:
         desired: float,
         limit: float,
         at: str,
+        writer: str | None,
         request: gr.Request,
         profile: gr.OAuthProfile | None,
     ) -> str:
@@ -62,6 +76,7 @@ def build(ctx: AppContext) -> tuple[Callable, tuple]:
                 desired_retention=float(desired),
                 daily_new_limit=int(limit or 0),
                 daily_job_time=(at or "").strip(),
+                quiz_model=writer or AUTO,
             )
         except StudyError as exc:
             gr.Warning(str(exc))
@@ -69,7 +84,6 @@ def build(ctx: AppContext) -> tuple[Callable, tuple]:
         resync()  # the job runner of this process follows the new job time at once
         return "Saved."
 
-    save.click(
-        store, [memory_model, retention, new_limit, job_time], message, api_name="save_settings"
-    )
-    return load, (memory_model, retention, new_limit, job_time)
+    fields = (memory_model, retention, new_limit, job_time, quiz_model)
+    save.click(store, list(fields), message, api_name="save_settings")
+    return load, fields
