@@ -16,11 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from selfspec.decoding import generate, run_to_end, vanilla
+from selfspec.drafters.chain import draft_chain
 from selfspec.drafters.draft_model import DraftModelDrafter, check_same_tokenizer
 from selfspec.errors import BadInputError
 from selfspec.methods import get_method
 from selfspec.sampling import SamplingConfig
-from selfspec.speculative import speculative
+from selfspec.speculative import DraftContext, speculative
 from tests.model_helpers import tiny
 
 
@@ -160,3 +161,33 @@ def test_each_step_s_last_token_says_whether_it_is_a_bonus_or_a_correction():
     assert Origin.BONUS in {c.origins[-1] for c in chunks[1:]}
     result = run_to_end(generate(lm, "abc", method, SamplingConfig(max_new_tokens=8)))
     assert 0 < result.first_token_s < result.seconds and result.decode_tokens_per_s > 0
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.3])
+def test_drafting_over_some_token_ids_is_drafting_over_all_with_the_rest_at_minus_inf(
+    temperature,
+):
+    """draft_chain on logits over `vocab_ids` gives the greedy tokens, and the sampling
+    distributions q over the whole vocabulary, that the same logits padded with -inf
+    would give (a seeded sample is drawn from the shorter vector, so it may differ)."""
+    torch.manual_seed(0)
+    vocab, ids = 50, torch.tensor([1, 4, 5, 9, 17, 30, 44])
+    logits = [torch.randn(len(ids), dtype=torch.float64) * 3 for _ in range(4)]
+
+    def padded(i: int) -> torch.Tensor:
+        full = torch.full((vocab,), float("-inf"), dtype=torch.float64)
+        return full.index_copy_(0, ids, logits[i])
+
+    cfg = SamplingConfig(max_new_tokens=8, temperature=temperature, top_k=5, seed=3)
+    drafts = []
+    for restricted in (True, False):
+        ctx = DraftContext(None, None, 0, 7, [7], cfg, cfg.generator("cpu"), 4)
+        at = (lambda tok, i: logits[i]) if restricted else (lambda tok, i: padded(i))
+        extra = (ids, vocab) if restricted else ()
+        drafts.append(draft_chain(ctx, 4, 0.0, at, *extra))
+    assert set(drafts[0].tokens) <= set(ids.tolist())
+    if temperature:
+        assert len(drafts[0].tokens) == len(drafts[1].tokens) == 4  # g = 0: never stops
+        torch.testing.assert_close(drafts[0].q, drafts[1].q)
+    else:
+        assert drafts[0].tokens == drafts[1].tokens

@@ -266,7 +266,7 @@ def test_every_branch_of_the_rejection_rule_keeps_the_target_distribution(determ
     assert chisquare(counts.numpy(), expected.numpy()).pvalue > 1e-3
 
 
-@pytest.mark.parametrize("drafting", ["skip", "kangaroo", "draft-model"])
+@pytest.mark.parametrize("drafting", ["skip", "kangaroo", "draft-model", "draft-model-232"])
 def test_speculative_sampling_matches_model_probabilities_end_to_end(drafting):
     """First and second tokens of seeded drafted runs follow the model's own p (Kangaroo:
     with the draft-length policy, so the sampled probe token is the first draft or is
@@ -286,9 +286,14 @@ def test_speculative_sampling_matches_model_probabilities_end_to_end(drafting):
     if drafting == "kangaroo":
         adapter = make_adapter(lm, 2, "random")
         method = partial(speculative, drafter=lambda lm: KangarooDrafter(adapter, 2, eta=0.05))
-    if drafting == "draft-model":  # another random model of the same (byte) vocabulary
+    if drafting == "draft-model":  # another random model of the same vocabulary
         draft = tiny("tiny-llama")
         method = partial(speculative, drafter=lambda lm: DraftModelDrafter(draft, 4))
+    if drafting == "draft-model-232":
+        # the model drafts for itself, scoring only ids below 232 (the support here is
+        # 194, 207, 231): its proposals land on p's support, so a q placed on the wrong
+        # ids would bias the accepted tokens
+        method = partial(speculative, drafter=lambda lm: DraftModelDrafter(lm, 4, head_tokens=232))
     n = 900
     firsts, pairs = torch.zeros(len(p1), device="cpu"), {}
     for seed in range(n):

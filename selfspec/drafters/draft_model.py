@@ -80,11 +80,10 @@ class DraftModelDrafter(Drafter):
             if self.head_ids is None:
                 return engine.forward(x, self._cache, ctx.pos + i)[0, -1]  # [V]
             h = engine.run_layers(engine.embed(x), self._cache, ctx.pos + i)
-            restricted = engine.logits(h, self._head)[0, -1]  # [N]
-            full = torch.full((self.vocab,), float("-inf"), device=restricted.device)
-            return full.index_copy_(0, self.head_ids, restricted.to(full.dtype))  # [V]
+            return engine.logits(h, self._head)[0, -1].float()  # [N], over head_ids
 
-        draft = draft_chain(ctx, min(self.max_draft, ctx.max_tokens), self.threshold.g, logits_at)
+        k = min(self.max_draft, ctx.max_tokens)
+        draft = draft_chain(ctx, k, self.threshold.g, logits_at, self.head_ids, self.vocab)
         self._fed = [*ctx.tokens, *draft.tokens[:-1]]
         return draft
 
