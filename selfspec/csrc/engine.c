@@ -558,6 +558,60 @@ static void weighted_sum(const float* w, const float* v, long n, long D, float* 
     }
 }
 
+/* e^x on eight lanes (x <= 0 here: scores minus their maximum), as Cephes' expf does it:
+ * x = n ln2 + r with |r| <= ln2/2, e^r by a degree-6 polynomial (relative error about
+ * 1e-7), then 2^n put into the exponent bits. Below -87 the result is clamped to about
+ * 1.6e-38 (a normal float), which no softmax weight can tell from zero after the sum. */
+static inline __m256 exp8(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x); /* ln 2, high part */
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);       /* and the rest */
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* scores[0..n-1] <- softmax(scores): the maximum, then e^(s - max) eight at a time (the
+ * tail padded to eight in a buffer, so every score goes through the same arithmetic)
+ * summed in eight lanes, then one division. The order depends only on n. */
+static void softmax_row(float* scores, long n) {
+    const long n8 = n & ~7L;
+    __m256 mv = _mm256_set1_ps(-INFINITY);
+    for (long s = 0; s < n8; s += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(scores + s));
+    float m = -INFINITY, lanes[8];
+    _mm256_storeu_ps(lanes, mv);
+    for (int i = 0; i < 8; i++) m = lanes[i] > m ? lanes[i] : m;
+    for (long s = n8; s < n; s++) m = scores[s] > m ? scores[s] : m;
+    const __m256 mb = _mm256_set1_ps(m);
+    __m256 sum = _mm256_setzero_ps();
+    for (long s = 0; s < n8; s += 8) {
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(scores + s), mb));
+        _mm256_storeu_ps(scores + s, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    if (n > n8) {
+        for (int i = 0; i < 8; i++) lanes[i] = n8 + i < n ? scores[n8 + i] : m;
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(lanes), mb));
+        e = _mm256_and_ps(e, _mm256_castsi256_ps(_mm256_cmpgt_epi32(
+                                 _mm256_set1_epi32((int)(n - n8)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))));
+        _mm256_storeu_ps(lanes, e);
+        for (long s = n8; s < n; s++) scores[s] = lanes[s - n8];
+        sum = _mm256_add_ps(sum, e);
+    }
+    const float inv = 1.0f / hsum(sum);
+    const __m256 iv = _mm256_set1_ps(inv);
+    for (long s = 0; s < n8; s += 8) _mm256_storeu_ps(scores + s, _mm256_mul_ps(_mm256_loadu_ps(scores + s), iv));
+    for (long s = n8; s < n; s++) scores[s] *= inv;
+}
+
 /* Attention of one query row (position p) of one head over the cached keys: scores,
  * soft-cap, softmax and the weighted sum of values, each in one fixed order that does not
  * depend on how many query rows the call has. */
@@ -569,20 +623,12 @@ static void attend_row(const ss_config* cfg, const float* q, const float* kc, co
     long s = 0;
     for (; s + 4 <= n; s += 4) dot4(q, kc + (lo + s) * D, D, scores + s);
     for (; s < n; s++) scores[s] = dot(q, kc + (lo + s) * D, D);
-    float m = -INFINITY;
     for (s = 0; s < n; s++) {
         float v = scores[s] * cfg->query_scale;
         if (cfg->attn_softcap > 0.0f) v = tanhf(v / cfg->attn_softcap) * cfg->attn_softcap;
         scores[s] = v;
-        if (v > m) m = v;
     }
-    float sum = 0.0f;
-    for (s = 0; s < n; s++) {
-        scores[s] = expf(scores[s] - m);
-        sum += scores[s];
-    }
-    const float inv = 1.0f / sum;
-    for (s = 0; s < n; s++) scores[s] *= inv;
+    softmax_row(scores, n);
     weighted_sum(scores, vc + lo * D, n, D, out);
 }
 
