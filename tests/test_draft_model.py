@@ -52,14 +52,23 @@ def test_greedy_draft_model_decoding_equals_plain_decoding(
     assert tokens_of(lm, prompt, method, cfg) == tokens_of(lm, prompt, vanilla, cfg)
 
 
-def test_the_draft_cache_is_rolled_back_to_the_committed_text():
+@pytest.mark.parametrize("self_draft", [False, True])
+def test_the_draft_cache_is_rolled_back_to_the_committed_text(self_draft):
     """After a run, the draft cache's entries equal a fresh pass over the tokens it claims
-    to hold (rejected drafts overwritten, accepted ones kept), bit for bit."""
+    to hold, bit for bit: with another model, rejected drafts overwritten and accepted ones
+    kept; drafting for itself, every draft accepted, so each draft's last token reaches
+    the cache with the next draft's first pass."""
     lm, small = tiny("tiny-llama", "float32"), tiny("tiny-qwen2", "float32")
+    if self_draft:
+        small = lm
     drafter = DraftModelDrafter(small, 4)
     method = partial(speculative, drafter=lambda _: drafter)
     result = run_to_end(generate(lm, "abc abc abc", method, SamplingConfig(max_new_tokens=30)))
-    assert any(s.accepted < s.drafted for s in result.steps)  # some drafts were rejected
+    drafted = [s for s in result.steps if s.drafted]
+    if self_draft:
+        assert len(drafted) > 3 and all(s.accepted == s.drafted for s in drafted)
+    else:
+        assert any(s.accepted < s.drafted for s in drafted)  # some drafts were rejected
     fed = drafter._fed
     with torch.inference_mode():
         fresh = small.engine.new_cache(len(fed))

@@ -59,27 +59,33 @@ class DraftModelDrafter(Drafter):
         self._fed: list[int] = []  # the tokens whose keys and values the draft cache holds
 
     def prepare(self, ctx: DraftContext) -> None:
-        """Bring the draft cache level with the committed text before `ctx.last`."""
+        """Bring the draft cache level with the committed text before `ctx.last`, except
+        for one missing token (the last draft token, after a draft accepted in full): that
+        one rides along with the draft's first pass, two rows for little more than one."""
         engine = self.lm.engine
         if self._serves is not ctx.cache:  # a new generation
             self._cache = engine.new_cache(ctx.cache.max_len)
             self._serves, self._fed = ctx.cache, []
         committed = ctx.tokens[:-1]
         n = _common_prefix(self._fed, committed)
-        if n < len(committed):
+        if len(committed) - n > 1:  # the prompt: a pass of its own, apart from drafting
             x = torch.tensor([committed[n:]], device=engine.device)
             engine.run_layers(engine.embed(x), self._cache, n)  # keys and values only
-        self._fed = list(committed)
+            n = len(committed)
+        self._fed = committed[:n]
 
     def draft(self, ctx: DraftContext, probe: Probe | None = None) -> Draft:
         self.prepare(ctx)  # a no-op when the loop has just prepared
         engine = self.lm.engine
+        pending = ctx.tokens[len(self._fed) : -1]  # at most one token, fed with the first
 
         def logits_at(tok: int, i: int) -> torch.Tensor:
-            x = torch.tensor([[tok]], device=engine.device)
+            feed = [*pending, tok] if i == 0 else [tok]
+            x = torch.tensor([feed], device=engine.device)
+            start = ctx.pos + i - len(feed) + 1
             if self.head_ids is None:
-                return engine.forward(x, self._cache, ctx.pos + i)[0, -1]  # [V]
-            h = engine.run_layers(engine.embed(x), self._cache, ctx.pos + i)
+                return engine.forward(x, self._cache, start, last_only=True)[0, -1]  # [V]
+            h = engine.run_layers(engine.embed(x), self._cache, start)[:, -1:]
             return engine.logits(h, self._head)[0, -1].float()  # [N], over head_ids
 
         k = min(self.max_draft, ctx.max_tokens)
