@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.engine import Database
@@ -41,8 +42,20 @@ def get_or_create_user(session: Session, name: str) -> User:
 
 
 def ensure_user(db: Database, name: str) -> int:
-    """The id of the user called ``name``, created in its own transaction on first use."""
-    return db.write(lambda session: get_or_create_user(session, name).id)
+    """The id of the user called ``name``, created in its own transaction on first use.
+
+    Two first requests of one user can run at once (app events run side by side, and
+    replicas share the database): the one whose insert loses on the unique name runs
+    again and finds the row the other committed.
+    """
+
+    def work(session: Session) -> int:
+        return get_or_create_user(session, name).id
+
+    try:
+        return db.write(work)
+    except IntegrityError:
+        return db.write(work)
 
 
 def get_settings(session: Session, user_id: int) -> UserSettings:

@@ -262,7 +262,9 @@ def ensure_seed_notes(db: Database, user_id: int) -> int:
     drafts = seed_notes()
 
     def work(session: Session) -> int:
-        user = session.get(User, user_id)
+        # Locked, so two first requests of one user at once seed once on PostgreSQL too
+        # (SQLite's BEGIN IMMEDIATE already serialises them).
+        user = session.get(User, user_id, with_for_update=True)
         if user is None:
             raise StudyError(f"user {user_id} does not exist: create it with get_or_create_user")
         if user.seeded_at is not None:

@@ -19,6 +19,7 @@ from ui import playground, review, settings_tab, stats, tune
 from ui.config import AppConfig
 from ui.context import AppContext
 from ui.models import ModelPool
+from ui.queues import DB_EVENT
 from ui.render import CSS
 
 __all__ = ["build_context", "build_demo", "create_app"]
@@ -68,7 +69,7 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
                 stats.build(ctx, tab)
             with gr.Tab("Settings", id="settings"):
                 load_settings, settings_fields = settings_tab.build(ctx)
-        demo.load(load_settings, None, list(settings_fields), api_visibility="private")
+        demo.load(load_settings, None, list(settings_fields), api_visibility="private", **DB_EVENT)
     demo.queue(default_concurrency_limit=1, max_size=ctx.config.max_queue)
     return demo
 

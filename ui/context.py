@@ -33,18 +33,22 @@ class AppContext:
     config: AppConfig
     db: Database
     models: ModelPool
-    _seeded: set[int] = field(default_factory=set)
+    _user_ids: dict[str, int] = field(default_factory=dict)
 
     def user(self, request: gr.Request | None, profile: gr.OAuthProfile | None) -> int:
         """Database id of the user making this request (see ``ui.users``).
 
         A user seen for the first time gets the seed notes on the papers, so the Notes
-        and Review tabs are not empty on first visit.
+        and Review tabs are not empty on first visit. The id is then kept for the life
+        of the process (users are never deleted or renamed), so a request, a rating
+        above all, does not pay a write transaction just to learn who is asking.
         """
-        uid = user_id(self.db, user_name(self.config, request, profile))
-        if uid not in self._seeded:
+        name = user_name(self.config, request, profile)
+        uid = self._user_ids.get(name)
+        if uid is None:
+            uid = user_id(self.db, name)
             ensure_seed_notes(self.db, uid)
-            self._seeded.add(uid)
+            self._user_ids[name] = uid
         return uid
 
     def signed_in_user(

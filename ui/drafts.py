@@ -15,6 +15,7 @@ import pandas as pd
 from study.drafts_service import keep_draft, rejected_drafts
 from study.errors import StudyError
 from ui.context import AppContext
+from ui.queues import DB_EVENT
 
 __all__ = ["DraftsPanel", "build"]
 
@@ -87,7 +88,7 @@ def build(
         return f"Kept the draft as card {card.id}.", cards_frame(uid, note), remaining
 
     choices.select(pick, [choices, note_id], [question, answer, options, why],
-                   api_visibility="private")  # fmt: skip
+                   api_visibility="private", **DB_EVENT)  # fmt: skip
     keep.click(keep_it, [choices, note_id, question, answer, options], [message, cards, choices],
-               api_name="notes_keep_draft")  # fmt: skip
+               api_name="notes_keep_draft", **DB_EVENT)  # fmt: skip
     return DraftsPanel(choices, why), listing

@@ -23,6 +23,7 @@ from study.quiz_service import iter_generate_for_note
 from study.settings import read_settings
 from ui import drafts
 from ui.context import AppContext
+from ui.queues import DB_EVENT, MODEL_EVENT
 
 __all__ = ["MAX_UPLOAD_BYTES", "build", "check_upload", "split_tags"]
 
@@ -357,25 +358,30 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         return f"Deleted card {_note_id(cid)}.", _cards_frame(ctx, uid, _note_id(nid))
 
     listing = [search, tag]
-    refresh.click(show, listing, notes, api_name="notes_list")
-    search.submit(show, listing, notes, api_visibility="private")
-    demo.load(show, listing, notes, api_visibility="private")
-    notes.select(pick, notes, [*editor, message, cards, gen_status], api_visibility="private").then(
-        list_drafts, note_id, draft_widgets, api_visibility="private"
+    refresh.click(show, listing, notes, api_name="notes_list", **DB_EVENT)
+    search.submit(show, listing, notes, api_visibility="private", **DB_EVENT)
+    demo.load(show, listing, notes, api_visibility="private", **DB_EVENT)
+    notes.select(
+        pick, notes, [*editor, message, cards, gen_status], api_visibility="private", **DB_EVENT
+    ).then(list_drafts, note_id, draft_widgets, api_visibility="private", **DB_EVENT)
+    save.click(
+        store, [*editor, *listing], [note_id, message, notes], api_name="notes_save", **DB_EVENT
     )
-    save.click(store, [*editor, *listing], [note_id, message, notes], api_name="notes_save")
     new.click(blank, None, [*editor, message, cards, gen_status], api_visibility="private")
-    delete.click(ask_delete, note_id, [confirm, message], api_visibility="private")
+    delete.click(ask_delete, note_id, [confirm, message], api_visibility="private", **DB_EVENT)
     confirm.click(
         really_delete,
         [note_id, *listing],
         [*editor, confirm, message, notes],
         api_name="notes_delete",
+        **DB_EVENT,
     )
     imported = [message, notes, duplicate_choice]
-    import_btn.click(import_asking, upload, imported, api_name="notes_import")
-    skip_btn.click(import_skipping, upload, imported, api_name="notes_import_skip")
-    replace_btn.click(import_replacing, upload, imported, api_name="notes_import_replace")
+    import_btn.click(import_asking, upload, imported, api_name="notes_import", **DB_EVENT)
+    skip_btn.click(import_skipping, upload, imported, api_name="notes_import_skip", **DB_EVENT)
+    replace_btn.click(
+        import_replacing, upload, imported, api_name="notes_import_replace", **DB_EVENT
+    )
     upload.change(
         lambda: gr.update(visible=False), None, duplicate_choice, api_visibility="private"
     )
@@ -384,16 +390,25 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         note_id,
         [gen_status, cards],
         api_name="notes_generate",
-        concurrency_id="model",
-    ).then(list_drafts, note_id, draft_widgets, api_visibility="private")
-    export_btn.click(do_export, export_kind, [export_file, message], api_name="notes_export")
+        **MODEL_EVENT,
+    ).then(list_drafts, note_id, draft_widgets, api_visibility="private", **DB_EVENT)
+    export_btn.click(
+        do_export, export_kind, [export_file, message], api_name="notes_export", **DB_EVENT
+    )
     cards.select(
-        pick_card, cards, [card_id, card_q, card_a, card_choices], api_visibility="private"
+        pick_card,
+        cards,
+        [card_id, card_q, card_a, card_choices],
+        api_visibility="private",
+        **DB_EVENT,
     )
     card_save.click(
         save_card,
         [card_id, card_q, card_a, card_choices, note_id],
         [message, cards],
         api_name="card_save",
+        **DB_EVENT,
     )
-    card_delete.click(remove_card, [card_id, note_id], [message, cards], api_name="card_delete")
+    card_delete.click(
+        remove_card, [card_id, note_id], [message, cards], api_name="card_delete", **DB_EVENT
+    )

@@ -31,6 +31,7 @@ from ui.playground_rows import (
 from ui.playground_run import Comparison, Warmups, ordered
 from ui.plots import TIME_FORMAT, with_legend
 from ui.queries import decode_history
+from ui.queues import DB_EVENT, MODEL_EVENT
 from ui.render import columns_html
 
 __all__ = ["MAX_PROMPT_CHARS", "MAX_REPEATS", "NO_DRAFTS", "build", "check_prompt"]
@@ -286,9 +287,9 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
     # The presets follow the user's notes: filled at page load and again whenever the
     # tab opens (a note added in Notes meanwhile).
     timeline_of.input(show_timeline, [timeline_of, last_run], timeline, api_visibility="private")
-    demo.load(note_choices, None, preset, api_visibility="private")
-    tab.select(note_choices, None, preset, api_visibility="private")
-    preset.input(from_note, preset, prompt, api_name="playground_preset")
+    demo.load(note_choices, None, preset, api_visibility="private", **DB_EVENT)
+    tab.select(note_choices, None, preset, api_visibility="private", **DB_EVENT)
+    preset.input(from_note, preset, prompt, api_name="playground_preset", **DB_EVENT)
     check_hub.click(hub_check, None, hub_status, api_name="hub_status")
 
     def model_methods(source: str | None, ticked: list[str]) -> dict:
@@ -304,7 +305,7 @@ def build(ctx: AppContext, demo: gr.Blocks, tab: gr.Tab) -> None:
         [model, prompt, methods, max_new, temperature, repeat],
         [status, outputs, table, bars, accepted, history, timeline_of, timeline, last_run],
         api_name="playground_run",
-        concurrency_id="model",
+        **MODEL_EVENT,
     )
     # Stop sets the session's event; the running handler ends the generation and shows
     # "Stopped" with what finished. An unfinished comparison is not stored. No queue

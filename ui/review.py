@@ -18,6 +18,7 @@ from study.reviews import submit_review, undo_last_review
 from study.scheduler import due_cards, nothing_due_reason
 from study.settings import read_settings
 from ui.context import AppContext
+from ui.queues import DB_EVENT
 from ui.render import escape
 
 __all__ = ["RATINGS", "build", "parse_rating", "card_of_key"]
@@ -222,9 +223,9 @@ def build(ctx: AppContext) -> None:
             note=f"Undid the last rating (card {undone.card_id}); it is back in the queue.",
         )
 
-    start.click(begin, None, outputs, api_name="review_start")
-    reveal.click(show_answer, state, outputs, api_name="review_reveal")
-    choices.input(grade, [choices, state], outputs, api_name="review_choose")
+    start.click(begin, None, outputs, api_name="review_start", **DB_EVENT)
+    reveal.click(show_answer, state, outputs, api_name="review_reveal", **DB_EVENT)
+    choices.input(grade, [choices, state], outputs, api_name="review_choose", **DB_EVENT)
     for n, button in enumerate(buttons, start=1):
         button.click(
             rate,
@@ -233,5 +234,6 @@ def build(ctx: AppContext) -> None:
             api_name="review_rate" if n == 1 else None,
             api_visibility="public" if n == 1 else "private",
             trigger_mode="once",
+            **DB_EVENT,
         )
-    undo.click(undo_last, state, outputs, api_name="review_undo")
+    undo.click(undo_last, state, outputs, api_name="review_undo", **DB_EVENT)

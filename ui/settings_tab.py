@@ -13,6 +13,7 @@ from study.runner import resync
 from study.settings import read_settings, update_settings
 from ui.context import AppContext
 from ui.models import model_label
+from ui.queues import DB_EVENT
 
 __all__ = ["build"]
 
@@ -85,5 +86,5 @@ def build(ctx: AppContext) -> tuple[Callable, tuple]:
         return "Saved."
 
     fields = (memory_model, retention, new_limit, job_time, quiz_model)
-    save.click(store, list(fields), message, api_name="save_settings")
+    save.click(store, list(fields), message, api_name="save_settings", **DB_EVENT)
     return load, fields

@@ -21,6 +21,7 @@ from study.settings import read_settings, user_review_histories
 from ui.context import AppContext
 from ui.plots import TIME_FORMAT, with_legend
 from ui.queries import decode_history, review_predictions
+from ui.queues import DB_EVENT
 
 __all__ = ["build", "due_forecast", "heatmap_html", "calibration"]
 
@@ -211,13 +212,13 @@ def build(ctx: AppContext, tab: gr.Tab) -> None:
         return f"```\n{result.table()}\n```"
 
     outputs = [card, forecast, calib, heatmap, speed]
-    refresh.click(overview, None, outputs, api_name="stats_overview").then(
-        draw_curve, card, [curve, reviews]
+    refresh.click(overview, None, outputs, api_name="stats_overview", **DB_EVENT).then(
+        draw_curve, card, [curve, reviews], **DB_EVENT
     )
     # Drawn when the tab opens, not at page load: a Gradio 6.31 plot that gets a value
     # while its tab has never been shown does not draw the next one.
-    tab.select(overview, None, outputs, api_visibility="private").then(
-        draw_curve, card, [curve, reviews]
+    tab.select(overview, None, outputs, api_visibility="private", **DB_EVENT).then(
+        draw_curve, card, [curve, reviews], **DB_EVENT
     )
-    draw.click(draw_curve, card, [curve, reviews], api_name="stats_curve")
+    draw.click(draw_curve, card, [curve, reviews], api_name="stats_curve", **DB_EVENT)
     compare.click(compare_models, None, comparison, api_name="stats_compare")

@@ -22,6 +22,7 @@ import gradio as gr
 from selfspec.adapter_objective import LOSSES
 from selfspec.search import OBJECTIVES
 from ui.context import AppContext
+from ui.queues import MODEL_EVENT
 from ui.tune_files import (
     adapter_choices,
     make_active,
@@ -114,14 +115,14 @@ def build(ctx: AppContext, tab: gr.Tab) -> None:
         [trials, objective, prompts, tokens],
         [search_log, search_plot],
         api_name="tune_search",
-        concurrency_id="model",
+        **MODEL_EVENT,
     ).then(lists, None, [files, adapters])
     train_btn.click(
         train,
         [exit_layer, steps, loss],
         [train_log, loss_plot, acceptance_plot],
         api_name="tune_train",
-        concurrency_id="model",
+        **MODEL_EVENT,
     ).then(lists, None, [files, adapters])
     search_cancel.click(stop, None, status, api_name="tune_cancel", concurrency_limit=None)
     train_cancel.click(stop, None, status, api_visibility="private", concurrency_limit=None)
