@@ -1,19 +1,28 @@
 """Scale-out check: PostgreSQL, two app processes and one worker, N users reviewing at once.
 
     python scripts/scale_check.py [--users 50] [--cards 20] [--think-ms 1000] \
-        [--app-jobs inline|off] [--out docs/scale/scale-check.json]
+        [--app-jobs inline|off] [--rating-client sse|gradio_client] \
+        [--out docs/scale/scale-check.json]
 
 Starts a throwaway PostgreSQL (``db.pg_local``, default durability), two ``app.py``
 processes (tiny model, test-user header) and one ``python -m study worker``, all on that
 database. Each simulated user, over the app's API (``gradio_client``), saves a job time
-in Settings, adds and edits a note, starts a review session and rates each of its cards
-(every tenth rating sent twice, like a double click), pausing ``--think-ms`` between
-requests; users alternate between the two app processes. Every user's job time is the
-same minute shortly ahead, so all three job runners (the apps too, with ``--app-jobs
-inline``) fire ``prepare-questions`` for every user at that trigger.
+in Settings and adds and edits a note; then, all together, ``--review-lead-s`` before
+the job trigger, starts a review session and rates each of its cards (every tenth rating
+sent twice, like a double click). Users alternate between the two app processes and
+pause before each request for ``--think-ms`` on average (drawn uniformly from half to
+one and a half times that, seeded: people do not click in step). Every user's job time
+is the same minute, so all three job runners (the apps too, with ``--app-jobs inline``)
+fire ``prepare-questions`` for every user while the reviews are under way.
 
-Reports throughput, p50/p95 latency of a rating, runs per (job instance, trigger)
-(must be 1), and lost or doubled reviews (must be 0), and writes them as JSON.
+A rating is timed from the request to its result. ``--rating-client sse`` (default)
+sends it the way the browser does: a POST to the queue and the answer read from the
+session's event stream as it arrives. ``gradio_client`` times ``Client.predict``, which
+adds its own cost: it polls for messages every 50 ms and opens a stream per call.
+
+Reports throughput, p50/p95 latency of a rating (also split into ratings made while
+``prepare-questions`` runs and the rest), runs per (job instance, trigger) (must be 1),
+and lost or doubled reviews (must be 0), and writes them as JSON.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -42,6 +52,7 @@ from db.pg_local import LocalPostgres  # noqa: E402
 from ui.users import TEST_USER_HEADER  # noqa: E402
 
 RATE_LABEL = "3 · Good"
+JOB_WAIT_S = 600  # longest wait for the trigger's job runs to finish
 
 
 def _free_port() -> int:
@@ -89,7 +100,8 @@ def start_processes(url: str, ports: list[int], app_jobs: str, log_dir: Path) ->
         deadline = time.monotonic() + 180
         while True:
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()["db_ok"]:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
+                if health["db_ok"] and health["model_loaded"]:  # the load is over
                     break
             except (httpx.HTTPError, ValueError):
                 pass
@@ -100,36 +112,108 @@ def start_processes(url: str, ports: list[int], app_jobs: str, log_dir: Path) ->
 
 
 def connect(index: int, base: str) -> Client:
-    """User ``index``'s API client (made before the timed part: it fetches the config)."""
-    return Client(base, headers={TEST_USER_HEADER: f"user{index:02d}"}, verbose=False)
+    """User ``index``'s API client (made before the timed part: it fetches the config,
+    slow on a busy machine, hence the timeout)."""
+    headers = {TEST_USER_HEADER: f"user{index:02d}"}
+    return Client(base, headers=headers, verbose=False, httpx_kwargs={"timeout": 120})
 
 
-def drive_user(client: Client, job_time: str, cards: int, think: float) -> dict:
-    """One user's session; returns rating latencies and what the client saw."""
-    seen = {"latencies": [], "recorded": 0, "duplicates_seen": 0, "errors": []}
+def sse_call(client: Client, http: httpx.Client, api_name: str, data: list) -> tuple:
+    """Call ``api_name`` as the browser does, in ``client``'s session (which holds the
+    review on the server): join the queue, then read the session's event stream until
+    the event's result. ``data`` holds None for a State input; the State's slot is
+    dropped from the result, as ``Client.predict`` does."""
+    joined = http.post("gradio_api/queue/join", json={
+        "data": data, "fn_index": client._infer_fn_index(api_name, None), "event_data": None,
+        "session_hash": client.session_hash, "trigger_id": None})  # fmt: skip
+    joined.raise_for_status()
+    event_id = joined.json()["event_id"]
+    params = {"session_hash": client.session_hash}
+    with http.stream("GET", "gradio_api/queue/data", params=params) as stream:
+        for line in stream.iter_lines():
+            message = json.loads(line[5:]) if line.startswith("data:") else {}
+            if message.get("event_id") == event_id and message["msg"] == "process_completed":
+                if not message.get("success"):
+                    raise RuntimeError(f"{api_name} failed: {message.get('output')}")
+                return tuple(message["output"]["data"][1:])
+    raise RuntimeError(f"the event stream ended without the result of {api_name}")
+
+
+def prepare_user(client: Client, job_time: str, think: float) -> list[str]:
+    """A user's untimed steps: save the job time in Settings, add a note and edit it."""
     try:
-        assert (
-            client.predict("ebbinghaus", 0.9, 20, job_time, api_name="/save_settings") == "Saved."
-        )
+        saved = client.predict("ebbinghaus", 0.9, 20, job_time, api_name="/save_settings")
+        assert saved == "Saved.", saved
         note_id, *_ = client.predict(None, "My note", "first text", "", "", "", "",
                                      api_name="/notes_save")  # fmt: skip
         time.sleep(think)
         client.predict(note_id, "My note", "edited text", "", "t", "", "",
                        api_name="/notes_save")  # fmt: skip
-        key, *_ = client.predict(api_name="/review_start")
+    except Exception as error:  # noqa: BLE001 - reported in the summary
+        return [f"{type(error).__name__}: {error}"]
+    return []
+
+
+def review_user(client: Client, cards: int, think: float, seed: int, rating_client: str) -> dict:
+    """A user's review session; returns each rating's start time and latency, and what
+    the client saw."""
+    seen = {"ratings": [], "recorded": 0, "duplicates_seen": 0, "errors": []}
+    pause = random.Random(seed)
+    http = httpx.Client(base_url=client.src, headers=client.headers, timeout=300)
+
+    def call(api_name: str, *data: str | None) -> tuple:
+        if rating_client == "sse":
+            return sse_call(client, http, api_name, [*data, None] if data else [])  # State last
+        return client.predict(*data, api_name=api_name)
+
+    def rate(key: str) -> tuple:
+        return call("/review_rate", RATE_LABEL, key)
+
+    try:
+        key, *_ = call("/review_start")
         for number in range(cards):
-            time.sleep(think)
-            started = time.perf_counter()
-            result = client.predict(RATE_LABEL, key, api_name="/review_rate")
-            seen["latencies"].append(time.perf_counter() - started)
+            time.sleep(think * pause.uniform(0.5, 1.5))
+            at, started = time.time(), time.perf_counter()
+            result = rate(key)
+            seen["ratings"].append((at, time.perf_counter() - started))
             seen["recorded"] += "Recorded" in result[-1]
             if number % 10 == 9:  # a double click on the same card: must count once
-                again = client.predict(RATE_LABEL, key, api_name="/review_rate")
+                again = rate(key)
                 seen["duplicates_seen"] += "already recorded" in again[-1]
             key = result[0]
     except Exception as error:  # noqa: BLE001 - reported in the summary
         seen["errors"].append(f"{type(error).__name__}: {error}")
+    finally:
+        http.close()
     return seen
+
+
+def wait_for_runs(url: str, trigger: datetime, expected: int) -> None:
+    """Until the trigger's job runs have all started and finished (or JOB_WAIT_S)."""
+    db = init_db(url, upgrade=False)
+    deadline = time.monotonic() + JOB_WAIT_S
+    try:
+        while time.monotonic() < deadline:
+            with db.read() as session:
+                finished = session.scalar(
+                    select(func.count()).select_from(JobRun)
+                    .where(JobRun.trigger_at == trigger, JobRun.finished_at.is_not(None))
+                )  # fmt: skip
+            if finished >= expected:
+                return
+            time.sleep(2)
+    finally:
+        db.dispose()
+
+
+def latency_ms(latencies: list[float]) -> dict:
+    """p50 / p95 / max of ``latencies`` (seconds) in milliseconds."""
+    if not latencies:
+        return {"n": 0}
+    ordered = sorted(latencies)
+    return {"n": len(ordered), "p50_ms": round(1000 * statistics.median(ordered), 1),
+            "p95_ms": round(1000 * ordered[int(0.95 * (len(ordered) - 1))], 1),
+            "max_ms": round(1000 * ordered[-1], 1)}  # fmt: skip
 
 
 def database_figures(url: str, users: int, cards: int, trigger: datetime) -> dict:
@@ -149,6 +233,10 @@ def database_figures(url: str, users: int, cards: int, trigger: datetime) -> dic
             select(JobRun.error).where(JobRun.status == "failed").distinct()
         ).all()
         owners = session.execute(select(JobRun.owner, func.count()).group_by(JobRun.owner)).all()
+        window = session.execute(
+            select(func.min(JobRun.started_at), func.max(JobRun.finished_at))
+            .where(JobRun.trigger_at == trigger)
+        ).one()  # fmt: skip
     db.dispose()
     at_trigger = [r for r in runs if r[1] == trigger]
     return {
@@ -162,6 +250,7 @@ def database_figures(url: str, users: int, cards: int, trigger: datetime) -> dic
         "run_statuses": sorted({s for *_, s in runs}),
         "runs_by_owner": {o or "?": n for o, n in owners},
         "failed_run_errors": [e[:300] for e in errors],
+        "jobs_window": [t.isoformat() if t else None for t in window],
     }
 
 
@@ -171,6 +260,9 @@ def main() -> int:
     p.add_argument("--cards", type=int, default=20)
     p.add_argument("--think-ms", type=int, default=1000)
     p.add_argument("--app-jobs", choices=["inline", "off"], default="inline")
+    p.add_argument("--rating-client", choices=["sse", "gradio_client"], default="sse")
+    p.add_argument("--review-lead-s", type=int, default=10,
+                   help="start the reviews this long before the job trigger")  # fmt: skip
     p.add_argument("--out", type=Path, default=ROOT / "docs/scale/scale-check.json")
     args = p.parse_args()
     server = LocalPostgres.start(durable=True)
@@ -182,21 +274,26 @@ def main() -> int:
         log_dir = server.folder / "logs"
         log_dir.mkdir()
         procs = start_processes(url, ports, args.app_jobs, log_dir)
-        trigger = (utcnow() + timedelta(seconds=100)).replace(second=0, microsecond=0)
-        trigger += timedelta(minutes=1)
-        print(f"processes up; every user's job time is {trigger:%H:%M} UTC", flush=True)
         clients = [connect(i, f"http://127.0.0.1:{ports[i % 2]}/") for i in range(args.users)]
-        started = time.perf_counter()
+        # A minute ahead at least: the worker takes up a saved job time within 15 s.
+        trigger = (utcnow() + timedelta(seconds=60)).replace(second=0, microsecond=0)
+        trigger += timedelta(minutes=1)
+        print(f"clients connected; every user's job time is {trigger:%H:%M} UTC", flush=True)
+        think = args.think_ms / 1000
         with ThreadPoolExecutor(args.users) as pool:
+            setup_errors = [e for errors in pool.map(
+                lambda c: prepare_user(c, f"{trigger:%H:%M}", think), clients) for e in errors]  # fmt: skip
+            lead = (trigger - datetime.now(UTC)).total_seconds() - args.review_lead_s
+            print(f"settings saved; reviews start in {max(lead, 0):.0f} s", flush=True)
+            time.sleep(max(lead, 0))
+            started = time.perf_counter()
             results = list(pool.map(
-                lambda c: drive_user(c, f"{trigger:%H:%M}", args.cards, args.think_ms / 1000),
-                clients,
+                lambda i: review_user(clients[i], args.cards, think, i, args.rating_client),
+                range(args.users),
             ))  # fmt: skip
         elapsed = time.perf_counter() - started
-        wait = (trigger - datetime.now(UTC)).total_seconds() + 30
-        if wait > 0:
-            print(f"waiting {wait:.0f} s for the job trigger", flush=True)
-            time.sleep(wait)
+        print("reviews done; waiting for the job runs", flush=True)
+        wait_for_runs(url, trigger, args.users)
         figures = database_figures(url, args.users, args.cards, trigger)
     finally:
         for proc in procs:
@@ -208,22 +305,34 @@ def main() -> int:
                 proc.kill()  # a job still generating questions holds the exit
                 proc.wait(30)
         server.stop()
-    latencies = sorted(t for r in results for t in r["latencies"])
+    ratings = [rating for r in results for rating in r["ratings"]]
+    first, last = (datetime.fromisoformat(t).timestamp() if t else None
+                   for t in figures["jobs_window"])  # fmt: skip
+
+    def while_jobs_ran(at: float, seconds: float) -> bool:
+        return first is not None and at + seconds >= first and (last is None or at <= last)
+
+    latencies = latency_ms([s for _, s in ratings])
     recorded = sum(r["recorded"] for r in results)
     report = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-        "settings": vars(args) | {"out": str(args.out), "postgresql": "durable (fsync on)"},
-        "ratings": len(latencies),
-        "ratings_per_s": round(len(latencies) / elapsed, 1),
+        "settings": vars(args)
+        | {
+            "out": str(args.out),
+            "postgresql": "durable (fsync on)",
+            "think": "uniform 0.5-1.5 x think_ms, seeded per user",
+        },
+        "ratings": len(ratings),
+        "ratings_per_s": round(len(ratings) / elapsed, 1),
         "elapsed_s": round(elapsed, 1),
-        "rating_p50_ms": round(1000 * statistics.median(latencies), 1) if latencies else None,
-        "rating_p95_ms": round(1000 * latencies[int(0.95 * (len(latencies) - 1))], 1)
-        if latencies
-        else None,
-        "rating_max_ms": round(1000 * latencies[-1], 1) if latencies else None,
+        "rating_p50_ms": latencies.get("p50_ms"),
+        "rating_p95_ms": latencies.get("p95_ms"),
+        "rating_max_ms": latencies.get("max_ms"),
+        "ratings_while_jobs_ran": latency_ms([s for at, s in ratings if while_jobs_ran(at, s)]),
+        "ratings_otherwise": latency_ms([s for at, s in ratings if not while_jobs_ran(at, s)]),
         "recorded_seen_by_clients": recorded,
         "double_clicks_counted_once": sum(r["duplicates_seen"] for r in results),
-        "errors": [e for r in results for e in r["errors"]],
+        "errors": setup_errors + [e for r in results for e in r["errors"]],
         "lost_reviews": recorded - figures["reviews_stored"]
         if recorded >= figures["reviews_stored"]
         else 0,
