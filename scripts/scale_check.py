@@ -21,7 +21,8 @@ session's event stream as it arrives. ``gradio_client`` times ``Client.predict``
 adds its own cost: it polls for messages every 50 ms and opens a stream per call.
 
 Reports throughput, p50/p95 latency of a rating (also split into ratings made while
-``prepare-questions`` runs and the rest), runs per (job instance, trigger) (must be 1),
+``prepare-questions`` runs and the rest), the CPU time per rating of each part and the
+load average (the machine may be shared), runs per (job instance, trigger) (must be 1),
 and lost or doubled reviews (must be 0), and writes them as JSON.
 """
 
@@ -109,6 +110,38 @@ def start_processes(url: str, ports: list[int], app_jobs: str, log_dir: Path) ->
                 raise RuntimeError(f"app on port {port} did not start; see {log_dir}")
             time.sleep(0.5)
     return procs
+
+
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """CPU time (user + system) of process ``pid`` so far, from Linux's /proc; with
+    ``children``, also that of its live and reaped children (PostgreSQL's backends)."""
+
+    def ticks(one: int, reaped: bool) -> int:
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended meanwhile
+            return 0
+        return sum(int(f) for f in fields[11 : 15 if reaped else 13])  # utime stime [cu cs]
+
+    total = ticks(pid, children)
+    if children:
+        for entry in Path("/proc").iterdir():
+            stat = entry / "stat"
+            if entry.name.isdigit() and stat.exists():
+                try:
+                    parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                total += ticks(int(entry.name), False) if parent == pid else 0
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_now(procs: list, postgres: int) -> dict[str, float]:
+    """CPU seconds so far of the apps, the worker, PostgreSQL and this load generator."""
+    *apps, worker = procs
+    return {"apps": sum(cpu_seconds(p.pid) for p in apps), "worker": cpu_seconds(worker.pid),
+            "postgresql": cpu_seconds(postgres, children=True),
+            "load_generator": sum(os.times()[:2])}  # fmt: skip
 
 
 def connect(index: int, base: str) -> Client:
@@ -286,12 +319,15 @@ def main() -> int:
             lead = (trigger - datetime.now(UTC)).total_seconds() - args.review_lead_s
             print(f"settings saved; reviews start in {max(lead, 0):.0f} s", flush=True)
             time.sleep(max(lead, 0))
-            started = time.perf_counter()
+            postgres = int((server.data / "postmaster.pid").read_text().split()[0])
+            cpu_before, started = cpu_now(procs, postgres), time.perf_counter()
             results = list(pool.map(
                 lambda i: review_user(clients[i], args.cards, think, i, args.rating_client),
                 range(args.users),
             ))  # fmt: skip
         elapsed = time.perf_counter() - started
+        cpu = {k: v - cpu_before[k] for k, v in cpu_now(procs, postgres).items()}
+        load = os.getloadavg()[0]  # the machine is shared: say how busy it was
         print("reviews done; waiting for the job runs", flush=True)
         wait_for_runs(url, trigger, args.users)
         figures = database_figures(url, args.users, args.cards, trigger)
@@ -325,6 +361,10 @@ def main() -> int:
         "ratings": len(ratings),
         "ratings_per_s": round(len(ratings) / elapsed, 1),
         "elapsed_s": round(elapsed, 1),
+        "load_average_1min_after_reviews": round(load, 2),
+        "cpu_ms_per_rating_during_reviews": {
+            k: round(1000 * v / max(len(ratings), 1), 1) for k, v in cpu.items()
+        },
         "rating_p50_ms": latencies.get("p50_ms"),
         "rating_p95_ms": latencies.get("p95_ms"),
         "rating_max_ms": latencies.get("max_ms"),
