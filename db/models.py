@@ -177,7 +177,8 @@ class UserSettings(Base):
     user_id: Mapped[int] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
     )
-    memory_model: Mapped[str] = mapped_column(String(50), default="ebbinghaus")
+    memory_model: Mapped[str] = mapped_column(String(50), default="auto")
+    """A scheduling model's name, or ``auto``: the user's reviews choose (``chosen_model``)."""
     desired_retention: Mapped[float] = mapped_column(Float, default=0.9)
     daily_new_limit: Mapped[int] = mapped_column(Integer, default=20)
     maximum_interval_days: Mapped[int] = mapped_column(Integer, default=36500)
@@ -186,7 +187,11 @@ class UserSettings(Base):
     fitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     fitted_review_count: Mapped[int] = mapped_column(Integer, default=0)
     fit_reasons: Mapped[dict[str, str] | None] = mapped_column(JSON, default=dict)
-    """Per model, why its parameters are the defaults or a fit (the last refit's verdict)."""
+    """Per model, why its parameters are the defaults or a fit (the last refit's verdict);
+    under ``auto`` the key ``auto`` says why ``chosen_model`` schedules."""
+    chosen_model: Mapped[str | None] = mapped_column(String(50))
+    """Under ``memory_model = 'auto'``, the model the last refit's evidence chose; NULL:
+    no refit has compared the models yet (the default model schedules)."""
     quiz_model: Mapped[str | None] = mapped_column(String(300))
     """The model that writes this user's cards; NULL: the best installed (``study.quiz_model``)."""
 

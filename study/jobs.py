@@ -36,7 +36,7 @@ from study.errors import UnknownJobError
 from study.job_runs import DEFAULT_LEASE, claim, finish, holding_lease
 from study.quiz_model import load_writer, operator_model, writer_for_setting
 from study.quiz_service import Complete, QuizRunStatus, generate_for_note
-from study.settings import kept_review_count, read_settings, refit_parameters
+from study.settings import kept_review_count, read_settings, refit_user
 
 __all__ = [
     "JobName",
@@ -243,7 +243,7 @@ def refit_memory(
                 if kept_review_count(session, user_id) - fitted >= min_new_reviews:
                     due.append(user_id)
         for user_id in due:
-            refit_parameters(db, user_id)
+            refit_user(db, user_id)
         return {"users_checked": len(users), "users_refitted": due}
 
     return _guarded(JobName.REFIT_MEMORY, db_url, body, trigger_at=trigger_at, lease=lease)

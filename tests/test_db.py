@@ -147,7 +147,7 @@ def test_user_creation_gives_default_settings(db):
     assert db.write(lambda s: get_or_create_user(s, "carol").id) == user_id
     with db.read() as session:
         settings = session.get(UserSettings, user_id)
-        assert (settings.memory_model, settings.desired_retention) == ("ebbinghaus", 0.9)
+        assert (settings.memory_model, settings.desired_retention) == ("auto", 0.9)
     with pytest.raises(ValueError, match="empty"):
         db.write(lambda s: get_or_create_user(s, "  "))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import random
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -26,6 +25,7 @@ from study.memory import (
 )
 from study.memory.ebbinghaus import PARAM_NAMES, _Batch, fit_map, priors_from_fsrs6
 from study.memory.validation import fit_validated
+from tests.study_helpers import simulate_reviews
 
 T0 = datetime(2026, 2, 1, 8, 0, tzinfo=UTC)
 ALL_MODELS = [EbbinghausModel(), FSRS6Model(), SM2Model(), HLRModel()]
@@ -79,21 +79,7 @@ def test_ebbinghaus_stability_grows_on_success_and_shrinks_on_lapse():
 
 
 def _simulate(model, cards: int, seed: int) -> list[list[ReviewEvent]]:
-    """Review histories drawn from ``model``: recall happens with the predicted probability."""
-    rng = random.Random(seed)
-    histories = []
-    for _ in range(cards):
-        at = T0 + timedelta(hours=rng.uniform(0, 500))
-        first = Rating.AGAIN if rng.random() < 0.3 else Rating.GOOD
-        events = [ReviewEvent(at, first)]
-        state = model.review(None, first, at)
-        for _ in range(rng.randint(4, 10)):
-            at = at + timedelta(days=max(1.0, state.stability * rng.uniform(0.3, 3.0)))
-            rating = Rating.GOOD if rng.random() < model.recall(state, at) else Rating.AGAIN
-            events.append(ReviewEvent(at, rating))
-            state = model.review(state, rating, at)
-        histories.append(events)
-    return histories
+    return simulate_reviews(model, cards, seed, start=T0)
 
 
 def test_ebbinghaus_fit_recovers_simulated_parameters():

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from db import Review
 from study.memory import EbbinghausModel, Rating
-from study.settings import load_settings, refit_parameters
+from study.settings import load_settings, refit_parameters, update_settings
 from tests.study_helpers import T0, add_user_with_cards
 
 
@@ -37,6 +37,7 @@ def _settings(db, user: int):  # noqa: ANN001, ANN202
 
 def test_few_reviews_keep_the_defaults_and_say_why(db):
     user, cards = add_user_with_cards(db, "ann", 3)
+    update_settings(db, user, memory_model="ebbinghaus")
     _add_reviews(db, user, cards, days=5)
     decision = refit_parameters(db, user)
     assert not decision.adopted
@@ -48,6 +49,7 @@ def test_few_reviews_keep_the_defaults_and_say_why(db):
 
 def test_a_fit_that_predicts_later_reviews_better_is_adopted_and_explained(db):
     user, cards = add_user_with_cards(db, "bob", 40)
+    update_settings(db, user, memory_model="ebbinghaus")
     _add_reviews(db, user, cards, days=20)
     decision = refit_parameters(db, user)
     settings = _settings(db, user)

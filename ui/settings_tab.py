@@ -17,7 +17,11 @@ from ui.queues import DB_EVENT
 
 __all__ = ["build"]
 
-MODELS = [("Ebbinghaus (fitted exponential)", "ebbinghaus"), ("FSRS-6", "fsrs6")]
+MODELS = [
+    ("Auto: your own reviews choose (Ebbinghaus until they can)", "auto"),
+    ("Ebbinghaus (mixture of exponentials)", "ebbinghaus"),
+    ("FSRS-6 (power curve)", "fsrs6"),
+]
 
 
 def build(ctx: AppContext) -> tuple[Callable, tuple]:
@@ -26,7 +30,8 @@ def build(ctx: AppContext) -> tuple[Callable, tuple]:
         "**Start here:** how your reviews are scheduled. Save checks every value; an "
         "invalid one is named and nothing is saved."
     )
-    memory_model = gr.Radio(MODELS, label="Memory model", value="ebbinghaus")
+    memory_model = gr.Radio(MODELS, label="Memory model", value="auto")
+    scheduler = gr.Markdown(elem_id="settings-scheduler")
     retention = gr.Slider(
         0.7, 0.97, value=0.9, step=0.01, label="Desired retention", elem_id="settings-retention"
     )
@@ -49,15 +54,22 @@ def build(ctx: AppContext) -> tuple[Callable, tuple]:
     def load(request: gr.Request, profile: gr.OAuthProfile | None) -> tuple:
         uid = ctx.signed_in_user(request, profile)
         if uid is None:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return (gr.skip(),) * 6
         now = read_settings(ctx.db, uid)
         return (
-            now.model.name,
+            now.memory_model,
             now.policy.desired_retention,
             now.daily_new_limit,
             now.daily_job_time,
             now.quiz_model,
+            scheduled_by(request, profile),
         )
+
+    def scheduled_by(request: gr.Request, profile: gr.OAuthProfile | None) -> str:
+        uid = ctx.signed_in_user(request, profile)
+        if uid is None:
+            return ""
+        return f"_Your cards are scheduled by {read_settings(ctx.db, uid).describe()}_"
 
     def store(
         model: str,
@@ -86,5 +98,7 @@ def build(ctx: AppContext) -> tuple[Callable, tuple]:
         return "Saved."
 
     fields = (memory_model, retention, new_limit, job_time, quiz_model)
-    save.click(store, list(fields), message, api_name="save_settings", **DB_EVENT)
-    return load, fields
+    save.click(store, list(fields), message, api_name="save_settings", **DB_EVENT).then(
+        scheduled_by, None, scheduler, api_visibility="private", **DB_EVENT
+    )
+    return load, (*fields, scheduler)

@@ -22,6 +22,7 @@ from study.memory.fsrs6 import FSRS6Model
 
 __all__ = [
     "MODELS",
+    "MODEL_LABELS",
     "SCHEDULING_MODELS",
     "CardHistory",
     "EbbinghausModel",
@@ -42,6 +43,9 @@ MODELS: dict[str, type[MemoryModel]] = {
 }
 SCHEDULING_MODELS = ("ebbinghaus", "fsrs6")
 """Models a user may schedule with; the baselines exist only for comparison."""
+
+MODEL_LABELS = {"ebbinghaus": "Ebbinghaus", "fsrs6": "FSRS-6"}
+"""How the scheduling models are named to the user (Review, Settings, fit verdicts)."""
 
 
 def get_model(name: str, params: Sequence[float] | None = None) -> MemoryModel:
