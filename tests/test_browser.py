@@ -226,6 +226,9 @@ def test_settings_refuses_a_negative_limit_with_a_message_and_saves_nothing(
 ) -> None:
     page = open_page(browser, served, "settings-user")
     open_tab(page, "Settings")
+    scheduler = page.locator("#settings-scheduler")
+    expect(scheduler).to_contain_text("scheduled by Ebbinghaus")
+    expect(scheduler).to_contain_text("chosen by your reviews (auto)")
     limit = page.get_by_label("New cards per day")
     limit.fill("12")
     page.get_by_role("button", name="Save", exact=True).click()
