@@ -13,23 +13,22 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from study.cards_service import delete_card, edit_card, list_cards
+from study.cards_service import delete_card, edit_card
 from study.errors import DuplicateNotesError, StudyError
 from study.export_service import ExportFormat, export_user_data
 from study.markdown_import import MARKDOWN_SUFFIXES
 from study.note_import import OnDuplicate, import_markdown
-from study.notes_service import add_note, delete_note, edit_note, get_note, list_notes
+from study.notes_service import add_note, delete_note, edit_note, get_note
 from study.quiz_service import iter_generate_for_note
 from study.settings import read_settings
 from ui import drafts
 from ui.context import AppContext
+from ui.notes_tables import CARD_COLUMNS, NOTE_COLUMNS, cards_frame, note_id_of, notes_frame
 from ui.queues import DB_EVENT, MODEL_EVENT
 
 __all__ = ["MAX_UPLOAD_BYTES", "build", "check_upload", "split_tags"]
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-NOTE_COLUMNS = ["id", "title", "tags", "cards", "updated"]
-CARD_COLUMNS = ["id", "kind", "question", "answer", "choices", "made by", "tokens/s", "due"]
 EXPORTS = {"Anki deck (.apkg)": (ExportFormat.APKG, "apkg"), "Cards (CSV)": (ExportFormat.CARDS_CSV, "csv"),
            "Reviews (CSV)": (ExportFormat.REVIEWS_CSV, "csv")}  # fmt: skip
 
@@ -51,33 +50,6 @@ def check_upload(path: str | None) -> str | None:
     if size > MAX_UPLOAD_BYTES:
         return f"'{file.name}' is {size / 2**20:.1f} MB; uploads are limited to 20 MB."
     return None
-
-
-def _notes_frame(ctx: AppContext, uid: int, search: str, tag: str) -> pd.DataFrame:
-    notes = list_notes(ctx.db, uid, search=search or None, tag=tag or None)
-    rows = [
-        [n.id, n.title, ", ".join(n.tags), n.card_count, f"{n.updated_at:%Y-%m-%d %H:%M}"]
-        for n in notes
-    ]
-    return pd.DataFrame(rows, columns=NOTE_COLUMNS)
-
-
-def _cards_frame(ctx: AppContext, uid: int, note_id: int | None) -> pd.DataFrame:
-    if not note_id:
-        return pd.DataFrame(columns=CARD_COLUMNS)
-    rows = [
-        [c.id, c.kind.value, c.question, c.answer, " | ".join(c.choices), f"{c.gen_method or ''} {c.gen_model or ''}".strip(),
-         None if c.gen_tokens_per_s is None else round(c.gen_tokens_per_s, 1), f"{c.due:%Y-%m-%d}" if c.due else "new"]
-        for c in list_cards(ctx.db, uid, note_id)
-    ]  # fmt: skip
-    return pd.DataFrame(rows, columns=CARD_COLUMNS)
-
-
-def _note_id(value: str | float | int | None) -> int | None:
-    """The id in the note-id field (text on the page, a number from the API), or None for
-    empty or anything that is not a whole number."""
-    text = "" if value is None else str(value).strip().removesuffix(".0")
-    return int(text) if text.isdigit() and int(text) > 0 else None
 
 
 def build(ctx: AppContext, demo: gr.Blocks) -> None:
@@ -148,8 +120,8 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         (card_q, card_a, card_choices),
         message,
         cards,
-        _note_id,
-        lambda uid, nid: _cards_frame(ctx, uid, nid),
+        note_id_of,
+        lambda uid, nid: cards_frame(ctx, uid, nid),
     )
     draft_widgets = [panel.choices, panel.why]
 
@@ -162,7 +134,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         return (
             pd.DataFrame(columns=NOTE_COLUMNS)
             if uid is None
-            else _notes_frame(ctx, uid, search_text, tag_text)
+            else notes_frame(ctx, uid, search_text, tag_text)
         )
 
     def pick(
@@ -180,21 +152,21 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             return (*[gr.skip()] * 5, str(exc), gr.skip(), gr.skip())
         # The generate status belonged to the previous note: cleared.
         return (note.id, note.title, note.body, note.source or "", ", ".join(note.tags), "",
-                _cards_frame(ctx, uid, note.id), "")  # fmt: skip
+                cards_frame(ctx, uid, note.id), "")  # fmt: skip
 
     def store(nid: str | None, t: str, b: str, s: str, tg: str, search_text: str, tag_text: str,
               request: gr.Request, profile: gr.OAuthProfile | None) -> tuple:  # fmt: skip
         uid = ctx.user(request, profile)
-        if str(nid or "").strip() and not _note_id(nid):
+        if str(nid or "").strip() and not note_id_of(nid):
             problem = f"'{nid}' is not a note id: leave the id empty to add a new note."
             gr.Warning(problem)
             return gr.skip(), f"Not saved: {problem}", gr.skip()
         try:
-            if _note_id(nid):
+            if note_id_of(nid):
                 note = edit_note(
                     ctx.db,
                     uid,
-                    _note_id(nid),
+                    note_id_of(nid),
                     title=t,
                     body=b,
                     source=s or None,
@@ -207,28 +179,28 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         except StudyError as exc:
             gr.Warning(str(exc))
             return gr.skip(), f"Not saved: {exc}", gr.skip()
-        return note.id, said, _notes_frame(ctx, uid, search_text, tag_text)
+        return note.id, said, notes_frame(ctx, uid, search_text, tag_text)
 
     def blank() -> tuple:
         return "", "", "", "", "", "", pd.DataFrame(columns=CARD_COLUMNS), ""
 
     def ask_delete(nid: str | None) -> tuple:
-        if not _note_id(nid):
+        if not note_id_of(nid):
             return gr.update(visible=False), "Pick a note first."
         return gr.update(
             visible=True
-        ), f"Delete note {_note_id(nid)} and all its cards? Click the red button to confirm."
+        ), f"Delete note {note_id_of(nid)} and all its cards? Click the red button to confirm."
 
     def really_delete(nid: str | None, search_text: str, tag_text: str, request: gr.Request,
                       profile: gr.OAuthProfile | None) -> tuple:  # fmt: skip
         uid = ctx.user(request, profile)
         try:
-            delete_note(ctx.db, uid, _note_id(nid) or 0)
+            delete_note(ctx.db, uid, note_id_of(nid) or 0)
         except StudyError as exc:
             gr.Warning(str(exc))
             return (*[gr.skip()] * 5, gr.update(visible=False), f"Not deleted: {exc}", gr.skip())
-        return (*blank()[:5], gr.update(visible=False), f"Deleted note {_note_id(nid)}.",
-                _notes_frame(ctx, uid, search_text, tag_text))  # fmt: skip
+        return (*blank()[:5], gr.update(visible=False), f"Deleted note {note_id_of(nid)}.",
+                notes_frame(ctx, uid, search_text, tag_text))  # fmt: skip
 
     def do_import(
         path: str | None,
@@ -253,7 +225,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         except StudyError as exc:
             gr.Warning(str(exc))
             return f"Nothing imported: {exc}", gr.skip(), hidden
-        return result.summary(), _notes_frame(ctx, uid, "", ""), hidden
+        return result.summary(), notes_frame(ctx, uid, "", ""), hidden
 
     def import_asking(
         path: str | None, request: gr.Request, profile: gr.OAuthProfile | None
@@ -274,7 +246,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         nid: str | None, request: gr.Request, profile: gr.OAuthProfile | None
     ) -> Iterator[tuple]:
         uid = ctx.user(request, profile)
-        if not _note_id(nid):
+        if not note_id_of(nid):
             gr.Warning("Pick or save a note first.")
             yield "Pick or save a note first.", gr.skip()
             return
@@ -284,7 +256,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             lines.append(writer.notice)
         yield "\n\n".join(lines), gr.skip()
         try:
-            for progress in iter_generate_for_note(ctx.db, uid, _note_id(nid), writes):
+            for progress in iter_generate_for_note(ctx.db, uid, note_id_of(nid), writes):
                 lines.append(f"{progress.done}/{progress.total} · {progress.message}")
                 summary = progress.summary
                 if summary is not None:
@@ -311,7 +283,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             gr.Warning(str(exc))
             yield f"Not generated: {exc}", gr.skip()
             return
-        yield "\n\n".join(lines), _cards_frame(ctx, uid, _note_id(nid))
+        yield "\n\n".join(lines), cards_frame(ctx, uid, note_id_of(nid))
 
     def do_export(kind: str, request: gr.Request, profile: gr.OAuthProfile | None) -> tuple:
         uid = ctx.user(request, profile)
@@ -339,23 +311,23 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
         options = [line for line in (ch or "").splitlines() if line.strip()]
         try:
             edit_card(
-                ctx.db, uid, _note_id(cid) or 0, question=q, answer=a, choices=options or None
+                ctx.db, uid, note_id_of(cid) or 0, question=q, answer=a, choices=options or None
             )
         except StudyError as exc:
             gr.Warning(str(exc))
             return f"Card not saved: {exc}", gr.skip()
-        return f"Saved card {_note_id(cid)}.", _cards_frame(ctx, uid, _note_id(nid))
+        return f"Saved card {note_id_of(cid)}.", cards_frame(ctx, uid, note_id_of(nid))
 
     def remove_card(
         cid: float | None, nid: str | None, request: gr.Request, profile: gr.OAuthProfile | None
     ) -> tuple:
         uid = ctx.user(request, profile)
         try:
-            delete_card(ctx.db, uid, _note_id(cid) or 0)
+            delete_card(ctx.db, uid, note_id_of(cid) or 0)
         except StudyError as exc:
             gr.Warning(str(exc))
             return f"Card not deleted: {exc}", gr.skip()
-        return f"Deleted card {_note_id(cid)}.", _cards_frame(ctx, uid, _note_id(nid))
+        return f"Deleted card {note_id_of(cid)}.", cards_frame(ctx, uid, note_id_of(nid))
 
     listing = [search, tag]
     refresh.click(show, listing, notes, api_name="notes_list", **DB_EVENT)
