@@ -93,14 +93,27 @@ def test_float32_remainders_and_threads_keep_the_sums(k):
     torch.testing.assert_close(one.double(), x.double() @ w.data.double().T, rtol=1e-5, atol=1e-5)
 
 
+def odd_widths_engine():
+    """A Llama whose widths leave remainders everywhere: head size 12 (attention's dot
+    products and weighted sums end in a scalar tail), an MLP of 100 (SiLU's last four
+    elements go through the padded lanes), three query heads per key-value head."""
+    from selfspec.hf_import import engine_from_hf
+    from selfspec.random_models import random_config, seeded_model
+
+    config = random_config("tiny-llama")
+    config.hidden_size, config.intermediate_size, config.head_dim = 72, 100, 12
+    config.num_attention_heads, config.num_key_value_heads = 6, 2
+    return engine_from_hf(seeded_model(config, torch.float32).eval().requires_grad_(False))
+
+
 @needs_native
-def test_a_layer_row_is_the_same_alone_or_in_a_block():
+@pytest.mark.parametrize("model", ["tiny-mistral", "odd widths"])
+def test_a_layer_row_is_the_same_alone_or_in_a_block(model):
     """A decoder layer over 7 rows equals 7 one-row calls, bit for bit (attention over
     a cache whose length changes, norms, rotary, MLP), with both thread counts."""
     from tests.model_helpers import tiny
 
-    lm = tiny("tiny-mistral", "float32")
-    eng = lm.engine
+    eng = odd_widths_engine() if model == "odd widths" else tiny("tiny-mistral", "float32").engine
     h = torch.randn(1, 30, eng.cfg.dim)
     with torch.inference_mode():
         block = eng.run_layers(h, eng.new_cache(40), 0)

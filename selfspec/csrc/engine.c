@@ -9,8 +9,9 @@
  * alone or verified among drafts. That is what makes every speculative method exactly
  * lossless, not merely within a tolerance. So: products sum over k in one fixed order
  * (8 lanes x 2 accumulators, then a fixed reduction); norms and attention reduce per row
- * in a fixed order; element-wise maths (exp, tanh) is scalar libm, never a vector path
- * chosen by how many elements happen to be left over; threads split outputs, never sums.
+ * in a fixed order; element-wise maths (exp, tanh) gives an element the same result
+ * wherever it sits: eight-lane code pads a row's tail rather than switching to a scalar
+ * path for the elements left over; threads split outputs, never sums.
  *
  * Few bytes. Decoding reads every weight once per step, so speed is bytes read. Weights
  * stay as the file's blocks and are dequantized into a small float buffer, row by row for
@@ -107,15 +108,18 @@ static void* thread_buffer(int slot, long bytes);
  * A pass goes over the columns in tiles of PASS_TILE, so that its input rows' tile stays
  * in L1 while every weight row goes by (over all K, six rows of a wide layer's input
  * would be read from L2 for every weight row). */
-#define PASS_TILE 512
+#define PASS_TILE 640
 static void rows_pass(const float* x, long M, long K, const float* W, long ldw, long nrows,
                       const float* bias, float* y, long ldy) {
     const long passes = (M + MAX_PASS_ROWS - 1) / MAX_PASS_ROWS;
-    __m256* acc = K > PASS_TILE ? thread_buffer(1, nrows * 2 * MAX_PASS_ROWS * sizeof(__m256)) : 0;
+    /* Tiles of near-equal width (a multiple of 16): 576 columns are one tile, not 512 + 64. */
+    const long tiles = (K + PASS_TILE - 1) / PASS_TILE;
+    const long tile = ((K + tiles - 1) / tiles + 15) & ~15L;
+    __m256* acc = tiles > 1 ? thread_buffer(1, nrows * 2 * MAX_PASS_ROWS * sizeof(__m256)) : 0;
     for (long m = 0, p = 0; m < M; p++) {
         const long r = (M - m + passes - p - 1) / (passes - p);
-        for (long k0 = 0; k0 < K; k0 += PASS_TILE) {
-            const long k1 = k0 + PASS_TILE < K ? k0 + PASS_TILE : K;
+        for (long k0 = 0; k0 < K; k0 += tile) {
+            const long k1 = k0 + tile < K ? k0 + tile : K;
             PASSES[r](x + m * K, K, W, ldw, nrows, bias, y + m * ldy, ldy, acc, k0, k1);
         }
         m += r;
@@ -389,10 +393,10 @@ typedef struct {
     float* y;
     const fused_fn* fused;
     long group; /* chunks per pool item */
+    long items; /* pool items of this matrix */
 } linear_task;
 
-static void linear_chunk(void* arg, long c) {
-    const linear_task* t = (const linear_task*)arg;
+static void linear_chunk(const linear_task* t, long c) {
     const ss_weight* w = t->w;
     const long K = w->k, N = w->n, M = t->M;
     const long n0 = c * t->chunk, rows = n0 + t->chunk < N ? t->chunk : N - n0;
@@ -410,32 +414,61 @@ static void linear_chunk(void* arg, long c) {
     }
 }
 
-static void linear_item(void* arg, long item) {
-    const linear_task* t = (const linear_task*)arg;
+/* Several products over one input, run as one parallel loop (a layer's q, k and v, or
+ * its gate and up): one wake-up of the pool instead of several, and no thread idles at
+ * the end of a small matrix while the other finishes it. */
+#define MAX_LINEAR_SET 3
+typedef struct {
+    linear_task t[MAX_LINEAR_SET];
+    int count;
+} linear_set;
+
+static void linear_set_item(void* arg, long item) {
+    const linear_set* set = (const linear_set*)arg;
+    int i = 0;
+    while (item >= set->t[i].items) item -= set->t[i++].items;
+    const linear_task* t = &set->t[i];
     const long nchunks = (t->w->n + t->chunk - 1) / t->chunk;
     const long end = (item + 1) * t->group < nchunks ? (item + 1) * t->group : nchunks;
-    for (long c = item * t->group; c < end; c++) linear_chunk(arg, c);
+    for (long c = item * t->group; c < end; c++) linear_chunk(t, c);
 }
 
-/* y[M, N] = x[M, K] W^T (+ bias): the weight's rows are shared out among threads in
- * chunks; each chunk is dequantized once into the thread's buffer (F32 weights are read
- * in place, the commonest block formats in registers) and every input row is run against
- * it. */
-void ss_linear(const float* x, long M, const ss_weight* w, const float* bias, float* y,
-               int threads) {
-    const long K = w->k, N = w->n;
-    const long budget = M <= MAX_PASS_ROWS ? SMALL_BUFFER : LARGE_BUFFER;
-    long chunk = budget / K;
-    if (chunk < 1) chunk = 1;
-    if (w->type == SS_F32 && chunk < 16) chunk = 16;
-    const fused_fn* fused = M <= MAX_FUSED_ROWS ? fused_for(w->type) : 0;
-    if (fused) chunk = 16;
+/* y_i[M, N_i] = x[M, K] W_i^T (+ bias_i) for i < count: each weight's rows are shared out
+ * among threads in chunks; each chunk is dequantized once into the thread's buffer (F32
+ * weights are read in place, the commonest block formats in registers) and every input
+ * row is run against it. */
+static void linear_many(const float* x, long M, int count, const ss_weight* const* ws,
+                        const float* const* biases, float* const* ys, int threads) {
+    linear_set set = {.count = count};
+    long total = 0;
+    for (int i = 0; i < count; i++) {
+        const ss_weight* w = ws[i];
+        const long budget = M <= MAX_PASS_ROWS ? SMALL_BUFFER : LARGE_BUFFER;
+        long chunk = budget / w->k;
+        if (chunk < 1) chunk = 1;
+        if (w->type == SS_F32 && chunk < 16) chunk = 16;
+        const fused_fn* fused = M <= MAX_FUSED_ROWS ? fused_for(w->type) : 0;
+        if (fused) chunk = 16;
+        set.t[i] = (linear_task){x, M, chunk, w, biases[i], ys[i], fused, 1, 0};
+        total += (w->n + chunk - 1) / chunk;
+    }
     /* A few items per thread: each claim from the pool's shared counter costs a cache
      * line moving between cores, so an item holds several chunks of rows. */
-    const long nchunks = (N + chunk - 1) / chunk, per_item = threads > 1 ? 4 * threads : 1;
-    const long group = nchunks > per_item ? (nchunks + per_item - 1) / per_item : 1;
-    linear_task task = {x, M, chunk, w, bias, y, fused, group};
-    ss_parallel((nchunks + group - 1) / group, linear_item, &task, threads);
+    const long per_item = threads > 1 ? 4 * threads : 1;
+    const long group = total > per_item ? (total + per_item - 1) / per_item : 1;
+    long items = 0;
+    for (int i = 0; i < count; i++) {
+        const long nchunks = (ws[i]->n + set.t[i].chunk - 1) / set.t[i].chunk;
+        set.t[i].group = group;
+        set.t[i].items = (nchunks + group - 1) / group;
+        items += set.t[i].items;
+    }
+    ss_parallel(items, linear_set_item, &set, threads);
+}
+
+void ss_linear(const float* x, long M, const ss_weight* w, const float* bias, float* y,
+               int threads) {
+    linear_many(x, M, 1, &w, &bias, &y, threads);
 }
 
 /* Rows `ids` of a weight, dequantized (the embedding lookup), times `scale` when not 0. */
@@ -527,23 +560,24 @@ static inline void dot4(const float* q, const float* k, long D, float out[4]) {
     }
 }
 
-/* out[0..D-1] = sum_s w[s] v_s over n rows of values, in key order, eight vectors of
- * accumulators at a time. */
-static void weighted_sum(const float* w, const float* v, long n, long D, float* out) {
+/* out[0..D-1] += sum_s w[s] v_s over value rows s0..s1-1, in key order, eight vectors of
+ * accumulators at a time; from s0 = 0, out starts at zero. Carrying out between key
+ * ranges adds in the same order as one pass over all keys. */
+static void weighted_sum_part(const float* w, const float* v, long s0, long s1, long D, float* out) {
     const long D8 = D & ~7L;
     for (long d0 = 0; d0 < D8; d0 += 64) {
         const long nv = (D8 - d0) / 8 < 8 ? (D8 - d0) / 8 : 8;
         __m256 acc[8];
-        for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
+        for (int j = 0; j < 8; j++) acc[j] = s0 && j < nv ? _mm256_loadu_ps(out + d0 + 8 * j) : _mm256_setzero_ps();
         if (nv == 8) {
-            for (long s = 0; s < n; s++) {
+            for (long s = s0; s < s1; s++) {
                 const __m256 ws = _mm256_set1_ps(w[s]);
                 const float* vs = v + s * D + d0;
                 UNROLL for (int j = 0; j < 8; j++)
                     acc[j] = _mm256_fmadd_ps(ws, _mm256_loadu_ps(vs + 8 * j), acc[j]);
             }
         } else {
-            for (long s = 0; s < n; s++) {
+            for (long s = s0; s < s1; s++) {
                 const __m256 ws = _mm256_set1_ps(w[s]);
                 for (long j = 0; j < nv; j++)
                     acc[j] = _mm256_fmadd_ps(ws, _mm256_loadu_ps(v + s * D + d0 + 8 * j), acc[j]);
@@ -552,16 +586,17 @@ static void weighted_sum(const float* w, const float* v, long n, long D, float* 
         for (long j = 0; j < nv; j++) _mm256_storeu_ps(out + d0 + 8 * j, acc[j]);
     }
     for (long d = D8; d < D; d++) {
-        float a = 0.0f;
-        for (long s = 0; s < n; s++) a += w[s] * v[s * D + d];
+        float a = s0 ? out[d] : 0.0f;
+        for (long s = s0; s < s1; s++) a += w[s] * v[s * D + d];
         out[d] = a;
     }
 }
 
-/* e^x on eight lanes (x <= 0 here: scores minus their maximum), as Cephes' expf does it:
- * x = n ln2 + r with |r| <= ln2/2, e^r by a degree-6 polynomial (relative error about
- * 1e-7), then 2^n put into the exponent bits. Below -87 the result is clamped to about
- * 1.6e-38 (a normal float), which no softmax weight can tell from zero after the sum. */
+/* e^x on eight lanes for x <= 88 (softmax: scores minus their maximum; SiLU: -g capped),
+ * as Cephes' expf does it: x = n ln2 + r with |r| <= ln2/2, e^r by a degree-6 polynomial
+ * (relative error about 1e-7), then 2^n put into the exponent bits. Below -87 the result
+ * is clamped to about 1.6e-38 (a normal float), which neither a softmax weight nor
+ * 1 + e^-g can tell from zero. */
 static inline __m256 exp8(__m256 x) {
     x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
     const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
@@ -612,41 +647,83 @@ static void softmax_row(float* scores, long n) {
     for (long s = n8; s < n; s++) scores[s] *= inv;
 }
 
-/* Attention of one query row (position p) of one head over the cached keys: scores,
- * soft-cap, softmax and the weighted sum of values, each in one fixed order that does not
- * depend on how many query rows the call has. */
-static void attend_row(const ss_config* cfg, const float* q, const float* kc, const float* vc,
-                       long p, float* scores, float* out) {
+/* g <- SiLU(g) * u = g / (1 + e^-g) * u over a row, eight lanes at a time (a tail goes
+ * through a padded buffer, so every element meets the same arithmetic wherever it sits).
+ * e^-g is clamped to e^88 (still finite) for g < -88, where SiLU rounds to almost zero. */
+static void silu_mul_row(float* g, const float* u, long n) {
+    const __m256 one = _mm256_set1_ps(1.0f), cap = _mm256_set1_ps(88.0f);
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (long j = 0; j < n; j += 8) {
+        float gb[8] = {0}, ub[8] = {0};
+        const int full = j + 8 <= n;
+        if (!full) {
+            memcpy(gb, g + j, sizeof(float) * (n - j));
+            memcpy(ub, u + j, sizeof(float) * (n - j));
+        }
+        const __m256 gv = full ? _mm256_loadu_ps(g + j) : _mm256_loadu_ps(gb);
+        const __m256 uv = full ? _mm256_loadu_ps(u + j) : _mm256_loadu_ps(ub);
+        const __m256 e = exp8(_mm256_min_ps(_mm256_xor_ps(gv, sign), cap));
+        const __m256 r = _mm256_mul_ps(_mm256_div_ps(gv, _mm256_add_ps(one, e)), uv);
+        if (full) {
+            _mm256_storeu_ps(g + j, r);
+        } else {
+            _mm256_storeu_ps(gb, r);
+            memcpy(g + j, gb, sizeof(float) * (n - j));
+        }
+    }
+}
+
+/* Attention of one query row (position p) for G heads that share one key-value head
+ * (q and out [G, D] contiguous; scores [G, n]): each cached key and value is read once
+ * for all G heads, while every head's scores, softmax and weighted sum are computed in
+ * the same fixed order as for a head alone, whatever G, the number of query rows or the
+ * cache length. */
+#define VALUE_BLOCK 16 /* values that stay in L1 while every head of the group uses them */
+static void attend_heads(const ss_config* cfg, const float* q, long G, const float* kc,
+                         const float* vc, long p, float* scores, float* out) {
     const long D = cfg->head_dim;
     const long lo = cfg->window > 0 && p - cfg->window + 1 > 0 ? p - cfg->window + 1 : 0;
     const long n = p - lo + 1;
+    const float *k = kc + lo * D, *v = vc + lo * D;
     long s = 0;
-    for (; s + 4 <= n; s += 4) dot4(q, kc + (lo + s) * D, D, scores + s);
-    for (; s < n; s++) scores[s] = dot(q, kc + (lo + s) * D, D);
-    for (s = 0; s < n; s++) {
-        float v = scores[s] * cfg->query_scale;
-        if (cfg->attn_softcap > 0.0f) v = tanhf(v / cfg->attn_softcap) * cfg->attn_softcap;
-        scores[s] = v;
+    for (; s + 4 <= n; s += 4)
+        for (long j = 0; j < G; j++) dot4(q + j * D, k + s * D, D, scores + j * n + s);
+    for (; s < n; s++)
+        for (long j = 0; j < G; j++) scores[j * n + s] = dot(q + j * D, k + s * D, D);
+    for (long j = 0; j < G; j++) {
+        float* sj = scores + j * n;
+        for (s = 0; s < n; s++) {
+            float x = sj[s] * cfg->query_scale;
+            if (cfg->attn_softcap > 0.0f) x = tanhf(x / cfg->attn_softcap) * cfg->attn_softcap;
+            sj[s] = x;
+        }
+        softmax_row(sj, n);
     }
-    softmax_row(scores, n);
-    weighted_sum(scores, vc + lo * D, n, D, out);
+    for (long s0 = 0; s0 < n; s0 += VALUE_BLOCK) {
+        const long s1 = s0 + VALUE_BLOCK < n ? s0 + VALUE_BLOCK : n;
+        for (long j = 0; j < G; j++) weighted_sum_part(scores + j * n, v, s0, s1, D, out + j * D);
+    }
 }
 
-/* One (query row, head) item of a layer's attention. */
+/* One item of a layer's attention: a query row and `per` heads of one key-value group. */
 typedef struct {
     const ss_config* cfg;
     const float *q, *kc, *vc;
-    long S, pos;
+    long S, pos, parts; /* parts: items per (query row, key-value head) */
     float* out;
 } attention_task;
 
-static void attention_item(void* arg, long th) {
+static void attention_item(void* arg, long item) {
     const attention_task* a = (const attention_task*)arg;
-    const long D = a->cfg->head_dim, H = a->cfg->n_heads, groups = H / a->cfg->n_kv_heads;
-    const long t = th / H, hd = th % H, g = hd / groups;
-    float* scores = thread_buffer(0, (a->pos + t + 1) * (long)sizeof(float));
-    attend_row(a->cfg, a->q + (t * H + hd) * D, a->kc + g * a->S * D, a->vc + g * a->S * D,
-               a->pos + t, scores, a->out + (t * H + hd) * D);
+    const long D = a->cfg->head_dim, H = a->cfg->n_heads, Hkv = a->cfg->n_kv_heads;
+    const long groups = H / Hkv, per = (groups + a->parts - 1) / a->parts;
+    const long part = item % a->parts, g = item / a->parts % Hkv, t = item / a->parts / Hkv;
+    const long h0 = g * groups + part * per;
+    const long G = h0 + per <= (g + 1) * groups ? per : (g + 1) * groups - h0;
+    if (G <= 0) return;
+    float* scores = thread_buffer(0, G * (a->pos + t + 1) * (long)sizeof(float));
+    attend_heads(a->cfg, a->q + (t * H + h0) * D, G, a->kc + g * a->S * D, a->vc + g * a->S * D,
+                 a->pos + t, scores, a->out + (t * H + h0) * D);
 }
 
 static void residual_norm_add(const ss_config* cfg, float* h, const float* out, const float* post,
@@ -679,9 +756,8 @@ static int ss_layer(const ss_config* cfg, const ss_layer_weights* w, float* h, l
     if (!skip_attn) {
         float *q = big, *k = q + T * H * D, *v = k + T * Hkv * D;
         ss_rms_norm(h, T, C, w->attn_norm, cfg->eps, cfg->norm_offset, x);
-        ss_linear(x, T, &w->q, w->bq, q, threads);
-        ss_linear(x, T, &w->k, w->bk, k, threads);
-        ss_linear(x, T, &w->v, w->bv, v, threads);
+        const ss_weight* qkv[3] = {&w->q, &w->k, &w->v};
+        linear_many(x, T, 3, qkv, (const float* const[3]){w->bq, w->bk, w->bv}, (float* const[3]){q, k, v}, threads);
         for (long t = 0; t < T; t++) {
             const float *c = cos + (pos + t) * D, *s = sin + (pos + t) * D;
             if (w->q_norm) ss_rms_norm(q + t * H * D, H, D, w->q_norm, cfg->eps, cfg->norm_offset, q + t * H * D);
@@ -694,20 +770,27 @@ static int ss_layer(const ss_config* cfg, const ss_layer_weights* w, float* h, l
             }
         }
         float* o = x; /* the normed input is no longer needed: attention output [T, H D] */
-        attention_task task = {cfg, q, kc, vc, S, pos, o};
-        ss_parallel(T * H, attention_item, &task, threads);
+        /* Whole groups read each key once; with fewer than two items per thread, a
+         * group's heads are split so that every thread has work. */
+        long parts = 1;
+        if (threads > 1 && T * Hkv < 2 * threads) {
+            parts = (2 * threads + T * Hkv - 1) / (T * Hkv);
+            if (parts > H / Hkv) parts = H / Hkv;
+        }
+        attention_task task = {cfg, q, kc, vc, S, pos, parts, o};
+        ss_parallel(T * Hkv * parts, attention_item, &task, threads);
         ss_linear(o, T, &w->o, 0, att, threads);
         residual_norm_add(cfg, h, att, w->post_attn_norm, T, tmp);
     }
     if (!skip_mlp) {
         float *gate = big, *up = big + T * I;
         ss_rms_norm(h, T, C, w->mlp_norm, cfg->eps, cfg->norm_offset, x);
-        ss_linear(x, T, &w->gate, 0, gate, threads);
-        ss_linear(x, T, &w->up, 0, up, threads);
-        for (long j = 0; j < T * I; j++) {
-            const float g = gate[j];
-            gate[j] = (cfg->gelu ? gelu_tanh(g) : g / (1.0f + expf(-g))) * up[j];
-        }
+        const ss_weight* gate_up[2] = {&w->gate, &w->up};
+        linear_many(x, T, 2, gate_up, (const float* const[2]){0, 0}, (float* const[2]){gate, up}, threads);
+        if (cfg->gelu)
+            for (long j = 0; j < T * I; j++) gate[j] = gelu_tanh(gate[j]) * up[j];
+        else
+            for (long t = 0; t < T; t++) silu_mul_row(gate + t * I, up + t * I, I);
         ss_linear(gate, T, &w->down, 0, att, threads);
         residual_norm_add(cfg, h, att, w->post_mlp_norm, T, tmp);
     }
