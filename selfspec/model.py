@@ -47,6 +47,8 @@ class KVCache:
         self.max_len = max_len
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layers)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layers)]
+        # the native kernels' checked pointers into these, per layer range and rotary tables
+        self.native: dict[tuple, native.LayerBuffers] = {}
 
 
 class Transformer:
@@ -92,6 +94,8 @@ class Transformer:
         )
         self._configs = [native.layer_config(cfg, i) for i in range(cfg.n_layers)]
         self._c_arrays: dict[tuple[int, int], tuple[ctypes.Array, ctypes.Array]] = {}
+        self._flags: dict[tuple, tuple[bytes, bytes]] = {}
+        self._rope_kinds = sorted({cfg.local_rope(i) for i in range(cfg.n_layers)})
         self._compiled = False
         if native_layers is not None and not native.available():
             self._layers = self.layers  # the torch fallback: dense now, once
@@ -333,22 +337,33 @@ class Transformer:
     ) -> Tensor:
         """One native call for the whole range, on a private copy of h [T, C]."""
         x = h[0].clone(memory_format=torch.contiguous_format)  # [T, C], updated in place
-        n = pos + x.shape[0]
-        local = [self.cfg.local_rope(i) for i in range(start, stop)]
+        tables = {lo: self._rope_tables(pos + x.shape[0], lo) for lo in self._rope_kinds}
+        # Keyed by the tables too: they grow (a new tensor) when positions outrun them. An
+        # entry holds its tables, so their ids cannot be reused while it lives.
+        key = (start, stop, *(id(t[0]) for t in tables.values()))
+        buffers = cache.native.get(key)
+        if buffers is None:
+            local = [self.cfg.local_rope(i) for i in range(start, stop)]
+            buffers = cache.native[key] = native.layer_buffers(
+                [k[0] for k in cache.k[start:stop]],
+                [v[0] for v in cache.v[start:stop]],
+                [tables[lo][0] for lo in local],
+                [tables[lo][1] for lo in local],
+            )
         configs, records = self._records(start, stop)
-        native.layers(
-            configs,
-            records,
-            x,
-            pos,
-            [k[0] for k in cache.k[start:stop]],
-            [v[0] for v in cache.v[start:stop]],
-            [self._rope_tables(n, lo)[0] for lo in local],
-            [self._rope_tables(n, lo)[1] for lo in local],
-            [skip is not None and i in skip.attn for i in range(start, stop)],
-            [skip is not None and i in skip.mlp for i in range(start, stop)],
-        )
+        skip_attn, skip_mlp = self._skip_flags(start, stop, skip)
+        native.layers(configs, records, x, pos, buffers, skip_attn, skip_mlp)
         return x[None]
+
+    def _skip_flags(self, start: int, stop: int, skip: SkipSet | None) -> tuple[bytes, bytes]:
+        """Per layer of start..stop-1: skip its attention? its MLP? (one byte each)."""
+        key = (start, stop, skip)
+        if key not in self._flags:
+            self._flags[key] = (
+                bytes(skip is not None and i in skip.attn for i in range(start, stop)),
+                bytes(skip is not None and i in skip.mlp for i in range(start, stop)),
+            )
+        return self._flags[key]
 
     def _records(self, start: int, stop: int) -> tuple[ctypes.Array, ctypes.Array]:
         """The C configs and weight records of layers start..stop-1 (built once)."""

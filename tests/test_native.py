@@ -96,13 +96,14 @@ def test_float32_remainders_and_threads_keep_the_sums(k):
 def odd_widths_engine():
     """A Llama whose widths leave remainders everywhere: head size 12 (attention's dot
     products and weighted sums end in a scalar tail), an MLP of 100 (SiLU's last four
-    elements go through the padded lanes), three query heads per key-value head."""
+    elements go through the padded lanes), six query heads sharing one key-value head (a
+    token alone on two threads splits them 3 + 3, a block keeps them together)."""
     from selfspec.hf_import import engine_from_hf
     from selfspec.random_models import random_config, seeded_model
 
     config = random_config("tiny-llama")
     config.hidden_size, config.intermediate_size, config.head_dim = 72, 100, 12
-    config.num_attention_heads, config.num_key_value_heads = 6, 2
+    config.num_attention_heads, config.num_key_value_heads = 6, 1
     return engine_from_hf(seeded_model(config, torch.float32).eval().requires_grad_(False))
 
 

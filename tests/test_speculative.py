@@ -334,6 +334,27 @@ def test_prompt_lookup_prefers_longest_most_recent_match():
     assert lookup([1, 2, 3], 3, 4) == (0, [])
 
 
+def naive_lookup(tokens: list[int], max_ngram: int, k: int) -> tuple[int, list[int]]:
+    """The definition, spelled out: for n = max_ngram down to 1, the last window of the
+    earlier tokens equal to the final n tokens."""
+    for n in range(min(max_ngram, len(tokens) - 1), 0, -1):
+        tail = tokens[-n:]
+        for s in range(len(tokens) - 1 - n, -1, -1):
+            if tokens[s : s + n] == tail:
+                return n, tokens[s + n : s + n + k]
+    return 0, []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(0, 3), max_size=40),
+    st.integers(1, 4),
+    st.integers(1, 6),
+)
+def test_prompt_lookup_matches_its_definition(tokens, max_ngram, k):
+    assert lookup(tokens, max_ngram, k) == naive_lookup(tokens, max_ngram, k)
+
+
 @pytest.mark.parametrize(
     "make, message",
     [

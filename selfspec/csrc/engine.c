@@ -770,11 +770,12 @@ static int ss_layer(const ss_config* cfg, const ss_layer_weights* w, float* h, l
             }
         }
         float* o = x; /* the normed input is no longer needed: attention output [T, H D] */
-        /* Whole groups read each key once; with fewer than two items per thread, a
-         * group's heads are split so that every thread has work. */
+        /* Whole groups read each key once; only with fewer groups than threads (one
+         * token of a model with one key-value head) are a group's heads split. Splitting
+         * more, for balance, lets two threads read the same keys from memory: slower. */
         long parts = 1;
-        if (threads > 1 && T * Hkv < 2 * threads) {
-            parts = (2 * threads + T * Hkv - 1) / (T * Hkv);
+        if (threads > T * Hkv) {
+            parts = (threads + T * Hkv - 1) / (T * Hkv);
             if (parts > H / Hkv) parts = H / Hkv;
         }
         attention_task task = {cfg, q, kc, vc, S, pos, parts, o};

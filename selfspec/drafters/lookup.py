@@ -6,8 +6,6 @@ answers about a given note, quiz questions quoting the text.
 
 from __future__ import annotations
 
-import numpy as np
-
 from selfspec.errors import BadInputError
 from selfspec.speculative import Draft, DraftContext, Drafter, Probe
 
@@ -20,19 +18,26 @@ def lookup(tokens: list[int], max_ngram: int, k: int) -> tuple[int, list[int]]:
     """The matched n-gram size and up to k tokens that followed the most recent earlier
     match of the context's tail; (0, []) when nothing matches.
 
-    Tries the longest n-gram first (n = max_ngram down to 1), so a longer, more specific
-    match wins over a common single token.
+    A longer, more specific match (up to max_ngram) wins over a common single token; among
+    matches of the same size, the most recent. One backward scan over the earlier
+    occurrences of the last token, each extended backwards while it matches: this runs
+    before every step, so it must cost little next to a decoding step (a few microseconds
+    on a few hundred tokens, where building numpy windows for each size took 0.17 ms).
     """
-    arr = np.asarray(tokens)
-    length = len(arr)
-    for n in range(min(max_ngram, length - 1), 0, -1):
-        tail = arr[length - n :]
-        windows = np.lib.stride_tricks.sliding_window_view(arr[: length - 1], n)
-        hits = np.flatnonzero((windows == tail).all(axis=1))
-        if hits.size:
-            start = int(hits[-1]) + n  # most recent occurrence
-            return n, arr[start : start + k].tolist()
-    return 0, []
+    end = len(tokens) - 1
+    last = tokens[end] if end >= 0 else None
+    best_n, best_j = 0, -1
+    for j in range(end - 1, -1, -1):
+        if tokens[j] != last:
+            continue
+        n, limit = 1, min(max_ngram, j + 1)
+        while n < limit and tokens[j - n] == tokens[end - n]:
+            n += 1
+        if n > best_n:
+            best_n, best_j = n, j
+            if n == max_ngram:
+                break
+    return best_n, list(tokens[best_j + 1 : best_j + 1 + k]) if best_n else []
 
 
 class PromptLookupDrafter(Drafter):
