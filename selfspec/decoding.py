@@ -221,7 +221,7 @@ def vanilla(lm: LoadedModel, prompt_ids: list[int], cfg: SamplingConfig) -> Iter
     pos = 0
     while True:
         t0 = time.perf_counter()
-        with torch.inference_mode():
+        with engine.decoding():
             logits = engine.forward(tokens, cache, pos, last_only=True)[0, -1]  # [V]
             tok = choose(logits, cfg, gen)
         pos += tokens.shape[1]

@@ -107,7 +107,7 @@ def _calibrate(engine: Transformer, max_m: int) -> dict[int, float]:
     cache = engine.new_cache(n + max_m)
     tokens = torch.zeros(1, n + max_m, dtype=torch.long, device=engine.device)
     samples: dict[int, list[float]] = {m: [] for m in range(1, max_m + 1)}
-    with torch.inference_mode():
+    with engine.decoding():
         engine.forward(tokens[:, :n], cache, 0)
         engine.forward(tokens[:, n : n + 1], cache, n)  # warm-up
         for _ in range(CALIBRATION_REPEATS):

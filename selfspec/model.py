@@ -18,6 +18,8 @@ on dense weights, with q/k/v and gate/up fused into one matrix each.
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -168,6 +170,17 @@ class Transformer:
         return sum(ws.values())
 
     # ----------------------------------------------------------------- dispatch
+    @contextmanager
+    def decoding(self) -> Iterator[None]:
+        """Where a decoding loop computes: inference mode, and on the native kernels
+        torch kept to one thread (`native.kernel_threads` says why)."""
+        with torch.inference_mode():
+            if self.native_layers is not None and self.device.type == "cpu" and native.available():
+                with native.kernel_threads():
+                    yield
+            else:
+                yield
+
     def native_for(self, h: Tensor) -> bool:
         """Whether this call runs on the native kernels: a CPU engine with native layers,
         float32 activations, one sequence, no autograd, not compiled."""

@@ -147,7 +147,7 @@ def _verify_cost(lm: LoadedModel, k: int, repeats: int = 5) -> float:
     def timed(t: int) -> float:
         x = torch.zeros(1, t, dtype=torch.long, device=eng.device)
         best = float("inf")
-        with torch.inference_mode():
+        with eng.decoding():
             for _ in range(repeats):
                 t0 = time.perf_counter()
                 eng.forward(x, cache, 8)

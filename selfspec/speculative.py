@@ -191,7 +191,7 @@ def speculative(
     if cost_aware:
         policy = DraftLengthPolicy(verify_costs(engine, max_draft + 1), max_draft)
     limit = len(prompt_ids) + cfg.max_new_tokens + CACHE_HEADROOM
-    with torch.inference_mode():
+    with engine.decoding():
         cache = engine.new_cache(limit)
         t0 = time.perf_counter()
         logits = engine.forward(
@@ -205,7 +205,7 @@ def speculative(
     while True:
         budget = min(len(prompt_ids) + cfg.max_new_tokens - len(tokens), limit - pos - 1)
         t0 = time.perf_counter()
-        with torch.inference_mode():
+        with engine.decoding():
             draft = Draft([])
             ctx = DraftContext(lm, cache, pos, last, tokens, cfg, gen, budget)
             probe = None

@@ -214,3 +214,23 @@ def test_concurrent_builds_leave_one_working_library(tmp_path):
     assert [queue.get(timeout=5) for _ in procs] == [True, True, True]
     files = [p.name for p in (tmp_path / "kernels").glob("*") if p.name != ".build.lock"]
     assert len(files) == 1 and files[0].endswith(".so")
+
+
+def test_kernel_threads_keep_the_count_for_the_kernels_and_one_for_torch():
+    """Inside a decoding loop the kernels run on torch's thread count while torch itself
+    runs on one thread (so the two pools never wait for each other's spinning threads);
+    both counts come back afterwards, after an error too, and nesting keeps them."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with native.kernel_threads():
+            assert (torch.get_num_threads(), native._threads()) == (1, 2)
+            with native.kernel_threads():
+                assert (torch.get_num_threads(), native._threads()) == (1, 2)
+            assert (torch.get_num_threads(), native._threads()) == (1, 2)
+        assert (torch.get_num_threads(), native._threads()) == (2, 2)
+        with pytest.raises(RuntimeError), native.kernel_threads():
+            raise RuntimeError("a failed step")
+        assert (torch.get_num_threads(), native._threads()) == (2, 2)
+    finally:
+        torch.set_num_threads(before)
