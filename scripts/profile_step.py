@@ -45,7 +45,7 @@ def profile(model: str, dtype: str, context: int, repeats: int) -> dict:
     cfg = eng.cfg
     cache = eng.new_cache(context + 8)
     ids = torch.randint(0, cfg.vocab_size, (1, context + 1))
-    with torch.inference_mode():
+    with eng.decoding():  # as the decoding loops run (torch on one thread)
         eng.forward(ids[:, :context], cache, 0)
         tok = ids[:, context:]
         h = eng.embed(tok)
