@@ -51,11 +51,13 @@ def synthetic_weight(fmt: str, n: int, k: int, seed: int = 0) -> Weight:
 
 
 def build_other(csrc: Path) -> ctypes.CDLL:
-    """Another version's engine.c, compiled with this version's flags."""
-    so = Path(tempfile.mkdtemp()) / "other.so"
-    cmd = ["cc", *native.FLAGS, f"-I{csrc}", str(csrc / "engine.c"), "-o", str(so), "-lm"]
-    subprocess.run(cmd, check=True, capture_output=True)
-    return ctypes.CDLL(str(so))
+    """Another version's engine.c, compiled with this version's flags (the file is
+    removed once loaded: the loaded library stays mapped)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        so = Path(tmp) / "other.so"
+        cmd = ["cc", *native.FLAGS, f"-I{csrc}", str(csrc / "engine.c"), "-o", str(so), "-lm"]
+        subprocess.run(cmd, check=True, capture_output=True)
+        return ctypes.CDLL(str(so))
 
 
 def caller(lib: ctypes.CDLL, x: torch.Tensor, w: Weight) -> Callable[[], torch.Tensor]:
