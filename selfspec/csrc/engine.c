@@ -392,8 +392,6 @@ typedef struct {
     const float* bias;
     float* y;
     const fused_fn* fused;
-    long group; /* chunks per pool item */
-    long items; /* pool items of this matrix */
 } linear_task;
 
 static void linear_chunk(const linear_task* t, long c) {
@@ -418,19 +416,20 @@ static void linear_chunk(const linear_task* t, long c) {
  * its gate and up): one wake-up of the pool instead of several, and no thread idles at
  * the end of a small matrix while the other finishes it. */
 #define MAX_LINEAR_SET 3
+#define MAX_LINEAR_ITEMS 64
 typedef struct {
     linear_task t[MAX_LINEAR_SET];
-    int count;
+    long first[MAX_LINEAR_SET + 1];    /* matrix i's chunks are first[i]..first[i+1]-1 */
+    long bound[MAX_LINEAR_ITEMS + 1];  /* item j's chunks are bound[j]..bound[j+1]-1 */
 } linear_set;
 
 static void linear_set_item(void* arg, long item) {
     const linear_set* set = (const linear_set*)arg;
     int i = 0;
-    while (item >= set->t[i].items) item -= set->t[i++].items;
-    const linear_task* t = &set->t[i];
-    const long nchunks = (t->w->n + t->chunk - 1) / t->chunk;
-    const long end = (item + 1) * t->group < nchunks ? (item + 1) * t->group : nchunks;
-    for (long c = item * t->group; c < end; c++) linear_chunk(t, c);
+    for (long c = set->bound[item]; c < set->bound[item + 1]; c++) {
+        while (c >= set->first[i + 1]) i++;
+        linear_chunk(&set->t[i], c - set->first[i]);
+    }
 }
 
 /* y_i[M, N_i] = x[M, K] W_i^T (+ bias_i) for i < count: each weight's rows are shared out
@@ -439,8 +438,8 @@ static void linear_set_item(void* arg, long item) {
  * row is run against it. */
 static void linear_many(const float* x, long M, int count, const ss_weight* const* ws,
                         const float* const* biases, float* const* ys, int threads) {
-    linear_set set = {.count = count};
-    long total = 0;
+    linear_set set;
+    set.first[0] = 0;
     for (int i = 0; i < count; i++) {
         const ss_weight* w = ws[i];
         const long budget = M <= MAX_PASS_ROWS ? SMALL_BUFFER : LARGE_BUFFER;
@@ -449,19 +448,20 @@ static void linear_many(const float* x, long M, int count, const ss_weight* cons
         if (w->type == SS_F32 && chunk < 16) chunk = 16;
         const fused_fn* fused = M <= MAX_FUSED_ROWS ? fused_for(w->type) : 0;
         if (fused) chunk = 16;
-        set.t[i] = (linear_task){x, M, chunk, w, biases[i], ys[i], fused, 1, 0};
-        total += (w->n + chunk - 1) / chunk;
+        set.t[i] = (linear_task){x, M, chunk, w, biases[i], ys[i], fused};
+        set.first[i + 1] = set.first[i] + (w->n + chunk - 1) / chunk;
     }
-    /* A few items per thread: each claim from the pool's shared counter costs a cache
-     * line moving between cores, so an item holds several chunks of rows. */
-    const long per_item = threads > 1 ? 4 * threads : 1;
-    const long group = total > per_item ? (total + per_item - 1) / per_item : 1;
+    /* Items shrink as the loop goes (guided scheduling): each claim from the pool's
+     * shared counter moves a cache line between cores, so early items are large, and
+     * the last ones small, so that no thread waits long for another's last item. */
+    const long total = set.first[count];
     long items = 0;
-    for (int i = 0; i < count; i++) {
-        const long nchunks = (ws[i]->n + set.t[i].chunk - 1) / set.t[i].chunk;
-        set.t[i].group = group;
-        set.t[i].items = (nchunks + group - 1) / group;
-        items += set.t[i].items;
+    set.bound[0] = 0;
+    for (long done = 0; done < total; items++) {
+        long size = threads > 1 ? (total - done + 2 * threads - 1) / (2 * threads) : total;
+        if (items == MAX_LINEAR_ITEMS - 1) size = total - done;
+        done += size;
+        set.bound[items + 1] = done;
     }
     ss_parallel(items, linear_set_item, &set, threads);
 }
