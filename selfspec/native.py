@@ -6,10 +6,8 @@ weights kept in their GGUF block formats or dense (see `selfspec.weights`), with
 output row computed the same way whatever the number of rows in the call: that is what
 makes every speculative method token-for-token equal to plain decoding (docs/engine.md).
 
-Built with the system C compiler into the selfspec cache folder, once per source version:
-the compiler writes a private file, which is loaded once as a test and then renamed into
-place under a file lock, so concurrent builders never leave a half-written library. The
-library needs x86-64 with AVX2, FMA and F16C; elsewhere (ARM, Apple Silicon, no compiler,
+Built on first use by `selfspec.native_build` (once per source version, safely under
+concurrent builders). The library needs x86-64 with AVX2, FMA and F16C; elsewhere (ARM, Apple Silicon, no compiler,
 ``SELFSPEC_KERNEL=0``) `available()` is False, the engine warns once and runs torch's
 operations on dense weights, and the benchmark report says that exactness is then not
 guaranteed.
@@ -18,31 +16,27 @@ guaranteed.
 from __future__ import annotations
 
 import ctypes
-import fcntl
-import hashlib
 import logging
-import os
-import platform
-import shutil
-import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from selfspec.cache import cache_root
 from selfspec.config import ModelConfig
+from selfspec.native_build import CSRC, FLAGS, build, cpu_flags, unsupported_reason
 from selfspec.weights import BLOCKS, GGMLType, Weight
 
 __all__ = [
     "available",
     "status",
+    "cpu_flags",
+    "CSRC",
+    "FLAGS",
     "dequantize",
     "linear",
     "rows",
@@ -57,13 +51,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-CSRC = Path(__file__).with_name("csrc")
-SOURCES = (CSRC / "engine.c", CSRC / "quant.h", CSRC / "pool.h")
-# -ffp-contract=off: no multiply-add is fused unless the source says so, so a scalar
-# remainder and a vectorised body round alike.
-FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-ffp-contract=off", "-pthread", "-shared", "-fPIC"]
-REQUIRED_FLAGS = ("avx2", "fma", "f16c")
 
 
 class CWeight(ctypes.Structure):
@@ -130,68 +117,12 @@ def layer_config(cfg: ModelConfig, i: int) -> LayerConfig:
     )
 
 
-# ----------------------------------------------------------------------------- building
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (Linux /proc/cpuinfo; empty where it cannot be read)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
-
-
-def _unsupported_reason() -> str | None:
-    if os.environ.get("SELFSPEC_KERNEL", "1") == "0":
-        return "switched off by SELFSPEC_KERNEL=0"
-    if platform.machine().lower() not in {"x86_64", "amd64"}:
-        return f"no native path for {platform.machine()} (it needs x86-64 with AVX2, FMA, F16C)"
-    missing = [f for f in REQUIRED_FLAGS if f not in cpu_flags()]
-    if missing:
-        return f"this CPU lacks {', '.join(missing)}"
-    if not (os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")):
-        return "no C compiler (cc or gcc) on PATH"
-    return None
-
-
-def _build() -> Path:
-    """Compile the library once per source version (see the module docstring)."""
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in SOURCES) + " ".join(FLAGS).encode())
-    folder = cache_root() / "kernels"
-    target = folder / f"selfspec-{digest.hexdigest()[:16]}.so"
-    if target.is_file():
-        return target
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if target.is_file():  # another process built it while we waited
-            return target
-        tmp = target.with_name(f"{target.stem}.{os.getpid()}.{id(lock):x}.tmp.so")
-        try:
-            subprocess.run(
-                [compiler, *FLAGS, f"-I{CSRC}", str(SOURCES[0]), "-o", str(tmp), "-lm"],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            ctypes.CDLL(str(tmp))  # a library that does not load is never installed
-            os.replace(tmp, target)
-        except subprocess.CalledProcessError as err:
-            raise RuntimeError(f"compiling engine.c failed: {err.stderr.strip()[:500]}") from err
-        finally:
-            tmp.unlink(missing_ok=True)
-    return target
-
-
 @cache
 def _library() -> ctypes.CDLL | None:
-    reason = _unsupported_reason()
+    reason = unsupported_reason()
     if reason is None:
         try:
-            lib = ctypes.CDLL(str(_build()))
+            lib = ctypes.CDLL(str(build()))
         except (OSError, RuntimeError) as err:
             reason = str(err)
     if reason is not None:
@@ -226,7 +157,7 @@ def status() -> str:
     """One line for reports: which path runs, and whether exactness is guaranteed."""
     if available():
         return "native (AVX2/FMA/F16C): row-invariant, exact"
-    return f"torch fallback ({_unsupported_reason() or 'build failed'}): exactness not guaranteed"
+    return f"torch fallback ({unsupported_reason() or 'build failed'}): exactness not guaranteed"
 
 
 # ----------------------------------------------------------------------------- checks

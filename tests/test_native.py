@@ -15,14 +15,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from selfspec import native
+from selfspec import native, native_build
 from selfspec.ops import linear
 from selfspec.weights import BLOCKS, GGMLType, Weight
 from tests.model_helpers import random_weight
 
 needs_native = pytest.mark.skipif(
-    native._unsupported_reason() is not None,
-    reason=f"native kernels unsupported here: {native._unsupported_reason()}",
+    native_build.unsupported_reason() is not None,
+    reason=f"native kernels unsupported here: {native_build.unsupported_reason()}",
 )
 QUANTIZED = [t for t in GGMLType if BLOCKS[t][0] > 1]
 
