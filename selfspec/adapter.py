@@ -25,8 +25,9 @@ import torch
 from torch import Tensor, nn
 
 from selfspec.errors import BadInputError
+from selfspec.kv_cache import KVCache
 from selfspec.loading import LoadedModel
-from selfspec.model import KVCache, Transformer
+from selfspec.model import Transformer
 from selfspec.ops import causal_mask, linear, rotate_half
 
 __all__ = ["AdapterSettings", "KangarooAdapter", "save_adapter", "load_adapter", "settings_path"]

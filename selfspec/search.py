@@ -33,8 +33,9 @@ from torch import Tensor
 from selfspec.decoding import generate, run_to_end, vanilla
 from selfspec.drafters.skip import AdaptiveThreshold, SkipLayerDrafter
 from selfspec.errors import BadInputError
+from selfspec.kv_cache import KVCache
 from selfspec.loading import LoadedModel
-from selfspec.model import KVCache, SkipSet
+from selfspec.model import SkipSet
 from selfspec.profiles import SkipProfile, model_key, profile_path, save_profile
 from selfspec.prompts import load_prompts
 from selfspec.sampling import SamplingConfig

@@ -25,8 +25,8 @@ from torch import Tensor
 from selfspec.decoding import CACHE_HEADROOM, Chunk, Origin, Step
 from selfspec.draft_length import DraftLengthPolicy, verify_costs
 from selfspec.errors import BadInputError
+from selfspec.kv_cache import KVCache
 from selfspec.loading import LoadedModel
-from selfspec.model import KVCache
 from selfspec.sampling import SamplingConfig, choose, probabilities
 
 __all__ = [

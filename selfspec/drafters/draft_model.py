@@ -20,8 +20,8 @@ import torch
 from selfspec.drafters.chain import draft_chain
 from selfspec.drafters.skip import AdaptiveThreshold
 from selfspec.errors import BadInputError
+from selfspec.kv_cache import KVCache
 from selfspec.loading import LoadedModel
-from selfspec.model import KVCache
 from selfspec.speculative import Draft, DraftContext, Drafter, Probe
 
 __all__ = ["DraftModelDrafter", "check_same_tokenizer", "DRAFT_HEAD_TOKENS"]

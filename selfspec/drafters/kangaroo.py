@@ -38,8 +38,9 @@ from torch import Tensor
 
 from selfspec.adapter import KangarooAdapter, load_adapter
 from selfspec.errors import BadInputError
+from selfspec.kv_cache import KVCache
 from selfspec.loading import LoadedModel
-from selfspec.model import KVCache, Transformer
+from selfspec.model import Transformer
 from selfspec.profiles import model_key
 from selfspec.speculative import (
     Draft,
