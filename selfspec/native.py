@@ -7,10 +7,10 @@ output row computed the same way whatever the number of rows in the call: that i
 makes every speculative method token-for-token equal to plain decoding (docs/engine.md).
 
 Built on first use by `selfspec.native_build` (once per source version, safely under
-concurrent builders). The library needs x86-64 with AVX2, FMA and F16C; elsewhere (ARM, Apple Silicon, no compiler,
-``SELFSPEC_KERNEL=0``) `available()` is False, the engine warns once and runs torch's
-operations on dense weights, and the benchmark report says that exactness is then not
-guaranteed.
+concurrent builders). The library needs x86-64 with AVX2, FMA and F16C; elsewhere (ARM,
+Apple Silicon, no compiler, ``SELFSPEC_KERNEL=0``) `available()` is False, the engine
+warns once and runs torch's operations on dense weights, and the benchmark report says
+that exactness is then not guaranteed.
 """
 
 from __future__ import annotations

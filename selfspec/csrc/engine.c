@@ -105,7 +105,7 @@ static const pass_fn PASSES[MAX_PASS_ROWS + 1] = {0, pass_1, pass_2, pass_3, pas
 static void* thread_buffer(int slot, long bytes);
 
 /* All M rows against float32 weight rows, in passes of near-equal size (9 rows: 5 + 4).
- * A pass goes over the columns in tiles of PASS_TILE, so that its input rows' tile stays
+ * A pass goes over the columns in tiles of at most PASS_TILE, so that its input rows' tile stays
  * in L1 while every weight row goes by (over all K, six rows of a wide layer's input
  * would be read from L2 for every weight row). */
 #define PASS_TILE 640
@@ -650,26 +650,20 @@ static void softmax_row(float* scores, long n) {
 /* g <- SiLU(g) * u = g / (1 + e^-g) * u over a row, eight lanes at a time (a tail goes
  * through a padded buffer, so every element meets the same arithmetic wherever it sits).
  * e^-g is clamped to e^88 (still finite) for g < -88, where SiLU rounds to almost zero. */
+static inline __m256 silu_mul8(__m256 g, __m256 u) {
+    const __m256 e = exp8(_mm256_min_ps(_mm256_xor_ps(g, _mm256_set1_ps(-0.0f)), _mm256_set1_ps(88.0f)));
+    return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e)), u);
+}
+
 static void silu_mul_row(float* g, const float* u, long n) {
-    const __m256 one = _mm256_set1_ps(1.0f), cap = _mm256_set1_ps(88.0f);
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    for (long j = 0; j < n; j += 8) {
+    long j = 0;
+    for (; j + 8 <= n; j += 8) _mm256_storeu_ps(g + j, silu_mul8(_mm256_loadu_ps(g + j), _mm256_loadu_ps(u + j)));
+    if (j < n) {
         float gb[8] = {0}, ub[8] = {0};
-        const int full = j + 8 <= n;
-        if (!full) {
-            memcpy(gb, g + j, sizeof(float) * (n - j));
-            memcpy(ub, u + j, sizeof(float) * (n - j));
-        }
-        const __m256 gv = full ? _mm256_loadu_ps(g + j) : _mm256_loadu_ps(gb);
-        const __m256 uv = full ? _mm256_loadu_ps(u + j) : _mm256_loadu_ps(ub);
-        const __m256 e = exp8(_mm256_min_ps(_mm256_xor_ps(gv, sign), cap));
-        const __m256 r = _mm256_mul_ps(_mm256_div_ps(gv, _mm256_add_ps(one, e)), uv);
-        if (full) {
-            _mm256_storeu_ps(g + j, r);
-        } else {
-            _mm256_storeu_ps(gb, r);
-            memcpy(g + j, gb, sizeof(float) * (n - j));
-        }
+        memcpy(gb, g + j, sizeof(float) * (n - j));
+        memcpy(ub, u + j, sizeof(float) * (n - j));
+        _mm256_storeu_ps(gb, silu_mul8(_mm256_loadu_ps(gb), _mm256_loadu_ps(ub)));
+        memcpy(g + j, gb, sizeof(float) * (n - j));
     }
 }
 
