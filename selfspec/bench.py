@@ -112,6 +112,7 @@ def environment(lm: LoadedModel, methods: Collection[str] = ()) -> dict:
         if lm.device.type == "cuda"
         else platform.processor() or platform.machine(),
         "dtype": str(lm.dtype).removeprefix("torch."),
+        "activations": lm.activations,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,

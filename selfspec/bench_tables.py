@@ -95,7 +95,8 @@ def format_table(report: dict) -> str:
         lines.append(f"verify cost over M tokens, relative to one: {curve}")
     env = report["env"]
     lines.append(
-        f"model {env['model']} on {env['device']} ({env['device_name']}), {env['dtype']}, "
+        f"model {env['model']} on {env['device']} ({env['device_name']}), "
+        f"{env.get('activations', env['dtype'])} activations, "
         f"{env['threads']} threads, torch {env['torch']}, transformers {env['transformers']}"
     )
     peer = env.get("llama_cpp")

@@ -21,7 +21,11 @@ __all__ = ["main"]
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="bundled", help="bundled, tiny-*, a HF id or a folder")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16, float64")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        help="auto, int8 (GGUF blocks times 8-bit activations), float32, bfloat16, float16, float64",
+    )
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     p.add_argument(
         "--compile",

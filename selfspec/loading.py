@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from selfspec import native
 from selfspec.errors import BadInputError, ModelLoadError
 from selfspec.gguf_model import build_hf_twin, read_gguf
 from selfspec.hf_import import engine_from_hf
@@ -45,6 +46,7 @@ BUNDLED_NAME = "SmolLM2-135M-Instruct (bundled GGUF)"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
 DTYPES.update({"fp32": torch.float32, "bf16": torch.bfloat16, "fp64": torch.float64})
 DTYPES["float16"] = DTYPES["fp16"] = torch.float16
+INT8 = "int8"  # a GGUF model's blocks with 8-bit activations (csrc/dot8.h)
 
 
 @dataclass
@@ -63,6 +65,12 @@ class LoadedModel:
     hf_factory: Callable[[], nn.Module] | None = field(default=None, repr=False)
     _hf: nn.Module | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def activations(self) -> str:
+        """What the engine multiplies the weights by: 'int8' (8-bit activations on the
+        file's blocks) or the activations' dtype, e.g. 'float32'."""
+        return self.engine.activations
 
     @property
     def hf_model(self) -> nn.Module:
@@ -98,14 +106,17 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
     """`auto`: bfloat16 on CUDA; float32 on a CPU, where the native kernels compute in
-    float32 whatever the weights' format (a GGUF model keeps its blocks)."""
+    float32 whatever the weights' format (a GGUF model keeps its blocks). `int8`: a GGUF
+    model's blocks times activations quantized to 8 bits (float32 everywhere else)."""
     if isinstance(dtype, torch.dtype):
         return dtype
+    if dtype == INT8:
+        return torch.float32
     if dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     if dtype not in DTYPES:
         raise BadInputError(
-            f"Unknown dtype '{dtype}'. Use auto, float32, bfloat16, float16 or float64."
+            f"Unknown dtype '{dtype}'. Use auto, int8, float32, bfloat16, float16 or float64."
         )
     return DTYPES[dtype]
 
@@ -118,6 +129,11 @@ def load_model(
     Hugging Face model id."""
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
+    if dtype == INT8 and source != BUNDLED and source not in MODEL_PACKAGES:
+        raise BadInputError(
+            "dtype int8 multiplies a GGUF file's own blocks by 8-bit activations: use it with "
+            "the bundled model or an installed model package, or pick another dtype."
+        )
     if source == BUNDLED:
         return _load_gguf(bundled_folder() / BUNDLED_FILE, BUNDLED_NAME, source, dev, dt, dtype)
     if source in MODEL_PACKAGES:
@@ -139,12 +155,22 @@ def load_model(
 def _load_gguf(
     path: Path, name: str, source: str, dev: torch.device, dt: torch.dtype, asked: str | torch.dtype
 ) -> LoadedModel:
-    """A GGUF model: on a CPU with `dtype="auto"` the engine runs on the file's own blocks;
-    any other dtype or device gets dense weights of that dtype (dequantized at load)."""
+    """A GGUF model: on a CPU with `dtype="auto"` (or `int8`) the engine runs on the file's
+    own blocks; any other dtype or device gets dense weights of that dtype (dequantized at
+    load)."""
+    if asked == INT8 and (dev.type != "cpu" or not native.available()):
+        raise BadInputError(
+            "dtype int8 runs on the native CPU kernels, which this machine cannot use "
+            f"({native.status()}); pick auto or another dtype."
+            if dev.type == "cpu"
+            else "dtype int8 runs on the CPU only: use --device cpu, or another dtype."
+        )
     g = read_gguf(path)
     hf_factory = partial(build_hf_twin, g, dt)
-    if asked == "auto" and dev.type == "cpu":
+    if asked in ("auto", INT8) and dev.type == "cpu":
         engine, hf_model = g.engine, None
+        if asked == INT8:
+            engine.use_int8_activations()
     else:
         hf_model = hf_factory().to(dev).eval().requires_grad_(False)
         engine = engine_from_hf(hf_model)

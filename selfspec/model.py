@@ -139,6 +139,28 @@ class Transformer:
             ws += nl.matrices()
         return "+".join(sorted({w.qtype.name for w in ws}, key=lambda n: n))
 
+    def use_int8_activations(self) -> None:
+        """From now on, multiply the file's blocks by activations quantized to 8 bits
+        (integer products, csrc/dot8.h): on K-quant weights about twice as fast as
+        dequantizing them, and a sum of its own, so every method of a run must use the same
+        engine (they do: one model, one mode). Dense weights keep float32."""
+        if self.native_layers is None:
+            raise ValueError("8-bit activations need the native kernels' block weights")
+        for w in [self.head_weight, *(w for nl in self.native_layers for w in nl.matrices())]:
+            if isinstance(w, Weight) and w.quantized:
+                w.int8_activations = True
+        for nl in self.native_layers:
+            nl._record = None
+        self._c_arrays.clear()
+
+    @property
+    def activations(self) -> str:
+        """'int8' where the block weights multiply 8-bit activations, else the dtype."""
+        head = self.head_weight
+        if isinstance(head, Weight) and head.int8_activations:
+            return "int8"
+        return str(self.dtype).removeprefix("torch.")
+
     def weight_bytes(self) -> int:
         """Bytes held by the weights the decoding path reads."""
         if self.native_layers is None:

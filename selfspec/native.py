@@ -60,6 +60,7 @@ class CWeight(ctypes.Structure):
         ("type", ctypes.c_int),
         ("n", ctypes.c_long),
         ("k", ctypes.c_long),
+        ("act8", ctypes.c_int),
     ]
 
 
@@ -195,7 +196,7 @@ def cweight(w: Weight) -> CWeight:
         raise ValueError(
             f"{w.qtype.name} weight [{w.n}, {w.k}]: rows of {w.row_bytes} bytes, need {need}"
         )
-    return CWeight(w.data.data_ptr(), w.row_bytes, int(w.qtype), w.n, w.k)
+    return CWeight(w.data.data_ptr(), w.row_bytes, int(w.qtype), w.n, w.k, int(w.int8_activations))
 
 
 _kernel = threading.local()

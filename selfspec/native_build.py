@@ -23,7 +23,13 @@ from selfspec.cache import cache_root
 __all__ = ["CSRC", "SOURCES", "FLAGS", "cpu_flags", "unsupported_reason", "build"]
 
 CSRC = Path(__file__).with_name("csrc")
-SOURCES = (CSRC / "engine.c", CSRC / "quant.h", CSRC / "pool.h")
+SOURCES = (
+    CSRC / "engine.c",
+    CSRC / "quant.h",
+    CSRC / "blocks.h",
+    CSRC / "dot8.h",
+    CSRC / "pool.h",
+)
 # -ffp-contract=off: no multiply-add is fused unless the source says so, so a scalar
 # remainder and a vectorised body round alike.
 FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-ffp-contract=off", "-pthread", "-shared", "-fPIC"]

@@ -50,12 +50,19 @@ DENSE = {torch.float32: GGMLType.F32, torch.float16: GGMLType.F16, torch.bfloat1
 
 @dataclass
 class Weight:
-    """An [n, k] matrix: `data` is uint8 [n, row_bytes] blocks, or a dense [n, k] tensor."""
+    """An [n, k] matrix: `data` is uint8 [n, row_bytes] blocks, or a dense [n, k] tensor.
+
+    `int8_activations`: the native kernels multiply this matrix's blocks by input rows
+    quantized to 8 bits (integer products, csrc/dot8.h) instead of dequantizing it to
+    float32; a different sum, so a model uses one or the other throughout. Dense weights
+    ignore it.
+    """
 
     data: Tensor
     qtype: GGMLType
     n: int
     k: int
+    int8_activations: bool = False
 
     @classmethod
     def dense_of(cls, w: Tensor) -> Weight:
@@ -106,7 +113,7 @@ class Weight:
             rows = torch.from_numpy(self.data.numpy()[index.numpy()])
         else:
             rows = self.data[index].contiguous()
-        return Weight(rows, self.qtype, int(index.numel()), self.k)
+        return Weight(rows, self.qtype, int(index.numel()), self.k, self.int8_activations)
 
     def dense(self, dtype: torch.dtype = torch.float32) -> Tensor:
         """The matrix as a dense [n, k] tensor: the file's values exactly, then `dtype`."""

@@ -504,7 +504,7 @@ def test_the_playground_states_its_lossless_rule_weights_and_spread(
     if peers:
         expect(metrics).to_contain_text("tolerance 0.001")
     expect(status).to_contain_text("Lossless: our methods must match vanilla token for token")
-    expect(status).to_contain_text("weights F32, dtype float32")
+    expect(status).to_contain_text("weights F32, activations float32")
     # Two runs per method: the table gives the median and the spread.
     page.get_by_label("number input for Runs per method").fill("2")
     page.get_by_label("number input for Runs per method").press("Enter")

@@ -1,5 +1,6 @@
 """Every method of ours is token-identical to plain decoding on the native kernels: in
-float32 activations over every weight format, with random models, prompts, draft lengths
+float32 activations over every weight format, and with 8-bit activations (`int8`) over
+every block format, with random models, prompts, draft lengths
 and cache lengths (so verification blocks of every size meet every cache remainder), and
 on the bundled model with prompts no other test or data file uses.
 
@@ -40,9 +41,10 @@ N_LAYERS = 4
 
 
 @cache
-def quantized_tiny(arch: str, qtype: GGMLType) -> LoadedModel:
+def quantized_tiny(arch: str, qtype: GGMLType, int8: bool = False) -> LoadedModel:
     """A tiny random model whose every matrix (embedding and head included) is random
-    blocks of `qtype`; widths are whole K-quant super-blocks (256) where needed."""
+    blocks of `qtype`; widths are whole K-quant super-blocks (256) where needed. `int8`:
+    its block weights multiply 8-bit activations."""
     config = random_config(arch)
     if BLOCKS[qtype][0] == 256:
         config.hidden_size, config.intermediate_size, config.head_dim = 256, 512, 64
@@ -58,6 +60,8 @@ def quantized_tiny(arch: str, qtype: GGMLType) -> LoadedModel:
     v, c = engine.head_weight.n, engine.head_weight.k
     engine.embedding_weight = random_weight(qtype, v, c, seed=1)
     engine.head_weight = random_weight(qtype, v, c, seed=2)
+    if int8:
+        engine.use_int8_activations()
     eos = frozenset({ByteTokenizer.eos_token_id})
     return LoadedModel(f"{arch}-{qtype.name}", arch, engine, ByteTokenizer(), eos, torch.float32)
 
@@ -120,16 +124,19 @@ drafters = st.one_of(
 )
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     arch=st.sampled_from(ARCHS),
     qtype=st.sampled_from(list(GGMLType)),
+    int8=st.booleans(),
     prompt=st.text(alphabet="abab cd.\n", min_size=1, max_size=60).filter(str.strip),
     drafter=drafters,
     cost_aware=st.booleans(),
 )
-def test_greedy_methods_are_exact_on_every_weight_format(arch, qtype, prompt, drafter, cost_aware):
-    lm = quantized_tiny(arch, qtype)
+def test_greedy_methods_are_exact_on_every_weight_format(
+    arch, qtype, int8, prompt, drafter, cost_aware
+):
+    lm = quantized_tiny(arch, qtype, int8 and BLOCKS[qtype][0] > 1)
     assert lm.engine.native_for(torch.zeros(1, 1, lm.engine.cfg.dim))
     _, make = drafter
     method = partial(speculative, drafter=make, cost_aware=cost_aware)
@@ -153,10 +160,11 @@ UNSEEN = [
 
 
 @pytest.mark.bundled
-@pytest.mark.parametrize("dtype", ["auto", "bfloat16"])
+@pytest.mark.parametrize("dtype", ["auto", "int8", "bfloat16"])
 def test_every_method_of_ours_is_exact_on_the_bundled_model(dtype):
-    """The file's Q4_1/Q8_0 blocks (the default) and bfloat16 weights: skip, pld and
-    kangaroo give vanilla's tokens on prompts no test has seen."""
+    """The file's Q4_1/Q8_0 blocks (the default), the same with 8-bit activations, and
+    bfloat16 weights: skip, pld and kangaroo give vanilla's tokens on prompts no test has
+    seen."""
     lm = bundled(dtype)
     cfg = SamplingConfig(max_new_tokens=48)
     for prompt in UNSEEN:

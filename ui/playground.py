@@ -53,8 +53,8 @@ def method_choices(source: str) -> tuple[list[tuple[str, str]], str]:
 
 
 def _weights(lm: LoadedModel) -> str:
-    """What the figures were measured on: the weight format and the dtype."""
-    return f"weights {lm.weight_format}, dtype {str(lm.dtype).removeprefix('torch.')}"
+    """What the figures were measured on: the weight format and the activations."""
+    return f"weights {lm.weight_format}, activations {lm.activations}"
 
 
 def _timeline_outputs(results: dict[str, GenerationResult]) -> tuple:

@@ -28,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blocks.h"
+#include "dot8.h"
 #include "pool.h"
 #include "quant.h"
 
@@ -40,18 +42,11 @@ typedef struct {
     long row_bytes;
     int type;            /* a GGML type id (quant.h) */
     long n, k;           /* [out, in] */
+    int act8;            /* 1: multiply 8-bit activations where the type has such kernels (dot8.h) */
 } ss_weight;
 
 /* ------------------------------------------------------------------ products */
 
-static inline float hsum(__m256 v) {
-    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
-
-#define UNROLL _Pragma("GCC unroll 8")
 
 /* y[r, n] (+ bias[n]) for R input rows (a constant, so the accumulators stay in registers)
  * and float32 weight rows n = 0..nrows-1 at W + n * ldw, over columns k0..k1 (multiples
@@ -127,32 +122,13 @@ static void rows_pass(const float* x, long M, long K, const float* W, long ldw, 
 }
 
 /* What a fused kernel prepares once per block of groups: the block, and for the
- * K-quants the per-group scales (and mins) unpacked from the super-block's header. A
- * legacy format's "block" is its run of 32-weight blocks; GROUPS is how many 32-weight
- * groups one preparation serves. */
+ * K-quants the per-group scales (and mins) unpacked from the super-block's header
+ * (kquant_prep, blocks.h). A legacy format's "block" is its run of 32-weight blocks;
+ * GROUPS is how many 32-weight groups one preparation serves. */
 typedef struct {
     const void* block;
 } legacy_prep;
 
-typedef struct {
-    const void* block;
-    float scale[16]; /* Q4_K: d*sc of the 8 sub-blocks, then dmin*m; Q6_K: d*scale of 16 */
-} kquant_prep;
-
-/* Streaming weights from memory, the hardware prefetcher alone leaves a one-row product
- * waiting on loads about half the time: each preparation asks for the bytes PREFETCH_AHEAD
- * further on (about two rows ahead), one cache line per 64 bytes its blocks span. */
-#define PREFETCH_AHEAD 2048
-#define PREFETCH_LINES_q4_0 1
-#define PREFETCH_LINES_q4_1 1
-#define PREFETCH_LINES_q8_0 1
-#define PREFETCH_LINES_q5_0 1
-#define PREFETCH_LINES_q4_k 3 /* 144-byte super-blocks */
-#define PREFETCH_LINES_q6_k 4 /* 210-byte super-blocks */
-static inline void prefetch_ahead(const void* block, int lines) {
-    const char* ahead = (const char*)block + PREFETCH_AHEAD;
-    for (int l = 0; l < lines; l++) _mm_prefetch(ahead + 64 * l, _MM_HINT_T0);
-}
 #define GROUPS_q4_0 1
 #define GROUPS_q4_1 1
 #define GROUPS_q8_0 1
@@ -236,22 +212,6 @@ static inline void load32_q5_0(const legacy_prep* p, int s, __m256 w[4]) {
 
 /* Q4_K: group s of a super-block is its sub-block s; (d*sc)*q - dmin*m as quant.h, with
  * the eight scales and mins unpacked once per super-block by prep_q4_k. */
-static inline kquant_prep prep_q4_k(const uint8_t* row, long jb) {
-    kquant_prep p = {(const ss_block_q4_k*)row + jb / 8};
-    const ss_block_q4_k* b = (const ss_block_q4_k*)p.block;
-    uint32_t w[3];
-    memcpy(w, b->scales, sizeof w);
-    /* quant.h's ss__q4_k_scale_min on four bytes at a time */
-    const uint32_t lo6 = 0x3f3f3f3f, lo4 = 0x0f0f0f0f, hi2 = 0x30303030;
-    const uint64_t sc = (w[0] & lo6) | (uint64_t)((w[2] & lo4) | ((w[0] >> 2) & hi2)) << 32;
-    const uint64_t mn = (w[1] & lo6) | (uint64_t)(((w[2] >> 4) & lo4) | ((w[1] >> 2) & hi2)) << 32;
-    const __m128i sc8 = _mm_cvtsi64_si128((long long)sc), mn8 = _mm_cvtsi64_si128((long long)mn);
-    const __m256 d = _mm256_set1_ps(ss__f16(b->d)), dmin = _mm256_set1_ps(ss__f16(b->dmin));
-    _mm256_storeu_ps(p.scale, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sc8))));
-    _mm256_storeu_ps(p.scale + 8, _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(mn8))));
-    return p;
-}
-
 static inline void load32_q4_k(const kquant_prep* p, int s, __m256 w[4]) {
     const ss_block_q4_k* b = (const ss_block_q4_k*)p->block;
     const __m256 d = _mm256_set1_ps(p->scale[s]), m = _mm256_set1_ps(p->scale[8 + s]);
@@ -267,17 +227,6 @@ static inline void load32_q4_k(const kquant_prep* p, int s, __m256 w[4]) {
 /* Q6_K: group s of a super-block is run s % 4 of half s / 4 (quant.h's layout); its two
  * 16-weight scale groups give (d*scale) * q, the sixteen d*scale products made once per
  * super-block by prep_q6_k. */
-static inline kquant_prep prep_q6_k(const uint8_t* row, long jb) {
-    kquant_prep p = {(const ss_block_q6_k*)row + jb / 8};
-    const ss_block_q6_k* b = (const ss_block_q6_k*)p.block;
-    const __m256 d = _mm256_set1_ps(ss__f16(b->d));
-    const __m128i sc = _mm_loadu_si128((const __m128i*)b->scales);
-    _mm256_storeu_ps(p.scale, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))));
-    const __m128i hi = _mm_srli_si128(sc, 8);
-    _mm256_storeu_ps(p.scale + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
-    return p;
-}
-
 static inline void load32_q6_k(const kquant_prep* p, int s, __m256 w[4]) {
     const ss_block_q6_k* b = (const ss_block_q6_k*)p->block;
     const int h = s / 4, run = s % 4;
@@ -371,11 +320,12 @@ static const fused_fn* fused_for(int type) {
 }
 
 /* Buffers per thread (the caller's and the pool's helpers; slot 0: dequantized weights
- * and attention scores, slot 1: a pass's accumulators), grown as needed and kept: threads
- * live for the process. */
+ * and attention scores, slot 1: a pass's accumulators, slot 2: the caller's input rows
+ * quantized to 8 bits, read by every thread of the loop), grown as needed and kept:
+ * threads live for the process. */
 static void* thread_buffer(int slot, long bytes) {
-    static __thread void* buf[2] = {0, 0};
-    static __thread long cap[2] = {0, 0};
+    static __thread void* buf[3] = {0, 0, 0};
+    static __thread long cap[3] = {0, 0, 0};
     if (bytes > cap[slot]) {
         free(buf[slot]);
         buf[slot] = aligned_alloc(64, (size_t)((bytes + 63) & ~63L));
@@ -392,6 +342,8 @@ typedef struct {
     const float* bias;
     float* y;
     const fused_fn* fused;
+    const dot8_fn* dot8;  /* with x8, the input rows quantized: 8-bit activations */
+    const uint8_t* x8;
 } linear_task;
 
 static void linear_chunk(const linear_task* t, long c) {
@@ -400,7 +352,9 @@ static void linear_chunk(const linear_task* t, long c) {
     const long n0 = c * t->chunk, rows = n0 + t->chunk < N ? t->chunk : N - n0;
     const uint8_t* src = w->data + n0 * w->row_bytes;
     const float* bias = t->bias ? t->bias + n0 : 0;
-    if (t->fused) {
+    if (t->dot8) {
+        dot8_rows(t->dot8, t->x8, M, K, src, w->row_bytes, rows, bias, t->y + n0, N);
+    } else if (t->fused) {
         t->fused[M](t->x, K, src, w->row_bytes, rows, bias, t->y + n0, N);
     } else if (w->type == SS_F32) {
         rows_pass(t->x, M, K, (const float*)src, w->row_bytes / (long)sizeof(float), rows, bias,
@@ -440,15 +394,23 @@ static void linear_many(const float* x, long M, int count, const ss_weight* cons
                         const float* const* biases, float* const* ys, int threads) {
     linear_set set;
     set.first[0] = 0;
+    const uint8_t* x8 = 0; /* the rows quantized once for every matrix of the set that wants them */
     for (int i = 0; i < count; i++) {
         const ss_weight* w = ws[i];
         const long budget = M <= MAX_PASS_ROWS ? SMALL_BUFFER : LARGE_BUFFER;
         long chunk = budget / w->k;
         if (chunk < 1) chunk = 1;
         if (w->type == SS_F32 && chunk < 16) chunk = 16;
-        const fused_fn* fused = M <= MAX_FUSED_ROWS ? fused_for(w->type) : 0;
-        if (fused) chunk = 16;
-        set.t[i] = (linear_task){x, M, chunk, w, biases[i], ys[i], fused};
+        const dot8_fn* dot8 = w->act8 ? dot8_for(w->type) : 0;
+        const fused_fn* fused = !dot8 && M <= MAX_FUSED_ROWS ? fused_for(w->type) : 0;
+        if (fused || dot8) chunk = 16;
+        if (dot8 && !x8) {
+            const long xs = ss_x8_row_bytes(w->k);
+            uint8_t* q = thread_buffer(2, M * xs);
+            for (long m = 0; m < M; m++) ss_x8_quantize_row(x + m * w->k, w->k, q + m * xs);
+            x8 = q;
+        }
+        set.t[i] = (linear_task){x, M, chunk, w, biases[i], ys[i], fused, dot8, x8};
         set.first[i + 1] = set.first[i] + (w->n + chunk - 1) / chunk;
     }
     /* Items shrink as the loop goes (guided scheduling): each claim from the pool's

@@ -1,0 +1,324 @@
+/* Products with 8-bit activations: the weights' own integer quants times input rows
+ * quantized to int8, summed by integer instructions.
+ *
+ * Why: dequantizing weights to float32 costs a conversion and an FMA per weight before the
+ * product's own FMA, so on the larger models a decoding step is bound by arithmetic, not
+ * by the bytes it reads (docs/engine.md). Quantizing the input row once instead (a few
+ * thousand values per product) lets the integer multiply-add instructions take 32
+ * weights at a time; that is how llama.cpp runs its K-quants, and why its decoding steps
+ * were faster than ours on Qwen2.5-Coder-1.5B.
+ *
+ * It is a different sum from the float32 one (the activations are rounded to 8 bits), so
+ * it is a mode of its own (`activations="int8"`), never mixed with the float path within
+ * a model. Within the mode, exactness holds as it does for float32: an input row is
+ * quantized by itself (its blocks' scales depend on it alone), integer sums are exact,
+ * and each output's float operations run in one fixed order whatever the number of rows,
+ * the thread count or the chunking, so every output row is bit-identical whether a token
+ * is decoded alone or verified among drafts.
+ *
+ * An input row of K values (K a multiple of 32) becomes, per 32-value block j, a scale
+ * d[j] = max|x| / 127 and quants q = round(x / d[j]) in [-127, 127], plus the block's sums
+ * of quants times its scale, per 16 (s16) and per 32 (s32): the corrections for weight
+ * formats whose quants carry an offset (Q4_0, Q5_0, Q6_K) or a min (Q4_1, Q4_K). A block's
+ * result is then (weight scale * d[j]) * (sum of integer products), plus the offset or
+ * min times s16/s32.
+ */
+#ifndef SELFSPEC_DOT8_H
+#define SELFSPEC_DOT8_H
+
+#include <math.h>
+
+#include "blocks.h"
+#include "quant.h"
+
+/* Bytes of one quantized input row: K quants, then the float arrays d[K/32], s16[K/16]
+ * and s32[K/32], padded to a cache line. */
+static inline long ss_x8_row_bytes(long K) { return (K + K / 2 + 63) & ~63L; }
+
+typedef struct {
+    const int8_t* q;
+    const float *d, *s16, *s32;
+} ss_x8_row;
+
+static inline ss_x8_row ss_x8_view(const uint8_t* row, long K) {
+    const float* d = (const float*)(row + K);
+    ss_x8_row v = {(const int8_t*)row, d, d + K / 32, d + K / 32 + K / 16};
+    return v;
+}
+
+static inline float ss__hmax(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+static inline int ss__hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* Quantize one input row. A row holding an infinity or a NaN gets NaN scales, so every
+ * product with it is NaN, as in float32, rather than a silently wrong finite number. */
+static inline void ss_x8_quantize_row(const float* x, long K, uint8_t* row) {
+    int8_t* q = (int8_t*)row;
+    float* d = (float*)(row + K);
+    float* s16 = d + K / 32;
+    float* s32 = s16 + K / 16;
+    const __m256 sign = _mm256_set1_ps(-0.0f), zero = _mm256_setzero_ps();
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (long j = 0; j < K / 32; j++) {
+        __m256 v[4], amax = zero, bad = zero;
+        for (int i = 0; i < 4; i++) {
+            v[i] = _mm256_loadu_ps(x + 32 * j + 8 * i);
+            amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[i]));
+            bad = _mm256_add_ps(bad, _mm256_mul_ps(v[i], zero)); /* NaN if any is not finite */
+        }
+        const float m = ss__hmax(amax);
+        const int finite = _mm256_movemask_ps(_mm256_cmp_ps(bad, zero, _CMP_NEQ_UQ)) == 0;
+        const float dj = finite ? m / 127.0f : NAN, id = finite && m > 0.0f ? 127.0f / m : 0.0f;
+        __m256i qi[4];
+        for (int i = 0; i < 4; i++) qi[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], _mm256_set1_ps(id)));
+        /* packs interleaves 128-bit lanes; the permutation puts the 32 quants back in order */
+        const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
+        _mm256_storeu_si256((__m256i*)(q + 32 * j), _mm256_permutevar8x32_epi32(p, order));
+        const int lo = ss__hsum_i32(_mm256_add_epi32(qi[0], qi[1]));
+        const int hi = ss__hsum_i32(_mm256_add_epi32(qi[2], qi[3]));
+        d[j] = dj;
+        s16[2 * j] = dj * (float)lo;
+        s16[2 * j + 1] = dj * (float)hi;
+        s32[j] = dj * (float)(lo + hi);
+    }
+}
+
+/* 32 unsigned weight quants times 32 signed input quants: eight int32 sums of four
+ * adjacent products (lanes 0-3: bytes 0-15, lanes 4-7: bytes 16-31). Exact: a pair of
+ * products is at most 2 * 63 * 127 in magnitude (Q6_K), inside int16. */
+static inline __m256i ss__dot_u8s8(__m256i u, __m256i s) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+static inline __m256i ss__load32(const void* p) { return _mm256_loadu_si256((const __m256i*)p); }
+
+/* ---- one weight row against R input rows -------------------------------------------- *
+ * Each takes a weight row of K weights and R <= DOT8_MAX_ROWS quantized input rows and
+ * writes R sums. The float operations per output are the same for every R (two vector
+ * accumulators alternating by group, then fixed reductions), so R changes speed only. */
+#define DOT8_MAX_ROWS 4
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* Q4_K: per 64 weights, one 32-byte load gives sub-block 2j (low nibbles) and 2j+1 (high);
+ * each group's integer sum is scaled by (d*sc) * x's block scale, and the mins come in once
+ * per super-block as (dmin*m) times x's block sums. */
+ALWAYS_INLINE void dot8_row_q4_k(const uint8_t* row, long K, const ss_x8_row* x, const int R, float* out) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256 acc[DOT8_MAX_ROWS][2], mins[DOT8_MAX_ROWS];
+    UNROLL for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = mins[r] = _mm256_setzero_ps();
+    for (long ib = 0; ib < K / SS_QK_K; ib++) {
+        const kquant_prep p = prep_q4_k(row, 8 * ib);
+        prefetch_ahead(p.block, PREFETCH_LINES_q4_k);
+        const ss_block_q4_k* b = (const ss_block_q4_k*)p.block;
+        const __m256 sc = _mm256_loadu_ps(p.scale), mn = _mm256_loadu_ps(p.scale + 8);
+        float c[DOT8_MAX_ROWS][8];
+        UNROLL for (int r = 0; r < R; r++) {
+            _mm256_storeu_ps(c[r], _mm256_mul_ps(sc, _mm256_loadu_ps(x[r].d + 8 * ib)));
+            mins[r] = _mm256_fmadd_ps(mn, _mm256_loadu_ps(x[r].s32 + 8 * ib), mins[r]);
+        }
+        UNROLL for (int j = 0; j < 4; j++) {
+            const __m256i q = ss__load32(b->qs + 32 * j);
+            const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            UNROLL for (int r = 0; r < R; r++) {
+                const int8_t* xq = x[r].q + SS_QK_K * ib + 64 * j;
+                const __m256 s0 = _mm256_cvtepi32_ps(ss__dot_u8s8(lo, ss__load32(xq)));
+                const __m256 s1 = _mm256_cvtepi32_ps(ss__dot_u8s8(hi, ss__load32(xq + 32)));
+                acc[r][0] = _mm256_fmadd_ps(s0, _mm256_broadcast_ss(&c[r][2 * j]), acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(s1, _mm256_broadcast_ss(&c[r][2 * j + 1]), acc[r][1]);
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) out[r] = hsum(_mm256_add_ps(acc[r][0], acc[r][1])) - hsum(mins[r]);
+}
+
+/* Q6_K: quants 0..63 as unsigned bytes (quant.h's unpacking without the -32), so the
+ * offset comes in once per super-block: -32 * sum of (d*scale) times x's 16-value sums.
+ * A 32-weight run spans two scale groups: lanes 0-3 of its integer sums take the first,
+ * lanes 4-7 the second. */
+ALWAYS_INLINE void dot8_row_q6_k(const uint8_t* row, long K, const ss_x8_row* x, const int R, float* out) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2h = _mm256_set1_epi8(0x30);
+    const __m256i lo_idx = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+    const __m256i hi_idx = _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7);
+    __m256 acc[DOT8_MAX_ROWS][2], offs[DOT8_MAX_ROWS];
+    UNROLL for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = offs[r] = _mm256_setzero_ps();
+    for (long ib = 0; ib < K / SS_QK_K; ib++) {
+        const kquant_prep p = prep_q6_k(row, 8 * ib);
+        prefetch_ahead(p.block, PREFETCH_LINES_q6_k);
+        const ss_block_q6_k* b = (const ss_block_q6_k*)p.block;
+        const __m256 sc0 = _mm256_loadu_ps(p.scale), sc1 = _mm256_loadu_ps(p.scale + 8);
+        float c[DOT8_MAX_ROWS][16];
+        UNROLL for (int r = 0; r < R; r++) {
+            const __m256 xd = _mm256_loadu_ps(x[r].d + 8 * ib);
+            _mm256_storeu_ps(c[r], _mm256_mul_ps(sc0, _mm256_permutevar8x32_ps(xd, lo_idx)));
+            _mm256_storeu_ps(c[r] + 8, _mm256_mul_ps(sc1, _mm256_permutevar8x32_ps(xd, hi_idx)));
+            offs[r] = _mm256_fmadd_ps(sc0, _mm256_loadu_ps(x[r].s16 + 16 * ib), offs[r]);
+            offs[r] = _mm256_fmadd_ps(sc1, _mm256_loadu_ps(x[r].s16 + 16 * ib + 8), offs[r]);
+        }
+        UNROLL for (int h = 0; h < 2; h++) {
+            const __m256i A = ss__load32(b->ql + 64 * h), B = ss__load32(b->ql + 64 * h + 32);
+            const __m256i H = ss__load32(b->qh + 32 * h);
+            const __m256i q[4] = {
+                _mm256_or_si256(_mm256_and_si256(A, m4), _mm256_and_si256(_mm256_slli_epi16(H, 4), m2h)),
+                _mm256_or_si256(_mm256_and_si256(B, m4), _mm256_and_si256(_mm256_slli_epi16(H, 2), m2h)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m4), _mm256_and_si256(H, m2h)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m4),
+                                _mm256_and_si256(_mm256_srli_epi16(H, 2), m2h))};
+            UNROLL for (int s = 0; s < 4; s++) {
+                const int js = 4 * h + s; /* the run's 32-value block of x in this super-block */
+                UNROLL for (int r = 0; r < R; r++) {
+                    const __m256 scale = _mm256_insertf128_ps(
+                        _mm256_castps128_ps256(_mm_broadcast_ss(&c[r][2 * js])), _mm_broadcast_ss(&c[r][2 * js + 1]), 1);
+                    const __m256i xq = ss__load32(x[r].q + SS_QK_K * ib + 32 * js);
+                    acc[r][s & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ss__dot_u8s8(q[s], xq)), scale, acc[r][s & 1]);
+                }
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++)
+        out[r] = hsum(_mm256_add_ps(acc[r][0], acc[r][1])) - 32.0f * hsum(offs[r]);
+}
+
+/* The legacy 32-weight formats: each block unpacks to 32 byte quants q, a scale dw and an
+ * offset coefficient ow (the weight is dw*q + ow); ow multiplies x's block sum. */
+ALWAYS_INLINE __m256i ss__nibbles32(const uint8_t* qs) {
+    const __m128i v = _mm_loadu_si128((const __m128i*)qs);
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(0x0f));
+}
+
+ALWAYS_INLINE __m256i unpack8_q4_0(const uint8_t* block, float* dw, float* ow) {
+    const ss_block_q4_0* b = (const ss_block_q4_0*)block;
+    *dw = ss__f16(b->d);
+    *ow = -8.0f * *dw;
+    return ss__nibbles32(b->qs);
+}
+
+ALWAYS_INLINE __m256i unpack8_q4_1(const uint8_t* block, float* dw, float* ow) {
+    const ss_block_q4_1* b = (const ss_block_q4_1*)block;
+    *dw = ss__f16(b->d);
+    *ow = ss__f16(b->m);
+    return ss__nibbles32(b->qs);
+}
+
+/* Q5_0: bit i of qh is the fifth bit of weight i; byte i of the broadcast qh is
+ * qh's byte i / 8, and a mask with bit i % 8 picks the weight's bit. */
+ALWAYS_INLINE __m256i unpack8_q5_0(const uint8_t* block, float* dw, float* ow) {
+    const ss_block_q5_0* b = (const ss_block_q5_0*)block;
+    *dw = ss__f16(b->d);
+    *ow = -16.0f * *dw;
+    int32_t qh;
+    memcpy(&qh, b->qh, sizeof qh);
+    const __m256i spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(qh), _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0202020202020202LL, 0x0303030303030303LL));
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+    return _mm256_or_si256(ss__nibbles32(b->qs), _mm256_and_si256(set, _mm256_set1_epi8(16)));
+}
+
+ALWAYS_INLINE __m256i unpack8_q8_0(const uint8_t* block, float* dw, float* ow) {
+    const ss_block_q8_0* b = (const ss_block_q8_0*)block;
+    *dw = ss__f16(b->d);
+    *ow = 0.0f;
+    return ss__load32(b->qs);
+}
+
+#define SIGNED_q4_0 0
+#define SIGNED_q4_1 0
+#define SIGNED_q5_0 0
+#define SIGNED_q8_0 1 /* signed quants: |w| times x with w's sign */
+
+#define DOT8_ROW_LEGACY(FMT, BLOCK)                                                              \
+    ALWAYS_INLINE void dot8_row_##FMT(const uint8_t* row, long K, const ss_x8_row* x, const int R, \
+                                      float* out) {                                              \
+        __m256 acc[DOT8_MAX_ROWS][2];                                                            \
+        float off[DOT8_MAX_ROWS][2];                                                             \
+        UNROLL for (int r = 0; r < R; r++) {                                                     \
+            acc[r][0] = acc[r][1] = _mm256_setzero_ps();                                         \
+            off[r][0] = off[r][1] = 0.0f;                                                        \
+        }                                                                                        \
+        for (long jb = 0; jb < K / SS_QK; jb++) {                                                \
+            const uint8_t* block = row + jb * (long)sizeof(BLOCK);                               \
+            prefetch_ahead(block, PREFETCH_LINES_##FMT);                                         \
+            float dw, ow;                                                                        \
+            const __m256i q = unpack8_##FMT(block, &dw, &ow);                                    \
+            const __m256i aq = SIGNED_##FMT ? _mm256_sign_epi8(q, q) : q;                        \
+            const int a = (int)(jb & 1);                                                         \
+            UNROLL for (int r = 0; r < R; r++) {                                                 \
+                __m256i xq = ss__load32(x[r].q + SS_QK * jb);                                    \
+                if (SIGNED_##FMT) xq = _mm256_sign_epi8(xq, q);                                  \
+                const __m256 s = _mm256_cvtepi32_ps(ss__dot_u8s8(aq, xq));                       \
+                acc[r][a] = _mm256_fmadd_ps(s, _mm256_set1_ps(dw * x[r].d[jb]), acc[r][a]);      \
+                if (!SIGNED_##FMT) off[r][a] += ow * x[r].s32[jb];                               \
+            }                                                                                    \
+        }                                                                                        \
+        UNROLL for (int r = 0; r < R; r++)                                                       \
+            out[r] = hsum(_mm256_add_ps(acc[r][0], acc[r][1])) + (off[r][0] + off[r][1]);        \
+    }
+
+DOT8_ROW_LEGACY(q4_0, ss_block_q4_0)
+DOT8_ROW_LEGACY(q4_1, ss_block_q4_1)
+DOT8_ROW_LEGACY(q5_0, ss_block_q5_0)
+DOT8_ROW_LEGACY(q8_0, ss_block_q8_0)
+
+/* ---- a chunk of weight rows against M input rows ------------------------------------ */
+
+typedef void (*dot8_fn)(const uint8_t* x8, long xs, long K, const uint8_t* W, long rb, long nrows,
+                        const float* bias, float* y, long ldy);
+
+/* dot8_FMT_R: R input rows (stride xs bytes) against weight rows 0..nrows-1 (stride rb). */
+#define DOT8(FMT, R)                                                                             \
+    static void dot8_##FMT##_##R(const uint8_t* x8, long xs, long K, const uint8_t* W, long rb,   \
+                                 long nrows, const float* bias, float* y, long ldy) {            \
+        ss_x8_row x[R];                                                                          \
+        UNROLL for (int r = 0; r < R; r++) x[r] = ss_x8_view(x8 + r * xs, K);                    \
+        for (long n = 0; n < nrows; n++) {                                                       \
+            float o[R];                                                                          \
+            dot8_row_##FMT(W + n * rb, K, x, R, o);                                              \
+            UNROLL for (int r = 0; r < R; r++) y[r * ldy + n] = bias ? o[r] + bias[n] : o[r];    \
+        }                                                                                        \
+    }
+#define DOT8_ALL(FMT)                                                                            \
+    DOT8(FMT, 1) DOT8(FMT, 2) DOT8(FMT, 3) DOT8(FMT, 4)                                          \
+    static const dot8_fn DOT8_##FMT[DOT8_MAX_ROWS + 1] = {0, dot8_##FMT##_1, dot8_##FMT##_2,    \
+                                                          dot8_##FMT##_3, dot8_##FMT##_4};
+DOT8_ALL(q4_0)
+DOT8_ALL(q4_1)
+DOT8_ALL(q5_0)
+DOT8_ALL(q8_0)
+DOT8_ALL(q4_k)
+DOT8_ALL(q6_k)
+
+/* The kernels of a weight type, or 0 where it has none (it then keeps the float path). */
+static inline const dot8_fn* dot8_for(int type) {
+    switch (type) {
+    case SS_Q4_0: return DOT8_q4_0;
+    case SS_Q4_1: return DOT8_q4_1;
+    case SS_Q5_0: return DOT8_q5_0;
+    case SS_Q8_0: return DOT8_q8_0;
+    case SS_Q4_K: return DOT8_q4_k;
+    case SS_Q6_K: return DOT8_q6_k;
+    default: return 0;
+    }
+}
+
+/* M input rows against a chunk of weight rows, in groups of near-equal size. */
+static inline void dot8_rows(const dot8_fn* fns, const uint8_t* x8, long M, long K, const uint8_t* W,
+                             long rb, long nrows, const float* bias, float* y, long ldy) {
+    const long xs = ss_x8_row_bytes(K), groups = (M + DOT8_MAX_ROWS - 1) / DOT8_MAX_ROWS;
+    for (long m = 0, g = 0; m < M; g++) {
+        const long r = (M - m + groups - g - 1) / (groups - g);
+        fns[r](x8 + m * xs, xs, K, W, rb, nrows, bias, y + m * ldy, ldy);
+        m += r;
+    }
+}
+
+#endif /* SELFSPEC_DOT8_H */
