@@ -1,11 +1,12 @@
 """Products with 8-bit activations (csrc/dot8.h, `dtype="int8"`): each output is the
-integer method's sum (input rows quantized per 32 values, the weights' own quants) up to
-float32 rounding, every row is computed alike whatever the row count or thread count, and
+integer method's sum (input rows quantized per 32 values for the legacy formats, per 256
+for the K-quants; the weights' own quants) up to float32 rounding, every row is computed alike whatever the row count or thread count, and
 a non-finite input row gives NaN rather than a finite wrong number.
 
 The reference below is written from the definition in dot8.h's header, in float64 on the
-dequantized weights: sum over blocks j of d_j * sum_i w_i * q_i, with d_j = max|x| / 127 and
-q = round(x * (127 / max|x|)) to nearest even, in float32 as the kernel rounds it.
+dequantized weights: sum over blocks j of d_j * sum_i w_i * q_i, with d_j = max|x| / 127 over
+the block and q = round(x * (127 / max|x|)) to nearest even, in float32 as the kernel
+rounds it.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ def int8_weight(qtype: GGMLType, n: int, k: int, seed: int):
     return w
 
 
-def quantized_input(x: torch.Tensor) -> torch.Tensor:
-    """x as the kernels see it: per 32 values, d * round(x * (127 / max|x|))."""
-    v = x.numpy().astype(np.float32).reshape(x.shape[0], -1, 32)
+def quantized_input(x: torch.Tensor, block: int) -> torch.Tensor:
+    """x as the kernels see it: per `block` values, d * round(x * (127 / max|x|))."""
+    v = x.numpy().astype(np.float32).reshape(x.shape[0], -1, block)
     amax = np.abs(v).max(axis=-1, keepdims=True)
     inv = np.where(amax > 0, np.float32(127) / np.where(amax > 0, amax, 1), np.float32(0))
     q = np.rint(v * inv.astype(np.float32))  # float32 product, rounded half to even
@@ -46,8 +47,9 @@ def test_int8_products_follow_the_definition(qtype):
     bias = torch.randn(37)
     got = native.linear(x, w, bias).double()
     dense = w.dense().double()
-    want = quantized_input(x) @ dense.T + bias.double()
-    bound = 1e-5 * (quantized_input(x).abs() @ dense.abs().T) + 1e-6
+    xq = quantized_input(x, 32 if BLOCKS[qtype][0] == 32 else 256)
+    want = xq @ dense.T + bias.double()
+    bound = 1e-5 * (xq.abs() @ dense.abs().T) + 1e-6
     assert ((got - want).abs() <= bound).all()
     # and it is not the float32 product: the mode is a sum of its own
     assert not torch.equal(

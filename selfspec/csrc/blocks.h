@@ -42,19 +42,24 @@ static inline void prefetch_ahead(const void* block, int lines) {
 
 /* Q4_K's eight sub-block scales (times d) and mins (times dmin) of the super-block that
  * holds 32-weight group jb of a row; the products d*sc and dmin*m are exact (quant.h). */
-static inline kquant_prep prep_q4_k(const uint8_t* row, long jb) {
-    kquant_prep p = {(const ss_block_q4_k*)row + jb / 8};
-    const ss_block_q4_k* b = (const ss_block_q4_k*)p.block;
+/* Q4_K's eight 6-bit scales (bytes 0-7) and mins (bytes 8-15): quant.h's
+ * ss__q4_k_scale_min on four bytes at a time. */
+static inline __m128i q4_k_scale_bytes(const ss_block_q4_k* b) {
     uint32_t w[3];
     memcpy(w, b->scales, sizeof w);
-    /* quant.h's ss__q4_k_scale_min on four bytes at a time */
     const uint32_t lo6 = 0x3f3f3f3f, lo4 = 0x0f0f0f0f, hi2 = 0x30303030;
     const uint64_t sc = (w[0] & lo6) | (uint64_t)((w[2] & lo4) | ((w[0] >> 2) & hi2)) << 32;
     const uint64_t mn = (w[1] & lo6) | (uint64_t)(((w[2] >> 4) & lo4) | ((w[1] >> 2) & hi2)) << 32;
-    const __m128i sc8 = _mm_cvtsi64_si128((long long)sc), mn8 = _mm_cvtsi64_si128((long long)mn);
+    return _mm_set_epi64x((long long)mn, (long long)sc);
+}
+
+static inline kquant_prep prep_q4_k(const uint8_t* row, long jb) {
+    kquant_prep p = {(const ss_block_q4_k*)row + jb / 8};
+    const ss_block_q4_k* b = (const ss_block_q4_k*)p.block;
+    const __m128i sm = q4_k_scale_bytes(b);
     const __m256 d = _mm256_set1_ps(ss__f16(b->d)), dmin = _mm256_set1_ps(ss__f16(b->dmin));
-    _mm256_storeu_ps(p.scale, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sc8))));
-    _mm256_storeu_ps(p.scale + 8, _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(mn8))));
+    _mm256_storeu_ps(p.scale, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm))));
+    _mm256_storeu_ps(p.scale + 8, _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(sm, sm)))));
     return p;
 }
 

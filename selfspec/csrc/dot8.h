@@ -31,18 +31,20 @@
 #include "blocks.h"
 #include "quant.h"
 
-/* Bytes of one quantized input row: K quants, then the float arrays d[K/32], s16[K/16]
- * and s32[K/32], padded to a cache line. */
+/* Bytes of one quantized input row, either form, padded to a cache line: K quants, then
+ * for 32-value blocks the float arrays d[K/32], s16[K/16] and s32[K/32], for 256-value
+ * blocks d[K/256] and the int16 sums bs[K/16]. */
 static inline long ss_x8_row_bytes(long K) { return (K + K / 2 + 63) & ~63L; }
 
 typedef struct {
     const int8_t* q;
-    const float *d, *s16, *s32;
+    const float *d, *s16, *s32; /* d per block; s16, s32: 32-value blocks only */
+    const int16_t* bs;          /* 256-value blocks only */
 } ss_x8_row;
 
-static inline ss_x8_row ss_x8_view(const uint8_t* row, long K) {
+static inline ss_x8_row ss_x8_view(const uint8_t* row, long K, int B) {
     const float* d = (const float*)(row + K);
-    ss_x8_row v = {(const int8_t*)row, d, d + K / 32, d + K / 32 + K / 16};
+    ss_x8_row v = {(const int8_t*)row, d, d + K / 32, d + K / 32 + K / 16, (const int16_t*)(d + K / B)};
     return v;
 }
 
@@ -60,36 +62,49 @@ static inline int ss__hsum_i32(__m256i v) {
     return _mm_cvtsi128_si32(s);
 }
 
-/* Quantize one input row. A row holding an infinity or a NaN gets NaN scales, so every
- * product with it is NaN, as in float32, rather than a silently wrong finite number. */
-static inline void ss_x8_quantize_row(const float* x, long K, uint8_t* row) {
+/* Quantize one input row in blocks of B = 32 or 256 values. A row holding an infinity or
+ * a NaN gets NaN scales, so every product with it is NaN, as in float32, rather than a
+ * silently wrong finite number. */
+static inline void ss_x8_quantize_row(const float* x, long K, int B, uint8_t* row) {
     int8_t* q = (int8_t*)row;
     float* d = (float*)(row + K);
     float* s16 = d + K / 32;
     float* s32 = s16 + K / 16;
+    int16_t* bs = (int16_t*)(d + K / B);
     const __m256 sign = _mm256_set1_ps(-0.0f), zero = _mm256_setzero_ps();
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    for (long j = 0; j < K / 32; j++) {
-        __m256 v[4], amax = zero, bad = zero;
-        for (int i = 0; i < 4; i++) {
-            v[i] = _mm256_loadu_ps(x + 32 * j + 8 * i);
-            amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[i]));
-            bad = _mm256_add_ps(bad, _mm256_mul_ps(v[i], zero)); /* NaN if any is not finite */
+    for (long b = 0; b < K / B; b++) {
+        const float* xb = x + B * b;
+        __m256 amax = zero, bad = zero;
+        for (int i = 0; i < B; i += 8) {
+            const __m256 v = _mm256_loadu_ps(xb + i);
+            amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v));
+            bad = _mm256_add_ps(bad, _mm256_mul_ps(v, zero)); /* NaN if any is not finite */
         }
         const float m = ss__hmax(amax);
         const int finite = _mm256_movemask_ps(_mm256_cmp_ps(bad, zero, _CMP_NEQ_UQ)) == 0;
-        const float dj = finite ? m / 127.0f : NAN, id = finite && m > 0.0f ? 127.0f / m : 0.0f;
-        __m256i qi[4];
-        for (int i = 0; i < 4; i++) qi[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], _mm256_set1_ps(id)));
-        /* packs interleaves 128-bit lanes; the permutation puts the 32 quants back in order */
-        const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
-        _mm256_storeu_si256((__m256i*)(q + 32 * j), _mm256_permutevar8x32_epi32(p, order));
-        const int lo = ss__hsum_i32(_mm256_add_epi32(qi[0], qi[1]));
-        const int hi = ss__hsum_i32(_mm256_add_epi32(qi[2], qi[3]));
-        d[j] = dj;
-        s16[2 * j] = dj * (float)lo;
-        s16[2 * j + 1] = dj * (float)hi;
-        s32[j] = dj * (float)(lo + hi);
+        const float db = finite ? m / 127.0f : NAN;
+        const __m256 id = _mm256_set1_ps(finite && m > 0.0f ? 127.0f / m : 0.0f);
+        d[b] = db;
+        for (int j = 0; j < B / 32; j++) {
+            __m256i qi[4];
+            for (int i = 0; i < 4; i++)
+                qi[i] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + 32 * j + 8 * i), id));
+            /* packs interleaves 128-bit lanes; the permutation puts the 32 quants in order */
+            const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
+            _mm256_storeu_si256((__m256i*)(q + B * b + 32 * j), _mm256_permutevar8x32_epi32(p, order));
+            const int lo = ss__hsum_i32(_mm256_add_epi32(qi[0], qi[1]));
+            const int hi = ss__hsum_i32(_mm256_add_epi32(qi[2], qi[3]));
+            const long g = (B * b + 32 * j) / 16; /* the first of the two 16-value groups */
+            if (B == 32) {
+                s16[g] = db * (float)lo;
+                s16[g + 1] = db * (float)hi;
+                s32[b] = db * (float)(lo + hi);
+            } else {
+                bs[g] = (int16_t)lo;
+                bs[g + 1] = (int16_t)hi;
+            }
+        }
     }
 }
 
@@ -109,60 +124,70 @@ static inline __m256i ss__load32(const void* p) { return _mm256_loadu_si256((con
 #define DOT8_MAX_ROWS 4
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
+/* The K-quants take input rows in 256-value blocks, one scale per super-block, so that
+ * their sub-block scales multiply in the integer domain (the multiply-add that pairs the
+ * products anyway) and a super-block needs one conversion to float per input row. */
+#define X8_BLOCK_q4_k 256
+#define X8_BLOCK_q6_k 256
+
 /* Q4_K: per 64 weights, one 32-byte load gives sub-block 2j (low nibbles) and 2j+1 (high);
- * each group's integer sum is scaled by (d*sc) * x's block scale, and the mins come in once
- * per super-block as (dmin*m) times x's block sums. */
+ * sum (sc * q * x) over the super-block in int32, times d * x's scale; the mins come in as
+ * sum (m * x's 16-value sums), times dmin * x's scale. Bounded: |sum| < 8 * 32 * 15 * 127 * 63. */
 ALWAYS_INLINE void dot8_row_q4_k(const uint8_t* row, long K, const ss_x8_row* x, const int R, float* out) {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
-    __m256 acc[DOT8_MAX_ROWS][2], mins[DOT8_MAX_ROWS];
-    UNROLL for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = mins[r] = _mm256_setzero_ps();
+    __m256 acc[DOT8_MAX_ROWS];
+    UNROLL for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
     for (long ib = 0; ib < K / SS_QK_K; ib++) {
-        const kquant_prep p = prep_q4_k(row, 8 * ib);
-        prefetch_ahead(p.block, PREFETCH_LINES_q4_k);
-        const ss_block_q4_k* b = (const ss_block_q4_k*)p.block;
-        const __m256 sc = _mm256_loadu_ps(p.scale), mn = _mm256_loadu_ps(p.scale + 8);
-        float c[DOT8_MAX_ROWS][8];
-        UNROLL for (int r = 0; r < R; r++) {
-            _mm256_storeu_ps(c[r], _mm256_mul_ps(sc, _mm256_loadu_ps(x[r].d + 8 * ib)));
-            mins[r] = _mm256_fmadd_ps(mn, _mm256_loadu_ps(x[r].s32 + 8 * ib), mins[r]);
-        }
+        const ss_block_q4_k* b = (const ss_block_q4_k*)row + ib;
+        prefetch_ahead(b, PREFETCH_LINES_q4_k);
+        const __m128i sm = q4_k_scale_bytes(b);
+        const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm)); /* sc0..7, twice */
+        const __m128i mn = _mm_cvtepu8_epi16(_mm_unpackhi_epi64(sm, sm));
+        const __m256i mn2 = _mm256_set_m128i(_mm_unpackhi_epi16(mn, mn), _mm_unpacklo_epi16(mn, mn));
+        const float d = ss__f16(b->d), dmin = ss__f16(b->dmin);
+        __m256i isum[DOT8_MAX_ROWS];
+        UNROLL for (int r = 0; r < R; r++) isum[r] = _mm256_setzero_si256();
         UNROLL for (int j = 0; j < 4; j++) {
             const __m256i q = ss__load32(b->qs + 32 * j);
             const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            const __m256i s_lo = _mm256_shuffle_epi8(sc, _mm256_set1_epi16((short)(0x0100 + 0x0202 * (2 * j))));
+            const __m256i s_hi = _mm256_shuffle_epi8(sc, _mm256_set1_epi16((short)(0x0100 + 0x0202 * (2 * j + 1))));
             UNROLL for (int r = 0; r < R; r++) {
                 const int8_t* xq = x[r].q + SS_QK_K * ib + 64 * j;
-                const __m256 s0 = _mm256_cvtepi32_ps(ss__dot_u8s8(lo, ss__load32(xq)));
-                const __m256 s1 = _mm256_cvtepi32_ps(ss__dot_u8s8(hi, ss__load32(xq + 32)));
-                acc[r][0] = _mm256_fmadd_ps(s0, _mm256_broadcast_ss(&c[r][2 * j]), acc[r][0]);
-                acc[r][1] = _mm256_fmadd_ps(s1, _mm256_broadcast_ss(&c[r][2 * j + 1]), acc[r][1]);
+                const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, ss__load32(xq)), s_lo);
+                const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, ss__load32(xq + 32)), s_hi);
+                isum[r] = _mm256_add_epi32(isum[r], _mm256_add_epi32(p0, p1));
             }
         }
+        UNROLL for (int r = 0; r < R; r++) {
+            const float xd = x[r].d[ib];
+            const __m256i im = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i*)(x[r].bs + 16 * ib)), mn2);
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * xd), _mm256_cvtepi32_ps(isum[r]), acc[r]);
+            acc[r] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * xd), _mm256_cvtepi32_ps(im), acc[r]);
+        }
     }
-    UNROLL for (int r = 0; r < R; r++) out[r] = hsum(_mm256_add_ps(acc[r][0], acc[r][1])) - hsum(mins[r]);
+    UNROLL for (int r = 0; r < R; r++) out[r] = hsum(acc[r]);
 }
 
-/* Q6_K: quants 0..63 as unsigned bytes (quant.h's unpacking without the -32), so the
- * offset comes in once per super-block: -32 * sum of (d*scale) times x's 16-value sums.
- * A 32-weight run spans two scale groups: lanes 0-3 of its integer sums take the first,
- * lanes 4-7 the second. */
+/* Q6_K: quants 0..63 as unsigned bytes (quant.h's unpacking without the -32), each 16 times
+ * its signed scale in int32; the offset is -32 * sum (scale * x's 16-value sums), also in
+ * int32. A 32-weight run spans two scale groups: the low 128 bits of its pair sums take the
+ * first, the high 128 bits the second. Bounded: |sum| < 16 * 16 * 63 * 127 * 128. */
 ALWAYS_INLINE void dot8_row_q6_k(const uint8_t* row, long K, const ss_x8_row* x, const int R, float* out) {
     const __m256i m4 = _mm256_set1_epi8(0x0f), m2h = _mm256_set1_epi8(0x30);
-    const __m256i lo_idx = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
-    const __m256i hi_idx = _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7);
-    __m256 acc[DOT8_MAX_ROWS][2], offs[DOT8_MAX_ROWS];
-    UNROLL for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = offs[r] = _mm256_setzero_ps();
+    const __m256i pick = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, /* low: 1st */
+                                          2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3); /* high: 2nd */
+    __m256 acc[DOT8_MAX_ROWS];
+    UNROLL for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
     for (long ib = 0; ib < K / SS_QK_K; ib++) {
-        const kquant_prep p = prep_q6_k(row, 8 * ib);
-        prefetch_ahead(p.block, PREFETCH_LINES_q6_k);
-        const ss_block_q6_k* b = (const ss_block_q6_k*)p.block;
-        const __m256 sc0 = _mm256_loadu_ps(p.scale), sc1 = _mm256_loadu_ps(p.scale + 8);
-        float c[DOT8_MAX_ROWS][16];
+        const ss_block_q6_k* b = (const ss_block_q6_k*)row + ib;
+        prefetch_ahead(b, PREFETCH_LINES_q6_k);
+        const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i*)b->scales));
+        const float d = ss__f16(b->d);
+        __m256i isum[DOT8_MAX_ROWS];
         UNROLL for (int r = 0; r < R; r++) {
-            const __m256 xd = _mm256_loadu_ps(x[r].d + 8 * ib);
-            _mm256_storeu_ps(c[r], _mm256_mul_ps(sc0, _mm256_permutevar8x32_ps(xd, lo_idx)));
-            _mm256_storeu_ps(c[r] + 8, _mm256_mul_ps(sc1, _mm256_permutevar8x32_ps(xd, hi_idx)));
-            offs[r] = _mm256_fmadd_ps(sc0, _mm256_loadu_ps(x[r].s16 + 16 * ib), offs[r]);
-            offs[r] = _mm256_fmadd_ps(sc1, _mm256_loadu_ps(x[r].s16 + 16 * ib + 8), offs[r]);
+            const __m256i off = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i*)(x[r].bs + 16 * ib)), sc);
+            isum[r] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5));
         }
         UNROLL for (int h = 0; h < 2; h++) {
             const __m256i A = ss__load32(b->ql + 64 * h), B = ss__load32(b->ql + 64 * h + 32);
@@ -174,18 +199,19 @@ ALWAYS_INLINE void dot8_row_q6_k(const uint8_t* row, long K, const ss_x8_row* x,
                 _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m4),
                                 _mm256_and_si256(_mm256_srli_epi16(H, 2), m2h))};
             UNROLL for (int s = 0; s < 4; s++) {
-                const int js = 4 * h + s; /* the run's 32-value block of x in this super-block */
+                const int js = 4 * h + s; /* the run's 32 values of x in this super-block */
+                /* scales 2js (low 128 bits) and 2js + 1 (high): 32-bit word js, then a byte pick */
+                const __m256i scale = _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(sc, _mm256_set1_epi32(js)), pick);
                 UNROLL for (int r = 0; r < R; r++) {
-                    const __m256 scale = _mm256_insertf128_ps(
-                        _mm256_castps128_ps256(_mm_broadcast_ss(&c[r][2 * js])), _mm_broadcast_ss(&c[r][2 * js + 1]), 1);
                     const __m256i xq = ss__load32(x[r].q + SS_QK_K * ib + 32 * js);
-                    acc[r][s & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ss__dot_u8s8(q[s], xq)), scale, acc[r][s & 1]);
+                    isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(_mm256_maddubs_epi16(q[s], xq), scale));
                 }
             }
         }
+        UNROLL for (int r = 0; r < R; r++)
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * x[r].d[ib]), _mm256_cvtepi32_ps(isum[r]), acc[r]);
     }
-    UNROLL for (int r = 0; r < R; r++)
-        out[r] = hsum(_mm256_add_ps(acc[r][0], acc[r][1])) - 32.0f * hsum(offs[r]);
+    UNROLL for (int r = 0; r < R; r++) out[r] = hsum(acc[r]);
 }
 
 /* The legacy 32-weight formats: each block unpacks to 32 byte quants q, a scale dw and an
@@ -231,6 +257,10 @@ ALWAYS_INLINE __m256i unpack8_q8_0(const uint8_t* block, float* dw, float* ow) {
     return ss__load32(b->qs);
 }
 
+#define X8_BLOCK_q4_0 32
+#define X8_BLOCK_q4_1 32
+#define X8_BLOCK_q5_0 32
+#define X8_BLOCK_q8_0 32
 #define SIGNED_q4_0 0
 #define SIGNED_q4_1 0
 #define SIGNED_q5_0 0
@@ -279,7 +309,7 @@ typedef void (*dot8_fn)(const uint8_t* x8, long xs, long K, const uint8_t* W, lo
     static void dot8_##FMT##_##R(const uint8_t* x8, long xs, long K, const uint8_t* W, long rb,   \
                                  long nrows, const float* bias, float* y, long ldy) {            \
         ss_x8_row x[R];                                                                          \
-        UNROLL for (int r = 0; r < R; r++) x[r] = ss_x8_view(x8 + r * xs, K);                    \
+        UNROLL for (int r = 0; r < R; r++) x[r] = ss_x8_view(x8 + r * xs, K, X8_BLOCK_##FMT);    \
         for (long n = 0; n < nrows; n++) {                                                       \
             float o[R];                                                                          \
             dot8_row_##FMT(W + n * rb, K, x, R, o);                                              \

@@ -320,12 +320,12 @@ static const fused_fn* fused_for(int type) {
 }
 
 /* Buffers per thread (the caller's and the pool's helpers; slot 0: dequantized weights
- * and attention scores, slot 1: a pass's accumulators, slot 2: the caller's input rows
- * quantized to 8 bits, read by every thread of the loop), grown as needed and kept:
+ * and attention scores, slot 1: a pass's accumulators, slots 2 and 3: the caller's input
+ * rows quantized to 8 bits in 32- and 256-value blocks, read by every thread of the loop), grown as needed and kept:
  * threads live for the process. */
 static void* thread_buffer(int slot, long bytes) {
-    static __thread void* buf[3] = {0, 0, 0};
-    static __thread long cap[3] = {0, 0, 0};
+    static __thread void* buf[4] = {0, 0, 0, 0};
+    static __thread long cap[4] = {0, 0, 0, 0};
     if (bytes > cap[slot]) {
         free(buf[slot]);
         buf[slot] = aligned_alloc(64, (size_t)((bytes + 63) & ~63L));
@@ -394,7 +394,7 @@ static void linear_many(const float* x, long M, int count, const ss_weight* cons
                         const float* const* biases, float* const* ys, int threads) {
     linear_set set;
     set.first[0] = 0;
-    const uint8_t* x8 = 0; /* the rows quantized once for every matrix of the set that wants them */
+    const uint8_t* x8[2] = {0, 0}; /* the rows quantized once per block size (32, 256) for the set */
     for (int i = 0; i < count; i++) {
         const ss_weight* w = ws[i];
         const long budget = M <= MAX_PASS_ROWS ? SMALL_BUFFER : LARGE_BUFFER;
@@ -404,13 +404,14 @@ static void linear_many(const float* x, long M, int count, const ss_weight* cons
         const dot8_fn* dot8 = w->act8 ? dot8_for(w->type) : 0;
         const fused_fn* fused = !dot8 && M <= MAX_FUSED_ROWS ? fused_for(w->type) : 0;
         if (fused || dot8) chunk = 16;
-        if (dot8 && !x8) {
+        const int B = ss_block_size(w->type), form = B == SS_QK_K;
+        if (dot8 && !x8[form]) {
             const long xs = ss_x8_row_bytes(w->k);
-            uint8_t* q = thread_buffer(2, M * xs);
-            for (long m = 0; m < M; m++) ss_x8_quantize_row(x + m * w->k, w->k, q + m * xs);
-            x8 = q;
+            uint8_t* q = thread_buffer(2 + form, M * xs);
+            for (long m = 0; m < M; m++) ss_x8_quantize_row(x + m * w->k, w->k, B, q + m * xs);
+            x8[form] = q;
         }
-        set.t[i] = (linear_task){x, M, chunk, w, biases[i], ys[i], fused, dot8, x8};
+        set.t[i] = (linear_task){x, M, chunk, w, biases[i], ys[i], fused, dot8, x8[form]};
         set.first[i + 1] = set.first[i] + (w->n + chunk - 1) / chunk;
     }
     /* Items shrink as the loop goes (guided scheduling): each claim from the pool's
