@@ -214,33 +214,21 @@ ALWAYS_INLINE void dot8_row_q6_k(const uint8_t* row, long K, const ss_x8_row* x,
     UNROLL for (int r = 0; r < R; r++) out[r] = hsum(acc[r]);
 }
 
-/* The legacy 32-weight formats: each block unpacks to 32 byte quants q, a scale dw and an
- * offset coefficient ow (the weight is dw*q + ow); ow multiplies x's block sum. */
+/* The legacy 32-weight formats: a block's weights are dw * q + ow, q its 32 byte quants
+ * (unsigned, or signed for Q8_0), dw and ow from its header (ow multiplies x's block sum). */
 ALWAYS_INLINE __m256i ss__nibbles32(const uint8_t* qs) {
     const __m128i v = _mm_loadu_si128((const __m128i*)qs);
     return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(0x0f));
 }
 
-ALWAYS_INLINE __m256i unpack8_q4_0(const uint8_t* block, float* dw, float* ow) {
-    const ss_block_q4_0* b = (const ss_block_q4_0*)block;
-    *dw = ss__f16(b->d);
-    *ow = -8.0f * *dw;
-    return ss__nibbles32(b->qs);
-}
+ALWAYS_INLINE __m256i quants8_q4_0(const uint8_t* block) { return ss__nibbles32(((const ss_block_q4_0*)block)->qs); }
 
-ALWAYS_INLINE __m256i unpack8_q4_1(const uint8_t* block, float* dw, float* ow) {
-    const ss_block_q4_1* b = (const ss_block_q4_1*)block;
-    *dw = ss__f16(b->d);
-    *ow = ss__f16(b->m);
-    return ss__nibbles32(b->qs);
-}
+ALWAYS_INLINE __m256i quants8_q4_1(const uint8_t* block) { return ss__nibbles32(((const ss_block_q4_1*)block)->qs); }
 
-/* Q5_0: bit i of qh is the fifth bit of weight i; byte i of the broadcast qh is
- * qh's byte i / 8, and a mask with bit i % 8 picks the weight's bit. */
-ALWAYS_INLINE __m256i unpack8_q5_0(const uint8_t* block, float* dw, float* ow) {
+/* Q5_0: bit i of qh is the fifth bit of weight i; byte i of the broadcast qh is qh's byte
+ * i / 8, and a mask with bit i % 8 picks the weight's bit. */
+ALWAYS_INLINE __m256i quants8_q5_0(const uint8_t* block) {
     const ss_block_q5_0* b = (const ss_block_q5_0*)block;
-    *dw = ss__f16(b->d);
-    *ow = -16.0f * *dw;
     int32_t qh;
     memcpy(&qh, b->qh, sizeof qh);
     const __m256i spread = _mm256_shuffle_epi8(
@@ -250,11 +238,42 @@ ALWAYS_INLINE __m256i unpack8_q5_0(const uint8_t* block, float* dw, float* ow) {
     return _mm256_or_si256(ss__nibbles32(b->qs), _mm256_and_si256(set, _mm256_set1_epi8(16)));
 }
 
-ALWAYS_INLINE __m256i unpack8_q8_0(const uint8_t* block, float* dw, float* ow) {
-    const ss_block_q8_0* b = (const ss_block_q8_0*)block;
-    *dw = ss__f16(b->d);
-    *ow = 0.0f;
-    return ss__load32(b->qs);
+ALWAYS_INLINE __m256i quants8_q8_0(const uint8_t* block) { return ss__load32(((const ss_block_q8_0*)block)->qs); }
+
+/* Eight f16 fields, `stride` bytes apart, as floats (F16C, as ss__f16); lanes past cnt
+ * repeat the last field's bits, then are zeroed. All in registers: eight scalar stores
+ * reloaded as one vector would stall on store forwarding. */
+ALWAYS_INLINE __m256 ss__f16x8(const uint8_t* p, long stride, int cnt) {
+#define SS__FIELD(i) ss__u16(p + ((i) < cnt ? (i) : cnt - 1) * stride)
+    __m128i h = _mm_cvtsi32_si128(SS__FIELD(0));
+    h = _mm_insert_epi16(h, SS__FIELD(1), 1);
+    h = _mm_insert_epi16(h, SS__FIELD(2), 2);
+    h = _mm_insert_epi16(h, SS__FIELD(3), 3);
+    h = _mm_insert_epi16(h, SS__FIELD(4), 4);
+    h = _mm_insert_epi16(h, SS__FIELD(5), 5);
+    h = _mm_insert_epi16(h, SS__FIELD(6), 6);
+    h = _mm_insert_epi16(h, SS__FIELD(7), 7);
+#undef SS__FIELD
+    const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(cnt), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return _mm256_and_ps(_mm256_cvtph_ps(h), _mm256_castsi256_ps(live));
+}
+
+/* scales8_FMT: dw and ow of cnt <= 8 consecutive blocks. */
+ALWAYS_INLINE void scales8_q4_0(const uint8_t* b, int cnt, __m256* dw, __m256* ow) {
+    *dw = ss__f16x8(b, sizeof(ss_block_q4_0), cnt);
+    *ow = _mm256_mul_ps(*dw, _mm256_set1_ps(-8.0f));
+}
+ALWAYS_INLINE void scales8_q4_1(const uint8_t* b, int cnt, __m256* dw, __m256* ow) {
+    *dw = ss__f16x8(b, sizeof(ss_block_q4_1), cnt);
+    *ow = ss__f16x8(b + 2, sizeof(ss_block_q4_1), cnt);
+}
+ALWAYS_INLINE void scales8_q5_0(const uint8_t* b, int cnt, __m256* dw, __m256* ow) {
+    *dw = ss__f16x8(b, sizeof(ss_block_q5_0), cnt);
+    *ow = _mm256_mul_ps(*dw, _mm256_set1_ps(-16.0f));
+}
+ALWAYS_INLINE void scales8_q8_0(const uint8_t* b, int cnt, __m256* dw, __m256* ow) {
+    *dw = ss__f16x8(b, sizeof(ss_block_q8_0), cnt);
+    *ow = _mm256_setzero_ps();
 }
 
 #define X8_BLOCK_q4_0 32
@@ -266,32 +285,61 @@ ALWAYS_INLINE __m256i unpack8_q8_0(const uint8_t* block, float* dw, float* ow) {
 #define SIGNED_q5_0 0
 #define SIGNED_q8_0 1 /* signed quants: |w| times x with w's sign */
 
+/* One block against R input rows: the integer dot product, then one FMA by the block's
+ * scale (c, for row r at c[8 r]) into accumulator a of each row (acc[2 r + a]); called
+ * with a constant a, so the accumulators stay in registers. */
+#define DOT8_BLOCK_LEGACY(FMT)                                                                   \
+    ALWAYS_INLINE void dot8_block_##FMT(const uint8_t* block, const ss_x8_row* x, long jb,       \
+                                        const float* c, const int R, __m256* acc, const int a) { \
+        prefetch_ahead(block, PREFETCH_LINES_##FMT);                                             \
+        const __m256i q = quants8_##FMT(block);                                                  \
+        const __m256i aq = SIGNED_##FMT ? _mm256_sign_epi8(q, q) : q;                            \
+        UNROLL for (int r = 0; r < R; r++) {                                                     \
+            __m256i xq = ss__load32(x[r].q + SS_QK * jb);                                        \
+            if (SIGNED_##FMT) xq = _mm256_sign_epi8(xq, q);                                      \
+            const __m256 s = _mm256_cvtepi32_ps(ss__dot_u8s8(aq, xq));                           \
+            acc[2 * r + a] = _mm256_fmadd_ps(s, _mm256_broadcast_ss(&c[8 * r]), acc[2 * r + a]); \
+        }                                                                                        \
+    }
+
+/* Eight blocks at a time: their scales (dw times x's block scales) and offsets (ow times
+ * x's block sums) in vector operations, then per block one integer dot product and one
+ * FMA, alternating between two accumulators. A row's last group may hold fewer than eight
+ * blocks: its missing lanes are zero and never read. */
 #define DOT8_ROW_LEGACY(FMT, BLOCK)                                                              \
+    DOT8_BLOCK_LEGACY(FMT)                                                                       \
     ALWAYS_INLINE void dot8_row_##FMT(const uint8_t* row, long K, const ss_x8_row* x, const int R, \
                                       float* out) {                                              \
-        __m256 acc[DOT8_MAX_ROWS][2];                                                            \
-        float off[DOT8_MAX_ROWS][2];                                                             \
-        UNROLL for (int r = 0; r < R; r++) {                                                     \
-            acc[r][0] = acc[r][1] = _mm256_setzero_ps();                                         \
-            off[r][0] = off[r][1] = 0.0f;                                                        \
-        }                                                                                        \
-        for (long jb = 0; jb < K / SS_QK; jb++) {                                                \
-            const uint8_t* block = row + jb * (long)sizeof(BLOCK);                               \
-            prefetch_ahead(block, PREFETCH_LINES_##FMT);                                         \
-            float dw, ow;                                                                        \
-            const __m256i q = unpack8_##FMT(block, &dw, &ow);                                    \
-            const __m256i aq = SIGNED_##FMT ? _mm256_sign_epi8(q, q) : q;                        \
-            const int a = (int)(jb & 1);                                                         \
+        __m256 acc[2 * DOT8_MAX_ROWS], off[DOT8_MAX_ROWS];                                       \
+        UNROLL for (int r = 0; r < R; r++) acc[2 * r] = acc[2 * r + 1] = off[r] = _mm256_setzero_ps(); \
+        const long nb = K / SS_QK;                                                               \
+        for (long j0 = 0; j0 < nb; j0 += 8) {                                                    \
+            const int cnt = nb - j0 < 8 ? (int)(nb - j0) : 8;                                    \
+            const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(cnt),                      \
+                                                    _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));  \
+            const uint8_t* blocks = row + j0 * (long)sizeof(BLOCK);                              \
+            float c[8 * DOT8_MAX_ROWS];                                                          \
+            __m256 dwv, owv;                                                                     \
+            scales8_##FMT(blocks, cnt, &dwv, &owv);                                              \
             UNROLL for (int r = 0; r < R; r++) {                                                 \
-                __m256i xq = ss__load32(x[r].q + SS_QK * jb);                                    \
-                if (SIGNED_##FMT) xq = _mm256_sign_epi8(xq, q);                                  \
-                const __m256 s = _mm256_cvtepi32_ps(ss__dot_u8s8(aq, xq));                       \
-                acc[r][a] = _mm256_fmadd_ps(s, _mm256_set1_ps(dw * x[r].d[jb]), acc[r][a]);      \
-                if (!SIGNED_##FMT) off[r][a] += ow * x[r].s32[jb];                               \
+                _mm256_storeu_ps(c + 8 * r, _mm256_mul_ps(dwv, _mm256_maskload_ps(x[r].d + j0, live))); \
+                if (!SIGNED_##FMT)                                                               \
+                    off[r] = _mm256_fmadd_ps(owv, _mm256_maskload_ps(x[r].s32 + j0, live), off[r]); \
+            }                                                                                    \
+            if (cnt == 8) {                                                                      \
+                UNROLL for (int i = 0; i < 8; i++)                                               \
+                    dot8_block_##FMT(blocks + i * sizeof(BLOCK), x, j0 + i, c + i, R, acc, i & 1); \
+            } else {                                                                             \
+                for (int i = 0; i < cnt; i++) {                                                  \
+                    if (i & 1)                                                                   \
+                        dot8_block_##FMT(blocks + i * sizeof(BLOCK), x, j0 + i, c + i, R, acc, 1); \
+                    else                                                                         \
+                        dot8_block_##FMT(blocks + i * sizeof(BLOCK), x, j0 + i, c + i, R, acc, 0); \
+                }                                                                                \
             }                                                                                    \
         }                                                                                        \
         UNROLL for (int r = 0; r < R; r++)                                                       \
-            out[r] = hsum(_mm256_add_ps(acc[r][0], acc[r][1])) + (off[r][0] + off[r][1]);        \
+            out[r] = hsum(_mm256_add_ps(acc[2 * r], acc[2 * r + 1])) + hsum(off[r]);             \
     }
 
 DOT8_ROW_LEGACY(q4_0, ss_block_q4_0)
