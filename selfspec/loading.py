@@ -121,6 +121,20 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     return DTYPES[dtype]
 
 
+def preferred_dtype(source: str, dtype: str = "auto", device: str = "auto") -> str:
+    """What the app and the quiz writer load `source` with when asked for `auto`: 8-bit
+    activations on an installed model package's blocks on a CPU with the native kernels
+    (there about twice as fast as the float32 path, and as exact within its own mode;
+    docs/engine.md), the float32 path elsewhere (on the bundled model int8 is no faster).
+    An explicit dtype is kept. The command line's `auto` stays the float32 path, so that
+    a benchmark says which mode it ran."""
+    if dtype != "auto" or source not in MODEL_PACKAGES:
+        return dtype
+    if resolve_device(device).type != "cpu" or not native.available():
+        return dtype
+    return INT8
+
+
 def load_model(
     source: str = BUNDLED, device: str = "auto", dtype: str | torch.dtype = "auto"
 ) -> LoadedModel:

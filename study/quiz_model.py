@@ -132,5 +132,6 @@ def load_writer(writer: QuizWriter) -> Complete:
 @functools.cache
 def _loaded(source: str):  # noqa: ANN202 - a selfspec.LoadedModel, imported lazily
     import selfspec
+    from selfspec.loading import preferred_dtype
 
-    return selfspec.load_model(source)
+    return selfspec.load_model(source, dtype=preferred_dtype(source))

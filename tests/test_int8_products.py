@@ -93,3 +93,14 @@ def test_int8_is_refused_where_there_are_no_file_blocks():
 
     with pytest.raises(BadInputError, match="int8 multiplies a GGUF file's own blocks"):
         load_model("tiny-llama", device="cpu", dtype="int8")
+
+
+def test_the_app_prefers_int8_on_model_packages_only():
+    from selfspec.loading import preferred_dtype
+
+    assert preferred_dtype("bundled") == "auto"  # int8 is no faster there
+    assert preferred_dtype("tiny-llama") == "auto"
+    assert preferred_dtype("qwen2.5-coder-1.5b", "float32") == "float32"  # asked outright
+    want = "int8" if native.available() else "auto"
+    assert preferred_dtype("qwen2.5-coder-1.5b") == want
+    assert preferred_dtype("gemma3-270m", device="cpu") == want

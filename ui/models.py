@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selfspec import LoadedModel, SelfSpecError, load_model
-from selfspec.loading import BUNDLED, TINY_MODELS, hub_reachable
+from selfspec.loading import BUNDLED, TINY_MODELS, hub_reachable, preferred_dtype
 from selfspec.model_packages import MODEL_PACKAGES, installed_models
 from ui.config import AppConfig
 
@@ -98,7 +98,8 @@ class ModelPool:
         with self._lock:
             if source not in self._models:
                 keep = {k: v for k, v in self._models.items() if k == self.config.default_model}
-                keep[source] = load_model(source, self.config.device, self.config.dtype)
+                dtype = preferred_dtype(source, self.config.dtype, self.config.device)
+                keep[source] = load_model(source, self.config.device, dtype)
                 self._models = keep
             return self._models[source]
 
