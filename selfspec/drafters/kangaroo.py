@@ -51,6 +51,7 @@ from selfspec.speculative import (
     check_unit_interval,
     pick,
 )
+from selfspec.weights import Weight
 
 __all__ = ["KangarooDrafter", "kangaroo_drafter", "adapter_path"]
 
@@ -98,17 +99,20 @@ class KangarooDrafter(Drafter):
         self.max_draft = max_draft
         tokens = adapter.head_tokens if head_tokens is None else head_tokens
         self.head_tokens = tokens if tokens.numel() else None  # [N] ids of the draft head
-        self._head: tuple[Transformer, Tensor] | None = None  # restricted head, built once
+        self._head: tuple[Transformer, Tensor | Weight] | None = None  # restricted head, once
         self.cache: KVCache | None = None  # the adapter's own
         self._target: KVCache | None = None  # the target cache it was built beside
         self._filled = 0  # adapter cache positions computed from committed tokens
 
-    def _draft_head(self, engine: Transformer) -> Tensor | None:
-        """The restricted head's rows (built once per engine); None: the full head."""
+    def _draft_head(self, engine: Transformer) -> Tensor | Weight | None:
+        """The restricted head's rows (built once per engine) in the head's own storage:
+        on a CPU the file's blocks, so a draft token reads their bytes, not a dense float32
+        copy four to eight times larger (on Qwen2.5-Coder-1.5B, 201 MB against 41 MB per
+        token). None: the full head."""
         if self.head_tokens is None:
             return None
         if self._head is None or self._head[0] is not engine:
-            self._head = (engine, engine.head_rows(self.head_tokens))
+            self._head = (engine, engine.head_block_rows(self.head_tokens))
         return self._head[1]
 
     def prepare(self, ctx: DraftContext) -> None:
