@@ -29,7 +29,7 @@ from selfspec import native
 from selfspec.config import ModelConfig
 from selfspec.kv_cache import KVCache
 from selfspec.layer_weights import LayerWeights, NativeLayer
-from selfspec.ops import KERNEL_DTYPES, causal_mask, linear, rms_norm, rotate_half
+from selfspec.ops import KERNEL_DTYPES, causal_mask, linear, rms_norm, rope_tables, rotate_half
 from selfspec.skipset import SkipSet
 from selfspec.weights import Weight
 
@@ -85,15 +85,11 @@ class Transformer:
         if native_layers is not None and not native.available():
             self._layers = self.layers  # the torch fallback: dense now, once
 
-    # ----------------------------------------------------------------- construction
     def compile(self, backend: str = "inductor") -> None:
-        """Compile torch's layer stack with torch.compile (dynamic shapes: any position,
-        token count and layer range), fusing the many small element-wise ops of a step.
-
-        Optional and off by default: compiling takes minutes on a CPU, each new skip set or
-        layer range compiles once more, and compiled graphs run torch's path on dense
-        weights, not the native kernels (so row invariance is not guaranteed).
-        """
+        """Compile torch's layer stack (dynamic shapes), fusing a step's small element-wise
+        ops. Off by default: it takes minutes on a CPU, once more per skip set or layer
+        range, and runs torch's path on dense weights, not the native kernels (so row
+        invariance is not guaranteed)."""
         self._torch_layers = torch.compile(self._torch_layers, backend=backend, dynamic=True)
         self._compiled = True
 
@@ -110,9 +106,8 @@ class Transformer:
 
     def dense_layer(self, i: int) -> LayerWeights:
         """Layer i's dense weights, without densifying the others (adapter init)."""
-        if self._layers is None:
-            return self.native_layers[i].dense(self.dtype)
-        return self._layers[i]
+        dense = self._layers
+        return self.native_layers[i].dense(self.dtype) if dense is None else dense[i]
 
     @property
     def embedding(self) -> Tensor:
@@ -129,24 +124,24 @@ class Transformer:
             self._dense[name] = w.dense(self.dtype).to(self.device)
         return self._dense[name]
 
+    def _native_weights(self) -> list[Weight | Tensor]:
+        """The embedding, the head and every layer matrix, as the native kernels hold them."""
+        layers = [w for nl in self.native_layers for w in nl.matrices()]
+        return [self.embedding_weight, self.head_weight, *layers]
+
     @property
     def weight_format(self) -> str:
         """The weights' storage formats, e.g. 'Q4_1+Q8_0' or 'F32'."""
         if self.native_layers is None:
             return str(self.dtype).removeprefix("torch.")
-        ws = [self.embedding_weight, self.head_weight]
-        for nl in self.native_layers:
-            ws += nl.matrices()
-        return "+".join(sorted({w.qtype.name for w in ws}, key=lambda n: n))
+        return "+".join(sorted({w.qtype.name for w in self._native_weights()}))
 
     def use_int8_activations(self) -> None:
-        """From now on, multiply the file's blocks by activations quantized to 8 bits
-        (integer products, csrc/dot8.h): on K-quant weights about twice as fast as
-        dequantizing them, and a sum of its own, so every method of a run must use the same
-        engine (they do: one model, one mode). Dense weights keep float32."""
+        """From now on multiply the file's blocks by 8-bit activations (csrc/dot8.h): about
+        twice as fast on K-quants, and a sum of its own, so one model keeps one mode."""
         if self.native_layers is None:
             raise ValueError("8-bit activations need the native kernels' block weights")
-        for w in [self.head_weight, *(w for nl in self.native_layers for w in nl.matrices())]:
+        for w in self._native_weights():
             if isinstance(w, Weight) and w.quantized:
                 w.int8_activations = True
         for nl in self.native_layers:
@@ -156,23 +151,16 @@ class Transformer:
     @property
     def activations(self) -> str:
         """'int8' where the block weights multiply 8-bit activations, else the dtype."""
-        head = self.head_weight
-        if isinstance(head, Weight) and head.int8_activations:
-            return "int8"
-        return str(self.dtype).removeprefix("torch.")
+        int8 = isinstance(self.head_weight, Weight) and self.head_weight.int8_activations
+        return "int8" if int8 else str(self.dtype).removeprefix("torch.")
 
     def weight_bytes(self) -> int:
         """Bytes held by the weights the decoding path reads."""
         if self.native_layers is None:
             dense = [t for lw in self.layers for t in vars(lw).values() if t is not None]
-            return sum(
-                t.nbytes
-                for t in {id(t): t for t in [*dense, self.embedding, self.lm_head]}.values()
-            )
-        ws = {id(w.data): w.nbytes for w in (self.embedding_weight, self.head_weight)}
-        for nl in self.native_layers:
-            ws.update({id(w.data): w.nbytes for w in nl.matrices()})
-        return sum(ws.values())
+            ts = [*dense, self.embedding, self.lm_head]
+            return sum({id(t): t.nbytes for t in ts}.values())
+        return sum({id(w.data): w.nbytes for w in self._native_weights()}.values())
 
     # ----------------------------------------------------------------- dispatch
     @contextmanager
@@ -262,16 +250,8 @@ class Transformer:
         """The whole cos, sin tables [>= n, D], grown (doubling) when too short."""
         tables = self._tables.get(local)
         if tables is None or tables[0].shape[0] < n:
-            size = max(2 * n, 256)
-            inv_freq, scale = (
-                (self.local_inv_freq, 1.0) if local else (self.inv_freq, self.rope_scale)
-            )
-            freqs = torch.outer(
-                torch.arange(size, device=self.device, dtype=torch.float32),
-                inv_freq.to(self.device),
-            )
-            emb = torch.cat((freqs, freqs), dim=-1)  # [size, D]
-            tables = ((emb.cos() * scale).to(self.dtype), (emb.sin() * scale).to(self.dtype))
+            freq, scale = (self.local_inv_freq, 1.0) if local else (self.inv_freq, self.rope_scale)
+            tables = rope_tables(freq, max(2 * n, 256), scale, self.dtype, self.device)
             self._tables[local] = tables
         return tables
 

@@ -13,7 +13,7 @@ from torch import Tensor
 from selfspec import native
 from selfspec.weights import Weight
 
-__all__ = ["KERNEL_DTYPES", "rms_norm", "linear", "rotate_half", "causal_mask"]
+__all__ = ["KERNEL_DTYPES", "rms_norm", "linear", "rotate_half", "rope_tables", "causal_mask"]
 
 KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # weights the kernels read
 
@@ -50,6 +50,15 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
 def rotate_half(x: Tensor) -> Tensor:
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat((-x2, x1), dim=-1)
+
+
+def rope_tables(
+    inv_freq: Tensor, size: int, scale: float, dtype: torch.dtype, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """cos, sin [size, D] of positions 0..size-1 (rotate-half convention), times `scale`."""
+    freqs = torch.outer(torch.arange(size, device=device, dtype=torch.float32), inv_freq.to(device))
+    emb = torch.cat((freqs, freqs), dim=-1)  # [size, D]
+    return (emb.cos() * scale).to(dtype), (emb.sin() * scale).to(dtype)
 
 
 def causal_mask(pos: int, t: int, window: int | None, device: torch.device | str) -> Tensor | None:

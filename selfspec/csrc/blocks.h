@@ -20,6 +20,9 @@ static inline float hsum(__m256 v) {
 
 #define UNROLL _Pragma("GCC unroll 8")
 
+/* The next share when `left` rows go out in `parts` near-equal groups (9 rows in 2: 5 + 4). */
+static inline long next_share(long left, long parts) { return (left + parts - 1) / parts; }
+
 typedef struct {
     const void* block;
     float scale[16]; /* Q4_K: d*sc of the 8 sub-blocks, then dmin*m; Q6_K: d*scale of 16 */

@@ -241,9 +241,9 @@ ALWAYS_INLINE __m256i quants8_q5_0(const uint8_t* block) {
 ALWAYS_INLINE __m256i quants8_q8_0(const uint8_t* block) { return ss__load32(((const ss_block_q8_0*)block)->qs); }
 
 /* Eight f16 fields, `stride` bytes apart, as floats (F16C, as ss__f16); lanes past cnt
- * repeat the last field's bits, then are zeroed. All in registers: eight scalar stores
+ * repeat the last field's bits, then are zeroed (live: the lanes below cnt). All in registers: eight scalar stores
  * reloaded as one vector would stall on store forwarding. */
-ALWAYS_INLINE __m256 ss__f16x8(const uint8_t* p, long stride, int cnt) {
+ALWAYS_INLINE __m256 ss__f16x8(const uint8_t* p, long stride, int cnt, __m256i live) {
 #define SS__FIELD(i) ss__u16(p + ((i) < cnt ? (i) : cnt - 1) * stride)
     __m128i h = _mm_cvtsi32_si128(SS__FIELD(0));
     h = _mm_insert_epi16(h, SS__FIELD(1), 1);
@@ -254,25 +254,24 @@ ALWAYS_INLINE __m256 ss__f16x8(const uint8_t* p, long stride, int cnt) {
     h = _mm_insert_epi16(h, SS__FIELD(6), 6);
     h = _mm_insert_epi16(h, SS__FIELD(7), 7);
 #undef SS__FIELD
-    const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(cnt), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     return _mm256_and_ps(_mm256_cvtph_ps(h), _mm256_castsi256_ps(live));
 }
 
-/* scales8_FMT: dw and ow of cnt <= 8 consecutive blocks. */
-ALWAYS_INLINE void scales8_q4_0(const uint8_t* b, int cnt, __m256* dw, __m256* ow) {
-    *dw = ss__f16x8(b, sizeof(ss_block_q4_0), cnt);
+/* scales8_FMT: dw and ow of cnt <= 8 consecutive blocks (zero past cnt). */
+ALWAYS_INLINE void scales8_q4_0(const uint8_t* b, int cnt, __m256i live, __m256* dw, __m256* ow) {
+    *dw = ss__f16x8(b, sizeof(ss_block_q4_0), cnt, live);
     *ow = _mm256_mul_ps(*dw, _mm256_set1_ps(-8.0f));
 }
-ALWAYS_INLINE void scales8_q4_1(const uint8_t* b, int cnt, __m256* dw, __m256* ow) {
-    *dw = ss__f16x8(b, sizeof(ss_block_q4_1), cnt);
-    *ow = ss__f16x8(b + 2, sizeof(ss_block_q4_1), cnt);
+ALWAYS_INLINE void scales8_q4_1(const uint8_t* b, int cnt, __m256i live, __m256* dw, __m256* ow) {
+    *dw = ss__f16x8(b, sizeof(ss_block_q4_1), cnt, live);
+    *ow = ss__f16x8(b + 2, sizeof(ss_block_q4_1), cnt, live);
 }
-ALWAYS_INLINE void scales8_q5_0(const uint8_t* b, int cnt, __m256* dw, __m256* ow) {
-    *dw = ss__f16x8(b, sizeof(ss_block_q5_0), cnt);
+ALWAYS_INLINE void scales8_q5_0(const uint8_t* b, int cnt, __m256i live, __m256* dw, __m256* ow) {
+    *dw = ss__f16x8(b, sizeof(ss_block_q5_0), cnt, live);
     *ow = _mm256_mul_ps(*dw, _mm256_set1_ps(-16.0f));
 }
-ALWAYS_INLINE void scales8_q8_0(const uint8_t* b, int cnt, __m256* dw, __m256* ow) {
-    *dw = ss__f16x8(b, sizeof(ss_block_q8_0), cnt);
+ALWAYS_INLINE void scales8_q8_0(const uint8_t* b, int cnt, __m256i live, __m256* dw, __m256* ow) {
+    *dw = ss__f16x8(b, sizeof(ss_block_q8_0), cnt, live);
     *ow = _mm256_setzero_ps();
 }
 
@@ -320,7 +319,7 @@ ALWAYS_INLINE void scales8_q8_0(const uint8_t* b, int cnt, __m256* dw, __m256* o
             const uint8_t* blocks = row + j0 * (long)sizeof(BLOCK);                              \
             float c[8 * DOT8_MAX_ROWS];                                                          \
             __m256 dwv, owv;                                                                     \
-            scales8_##FMT(blocks, cnt, &dwv, &owv);                                              \
+            scales8_##FMT(blocks, cnt, live, &dwv, &owv);                                              \
             UNROLL for (int r = 0; r < R; r++) {                                                 \
                 _mm256_storeu_ps(c + 8 * r, _mm256_mul_ps(dwv, _mm256_maskload_ps(x[r].d + j0, live))); \
                 if (!SIGNED_##FMT)                                                               \
@@ -393,7 +392,7 @@ static inline void dot8_rows(const dot8_fn* fns, const uint8_t* x8, long M, long
                              long rb, long nrows, const float* bias, float* y, long ldy) {
     const long xs = ss_x8_row_bytes(K), groups = (M + DOT8_MAX_ROWS - 1) / DOT8_MAX_ROWS;
     for (long m = 0, g = 0; m < M; g++) {
-        const long r = (M - m + groups - g - 1) / (groups - g);
+        const long r = next_share(M - m, groups - g);
         fns[r](x8 + m * xs, xs, K, W, rb, nrows, bias, y + m * ldy, ldy);
         m += r;
     }

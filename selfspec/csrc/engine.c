@@ -112,7 +112,7 @@ static void rows_pass(const float* x, long M, long K, const float* W, long ldw, 
     const long tile = ((K + tiles - 1) / tiles + 15) & ~15L;
     __m256* acc = tiles > 1 ? thread_buffer(1, nrows * 2 * MAX_PASS_ROWS * sizeof(__m256)) : 0;
     for (long m = 0, p = 0; m < M; p++) {
-        const long r = (M - m + passes - p - 1) / (passes - p);
+        const long r = next_share(M - m, passes - p);
         for (long k0 = 0; k0 < K; k0 += tile) {
             const long k1 = k0 + tile < K ? k0 + tile : K;
             PASSES[r](x + m * K, K, W, ldw, nrows, bias, y + m * ldy, ldy, acc, k0, k1);
