@@ -11,6 +11,11 @@ For each exit layer l it reports:
   over plain decoding that the draft-length policy can expect, the same formula it uses.
 
     taskset -c 1 python scripts/kangaroo_sweep.py --exits 2,4,6,10 --steps 100 --out sweep.json
+
+The bundled model trains on the shipped adapter's corpus (the seed notes and the built-in
+prompts); another model (`--model qwen2.5-coder-1.5b --dtype int8`) on its greedy
+continuations of the built-in prompts, as its shipped adapter was trained, built once in
+the work folder.
 """
 
 from __future__ import annotations
@@ -146,6 +151,9 @@ def eta_on_benchmark(lm: LoadedModel, work: Path, out: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="bundled")
+    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--max-new-tokens", type=int, default=None, help="corpus continuations")
     ap.add_argument("--exits", default="2,4,6,10")
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--head-tokens", type=int, default=4096)
@@ -160,23 +168,29 @@ def main() -> None:
     )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    lm = load_model("bundled")
-    notes = tuple(note.body for note in seed_notes())  # as the app's training does
+    lm = load_model(args.model, dtype=args.dtype)
+    bundled = args.model == "bundled"
+    notes = tuple(note.body for note in seed_notes()) if bundled else ()  # as the app trains
     settings0 = TrainSettings(exit_layer=1, notes=notes)
+    max_new = args.max_new_tokens or settings0.max_new_tokens
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     if args.eta_only:
         eta_on_benchmark(lm, work, Path(args.out))
         return
     corpus = work / "corpus.json"  # a copy of the shipped adapter's corpus: same text for all
-    if not corpus.exists():
+    if bundled and not corpus.exists():
         shutil.copy(SHIPPED / "adapters" / "bundled.kangaroo.corpus.json", corpus)
     prompts = corpus_prompts(notes, None, settings0.max_prompt_chars)
-    sequences = build_corpus(lm, prompts, settings0.max_new_tokens, corpus, progress=True)
+    sequences = build_corpus(lm, prompts, max_new, corpus, progress=True)
     rows = []
     for exit_layer in [int(x) for x in args.exits.split(",")]:
         settings = TrainSettings(
-            exit_layer=exit_layer, steps=args.steps, head_tokens=args.head_tokens, notes=notes
+            exit_layer=exit_layer,
+            steps=args.steps,
+            head_tokens=args.head_tokens,
+            notes=notes,
+            max_new_tokens=max_new,
         )
         t0 = time.perf_counter()
         adapter = train_adapter(
@@ -189,6 +203,8 @@ def main() -> None:
         d, verify = costs(lm, adapter, exit_layer)
         speed, k = predicted(a, d, verify)
         row = {
+            "model": args.model,
+            "activations": lm.activations,
             "exit_layer": exit_layer,
             "steps": args.steps,
             "train_seconds": round(seconds, 1),

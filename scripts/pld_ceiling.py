@@ -112,19 +112,23 @@ def main() -> None:
         for mode in ("policy", "oracle", "oracle_flat"):
             ratios[mode][p.category].append(plain / (pre + replay(ids, out, curve, mode)))
         print(p.id, {m: round(r[p.category][-1], 2) for m, r in ratios.items()}, flush=True)
-    report = {
-        "settings": {"report": args.report, "verify_cost": curve, "max_draft": MAX_DRAFT},
-        "speedup_mean": {
-            mode: {
-                **{c: round(statistics.mean(v), 3) for c, v in cats.items()},
-                "all": round(statistics.mean(x for v in cats.values() for x in v), 3),
-            }
-            for mode, cats in ratios.items()
-        },
+    report = {"settings": {"report": args.report, "verify_cost": curve, "max_draft": MAX_DRAFT}}
+    finish(report, ratios, args.out)
+
+
+def finish(report: dict, ratios: dict[str, dict[str, list[float]]], out: str | None) -> None:
+    """Add the mean speed-up per mode and category (and over all prompts) to the report,
+    print it and write the report (the draft-model replay finishes the same way)."""
+    report["speedup_mean"] = {
+        mode: {
+            **{c: round(statistics.mean(v), 3) for c, v in cats.items()},
+            "all": round(statistics.mean(x for v in cats.values() for x in v), 3),
+        }
+        for mode, cats in ratios.items()
     }
     print(json.dumps(report["speedup_mean"], indent=1))
-    if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=1))
+    if out:
+        Path(out).write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

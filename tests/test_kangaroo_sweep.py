@@ -3,9 +3,7 @@ drafter would do, and it refuses text the adapter was trained on."""
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,12 +16,10 @@ from selfspec.profiles import model_key
 from selfspec.sampling import SamplingConfig
 from selfspec.train_adapter import BUILTIN_DATA
 from tests.model_helpers import random_ids, tiny
+from tests.script_helpers import load_script
 from tests.test_kangaroo import draft_once, make_adapter, tokens_of
 
-SCRIPT = Path(__file__).parent.parent / "scripts" / "kangaroo_sweep.py"
-spec = importlib.util.spec_from_file_location("kangaroo_sweep", SCRIPT)
-sweep = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(sweep)
+sweep = load_script("kangaroo_sweep")
 
 
 def test_eta_table_counts_the_drafts_at_least_that_sure():

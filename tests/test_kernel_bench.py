@@ -3,19 +3,15 @@ and a comparison refuses a kernel whose products differ from this version's."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
 
 from selfspec import native
+from tests.script_helpers import load_script
 
-SCRIPT = Path(__file__).parent.parent / "scripts" / "kernel_bench.py"
-spec = importlib.util.spec_from_file_location("kernel_bench", SCRIPT)
-kernel_bench = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(kernel_bench)
+kernel_bench = load_script("kernel_bench")
 
 needs_native = pytest.mark.skipif(not native.available(), reason="native kernels unavailable")
 

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).parent.parent / "scripts" / "pld_ceiling.py"
-spec = importlib.util.spec_from_file_location("pld_ceiling", SCRIPT)
-pld_ceiling = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(pld_ceiling)
+from tests.script_helpers import load_script
+
+pld_ceiling = load_script("pld_ceiling")
 
 CURVE = {1: 1.0, 2: 1.16, 3: 1.12, 4: 1.30, 5: 1.33, 6: 1.53, 7: 1.72, 8: 1.71, 9: 1.81}
 PROMPT = list(range(100, 140))
