@@ -25,7 +25,14 @@ def main() -> None:
     start_jobs(ctx)
     app = create_app(ctx)
     print(f"selfspec lab on http://{ctx.config.host}:{ctx.config.port}", flush=True)
-    uvicorn.run(app, host=ctx.config.host, port=ctx.config.port, log_level="warning")
+    # SIGTERM (docker stop, a Spaces restart) waits for open pages' streams only so long.
+    uvicorn.run(
+        app,
+        host=ctx.config.host,
+        port=ctx.config.port,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+    )
 
 
 if __name__ == "__main__":
