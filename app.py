@@ -12,7 +12,7 @@ import sys
 import uvicorn
 
 from db import DatabaseUnavailableError
-from ui.app import build_context, create_app
+from ui.app import build_context, create_app, server_config
 from ui.config import ConfigError
 from ui.jobs import start_jobs
 
@@ -25,14 +25,7 @@ def main() -> None:
     start_jobs(ctx)
     app = create_app(ctx)
     print(f"selfspec lab on http://{ctx.config.host}:{ctx.config.port}", flush=True)
-    # SIGTERM (docker stop, a Spaces restart) waits for open pages' streams only so long.
-    uvicorn.run(
-        app,
-        host=ctx.config.host,
-        port=ctx.config.port,
-        log_level="warning",
-        timeout_graceful_shutdown=5,
-    )
+    uvicorn.Server(server_config(app, ctx.config.host, ctx.config.port)).run()
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import uvicorn
 
 from db import get_or_create_user
 from study.notes_service import add_note
-from ui.app import build_context, create_app
+from ui.app import build_context, create_app, server_config
 from ui.config import AppConfig
 from ui.context import AppContext
 from ui.users import TEST_USER_HEADER
@@ -48,9 +48,7 @@ def serve_app(
     port = free_port()
     config = AppConfig(default_model=model, port=port, test_user_header=True, dtype=dtype)
     ctx = build_context(config, db_url=f"sqlite:///{tmp_path / 'app.db'}")
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port, log_level="warning")
-    )
+    server = uvicorn.Server(server_config(create_app(ctx), "127.0.0.1", port))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

@@ -11,6 +11,7 @@ import importlib.util
 from pathlib import Path
 
 import gradio as gr
+import uvicorn
 from fastapi import FastAPI
 
 from db import init_db
@@ -99,4 +100,13 @@ def create_app(ctx: AppContext) -> FastAPI:
         css=CSS,
         js=KEYS_JS,
         footer_links=["api", "gradio"],
+    )
+
+
+def server_config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
+    """How the app is served, by the entry point and the tests alike. Graceful shutdown is
+    bounded: open pages hold their event streams, and on SIGTERM (docker stop, a Spaces
+    restart) uvicorn would otherwise wait for them forever."""
+    return uvicorn.Config(
+        app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5
     )
