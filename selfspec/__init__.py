@@ -4,7 +4,7 @@ The public entry points: :func:`load_model`, :func:`generate` with a method from
 :data:`METHODS`, :func:`complete` for one-call text, and the benchmark in `selfspec.bench`.
 """
 
-from selfspec.complete import Completion, complete
+from selfspec.complete import Completion, complete, score_replies
 from selfspec.decoding import GenerationResult, Origin, Piece, generate, run_to_end
 from selfspec.errors import BadInputError, ModelLoadError, SelfSpecError
 from selfspec.loading import LoadedModel, load_model
@@ -15,6 +15,7 @@ from selfspec.sampling import SamplingConfig
 __all__ = [
     "Completion",
     "complete",
+    "score_replies",
     "GenerationResult",
     "Origin",
     "Piece",

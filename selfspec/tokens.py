@@ -19,7 +19,9 @@ class ByteTokenizer:
     pad_token_id = 258
     chat_template = None
 
-    def encode(self, text: str) -> list[int]:
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        """The bytes of ``text`` (no special token is ever added; the flag is the
+        transformers tokenizers' keyword, accepted so callers need not tell them apart)."""
         return list(text.encode("utf-8"))
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 from study.markdown_import import NoteDraft, import_folder
 from study.quiz.generate import Complete, Rejection, generate_cards
-from study.quiz.recorder import CallRecorder
+from study.quiz.recorder import record_calls
 
 __all__ = ["NoteYield", "QuizEval", "quiz_eval"]
 
@@ -99,7 +99,7 @@ def quiz_eval(
     """
     drafts = import_folder(notes) if isinstance(notes, Path) else list(notes)
     results: list[NoteYield] = []
-    recorder = CallRecorder(complete)
+    recorder = record_calls(complete)
     for draft in drafts:
         started = time.perf_counter()
         outcome = generate_cards(

@@ -10,6 +10,9 @@ card format, so it is never the default. A model the operator named for the app
 (``$SELFSPEC_MODEL``, anything but the bundled one) is their choice and is the default
 instead; that is also how the tests keep the writer a tiny model.
 
+The bundled model cuts clozes instead of writing cards (``study.quiz.cut_cloze``): it
+misses the card format nearly every time, but its scores still pick good blanks.
+
 The method is the first of :data:`METHOD_RANKING` that applies to the model
 (``selfspec.methods.unavailable``). Every method of ours is exact, so the method only
 changes speed; the ranking is the measured one on the benchmark's quiz prompts
@@ -24,18 +27,26 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from selfspec.loading import BUNDLED
 from selfspec.methods import FAST_METHOD, unavailable
 from selfspec.model_packages import MODEL_PACKAGES, PackageFinder, find_package, installed_models
 from study.quiz.generate import Complete
 
+if TYPE_CHECKING:
+    from selfspec import Completion, LoadedModel
+
 __all__ = [
     "AUTO",
     "METHOD_RANKING",
     "QUIZ_MAX_NEW_TOKENS",
+    "CUTTING_MODELS",
+    "ClozeCutter",
+    "ModelWriter",
     "QuizWriter",
     "best_quiz_model",
+    "bind_writer",
     "fastest_exact_method",
     "load_writer",
     "operator_model",
@@ -54,6 +65,11 @@ QUIZ_MAX_NEW_TOKENS = 160
 """Enough for a multiple-choice card with four options; a card that runs longer is chatter."""
 
 
+CUTTING_MODELS = frozenset({BUNDLED})
+"""Models that cut clozes from the note instead of writing cards (too small to follow
+the card format: docs/study.md)."""
+
+
 @dataclass(frozen=True, slots=True)
 class QuizWriter:
     """The model and method that write cards; ``notice`` says why it is not the one asked for."""
@@ -62,8 +78,58 @@ class QuizWriter:
     method: str
     notice: str | None = None
 
+    @property
+    def cuts_clozes(self) -> bool:
+        return self.model in CUTTING_MODELS
+
     def describe(self) -> str:
+        if self.cuts_clozes:
+            return f"{self.model} (cuts clozes from the note; its scores pick the blank)"
         return f"{self.model} with `{self.method}`"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelWriter:
+    """A loaded model as quiz generation calls it (``study.quiz.generate.Complete``)."""
+
+    lm: LoadedModel
+    method: str
+    max_new_tokens: int = 160
+
+    def __call__(
+        self, prompt: str, *, temperature: float = 0.0, seed: int | None = None
+    ) -> Completion:
+        import selfspec
+
+        return selfspec.complete(
+            self.lm,
+            prompt,
+            method=self.method,
+            max_new_tokens=self.max_new_tokens,
+            temperature=temperature,
+            seed=seed,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ClozeCutter(ModelWriter):
+    """A writer that also scores replies, so generation cuts clozes with it
+    (``study.quiz.cut_cloze.Scorer``)."""
+
+    @property
+    def model_name(self) -> str:
+        return self.lm.name
+
+    def score(self, prompt: str, replies: list[str]) -> list[float]:
+        import selfspec
+
+        return selfspec.score_replies(self.lm, prompt, replies)
+
+
+def bind_writer(lm: LoadedModel, writer: QuizWriter) -> ModelWriter:
+    """``writer`` on the loaded model: a cutter for a model of :data:`CUTTING_MODELS`."""
+    kind = ClozeCutter if writer.cuts_clozes else ModelWriter
+    return kind(lm, writer.method, QUIZ_MAX_NEW_TOKENS)
 
 
 def best_quiz_model(default_model: str = BUNDLED, find: PackageFinder = find_package) -> str:
@@ -120,13 +186,9 @@ def load_writer(writer: QuizWriter) -> Complete:
     ``quiz-eval``); the app binds its own pooled model instead. A lock, because jobs of
     many users start together and transformers' lazy imports are not safe to race.
     """
-    import selfspec
-
     with _load_lock:
         model = _loaded(writer.model)
-    return functools.partial(
-        selfspec.complete, model, method=writer.method, max_new_tokens=QUIZ_MAX_NEW_TOKENS
-    )
+    return bind_writer(model, writer)
 
 
 @functools.cache

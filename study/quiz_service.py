@@ -34,7 +34,7 @@ from study.quiz import (
     similarity,
 )
 from study.quiz.generate import Complete
-from study.quiz.recorder import CallRecorder
+from study.quiz.recorder import CallRecorder, record_calls
 
 __all__ = [
     "ALL_KINDS",
@@ -94,11 +94,15 @@ class _NoteText:
     body: str
 
 
-def _load_note(db: Database, user_id: int, note_id: int) -> tuple[_NoteText, list[str]]:
+def _load_note(db: Database, user_id: int, note_id: int) -> tuple[_NoteText, list[str], list[str]]:
+    """The note, and the questions and answers of its cards."""
     with db.read() as session:
         note = user_note(session, user_id, note_id)
-        questions = list(session.scalars(select(Card.question).where(Card.note_id == note_id)))
-        return _NoteText(note.title, note.body), questions
+        rows = session.execute(
+            select(Card.question, Card.answer).where(Card.note_id == note_id)
+        ).all()
+        questions, answers = [r.question for r in rows], [r.answer for r in rows]
+        return _NoteText(note.title, note.body), questions, answers
 
 
 def _failure_reason(failures: Sequence[str], error: str | None) -> str:
@@ -221,9 +225,9 @@ def iter_generate_for_note(
     wanted = [CardKind.parse(kind) for kind in kinds]
     if not wanted:
         raise ValueError("ask for at least one card kind")
-    note, questions = _load_note(db, user_id, note_id)
+    note, questions, answers = _load_note(db, user_id, note_id)
     started = utcnow()
-    recorder = CallRecorder(complete)
+    recorder = record_calls(complete)
     cards: list[GeneratedCard] = []
     failures: list[str] = []
     rejected: list[tuple[CardDraft, tuple[str, ...]]] = []
@@ -237,6 +241,7 @@ def iter_generate_for_note(
                 kinds=[kind],
                 max_attempts=max_attempts,
                 existing=questions + [c.card.question for c in cards],
+                answers=answers + [c.card.answer for c in cards],
                 rules=rules,
                 reader=recorder if check_meaning else None,
             )
@@ -255,7 +260,8 @@ def iter_generate_for_note(
             done=done,
             total=len(wanted),
             cards_so_far=len(cards),
-            message=f"{kind.value}: {len(outcome.cards)} card(s) after {outcome.attempts} call(s)",
+            message=f"{kind.value}: {len(outcome.cards)} card(s) after {outcome.attempts} call(s)"
+            + _served_as(kind, outcome.cards),
         )
     summary = _store(
         db, user_id, note_id, cards, recorder, failures, rejected, attempts, started, error, rules
@@ -273,6 +279,12 @@ def iter_generate_for_note(
         ),
         summary=summary,
     )
+
+
+def _served_as(kind: CardKind, cards: list[GeneratedCard]) -> str:
+    """Names the kind made where the writer made another (a cutter makes clozes only)."""
+    made = sorted({c.card.kind.value for c in cards} - {kind.value})
+    return f" (made as {', '.join(made)})" if made else ""
 
 
 def generate_for_note(

@@ -6,21 +6,14 @@ closures, so tests can build an app over a temporary database.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 
 import gradio as gr
 
 from db import Database
-from selfspec import complete
 from study.notes_service import ensure_seed_notes
 from study.quiz.generate import Complete
-from study.quiz_model import (
-    QUIZ_MAX_NEW_TOKENS,
-    QuizWriter,
-    fastest_exact_method,
-    writer_for_setting,
-)
+from study.quiz_model import QuizWriter, bind_writer, fastest_exact_method, writer_for_setting
 from ui.config import AppConfig
 from ui.models import ModelPool
 from ui.users import SignInRequired, user_id, user_name
@@ -71,10 +64,7 @@ class AppContext:
         if choice.notice:
             source = choice.model.source
             writer = QuizWriter(source, fastest_exact_method(source), choice.notice)
-        bound = functools.partial(
-            complete, choice.model, method=writer.method, max_new_tokens=QUIZ_MAX_NEW_TOKENS
-        )
-        return writer, bound
+        return writer, bind_writer(choice.model, writer)
 
     def quiz_complete(self, setting: str | None) -> Complete:
         """Only the writer's completion (what the prepare-questions job asks for)."""

@@ -251,7 +251,7 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
             yield "Pick or save a note first.", gr.skip()
             return
         writer, writes = ctx.quiz_writer(read_settings(ctx.db, uid).quiz_model)
-        lines = [f"Generating with **{writer.model}** (method `{writer.method}`)…"]
+        lines = [f"Generating with {writer.describe()}…"]
         if writer.notice:
             lines.append(writer.notice)
         yield "\n\n".join(lines), gr.skip()

@@ -13,7 +13,14 @@ instead of decoding greedily, which on the same prompt would return the same rej
 card. A card is kept only when it parses completely, passes every word check and, when
 a ``reader`` is given, the meaning check (``study.quiz.meaning``); every draft dropped
 is kept as a :class:`Rejection` with its reasons, so the user can still read, edit and
-keep it. Exceptions raised by ``complete`` propagate: the caller decides whether a
+keep it.
+
+A writer that can score replies (``study.quiz.cut_cloze.Scorer``, the bundled 135M
+model, which misses the card format) cuts clozes from the note's sentences instead of
+writing cards: every kind asked for becomes a cloze of another sentence, and the
+meaning check is skipped, the filled-in card being the note's own sentence (the small
+reader, asked to fill the blank from the note, answered otherwise on every card tried,
+docs/study.md). Exceptions raised by ``complete`` propagate: the caller decides whether a
 broken model is a failed job.
 """
 
@@ -26,12 +33,14 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from study.quiz.cards import CardDraft, CardKind, GeneratedCard
+from study.quiz.cut_cloze import Scorer, cut_cloze
 from study.quiz.meaning import meaning_reasons
 from study.quiz.parse import parse_cards
 from study.quiz.prompt import NoteLike, build_prompt, example_text, plain_text, prompt_excerpt
 from study.quiz.validate import DEFAULT_RULES, Rules, content_words, validate_card
 
 __all__ = [
+    "CUT_METHOD",
     "EXPLORE_TEMPERATURE",
     "MIN_NOTE_WORDS",
     "Complete",
@@ -45,6 +54,9 @@ __all__ = [
 EXPLORE_TEMPERATURE = 0.7
 """Sampling temperature of retries: enough to leave a rejected greedy card, low enough
 that a small model still follows the format."""
+
+CUT_METHOD = "cut cloze"
+"""What a cut card records as its method: no text was decoded, the model only scored."""
 
 MIN_NOTE_WORDS = 8
 """Content words a note needs before it is worth a model call: below that there is
@@ -122,11 +134,13 @@ def generate_cards(
     per_kind: int = 1,
     rules: Rules = DEFAULT_RULES,
     reader: Callable[[str], Completion] | None = None,
+    answers: Iterable[str] = (),
 ) -> QuizOutcome:
     """Ask ``complete`` for up to ``per_kind`` checked cards of each kind in ``kinds``.
 
     ``existing`` holds the questions the note already has; new cards must not repeat
-    them or each other. ``max_attempts`` bounds the generation calls per kind (the
+    them or each other; ``answers`` holds their answers, which a cut cloze does not ask
+    again (written cards are told apart by their questions). ``max_attempts`` bounds the generation calls per kind (the
     meaning check adds one ``reader`` call per card that passed the word checks).
     """
     if max_attempts < 1:
@@ -150,6 +164,11 @@ def generate_cards(
             attempts=0,
         )
     questions = [q for q in existing if q.strip()]
+    cutter = complete if isinstance(complete, Scorer) else None
+    if cutter is not None:
+        wanted = [CardKind.CLOZE] * len(wanted)
+    sentence = len(questions)  # the next sentence to cut: past those the note has cards of
+    taken = [a for a in answers if a.strip()]
     cards: list[GeneratedCard] = []
     rejections: list[Rejection] = []
     calls = 0
@@ -159,33 +178,48 @@ def generate_cards(
             if kept >= per_kind:
                 break
             calls += 1
-            part = attempt - 1
-            completion = complete(
-                build_prompt(note, kind, part=part), **_sampling(note, kind, attempt)
-            )
-            parsed = parse_cards(completion.text, kind)
-            rejections.extend(Rejection(kind, attempt, problem) for problem in parsed.problems)
-            for card in parsed.cards:
+            if cutter is not None:
+                drafts = _cut(note, sentence, cutter, attempt, rejections, taken)
+                sentence += 1
+                made_by = (cutter.model_name, CUT_METHOD, None)
+            else:
+                completion = complete(
+                    build_prompt(note, kind, part=attempt - 1), **_sampling(note, kind, attempt)
+                )
+                parsed = parse_cards(completion.text, kind)
+                rejections.extend(Rejection(kind, attempt, p) for p in parsed.problems)
+                drafts = parsed.cards
+                made_by = (str(completion.model), str(completion.method), _rate(completion))
+            for card in drafts:
                 if kept >= per_kind:
                     break
                 reasons = validate_card(card, note_text, questions, rules, example_text(kind))
-                if not reasons and reader is not None:
-                    reasons = meaning_reasons(card, prompt_excerpt(note, part), reader)
+                if not reasons and reader is not None and cutter is None:
+                    reasons = meaning_reasons(card, prompt_excerpt(note, attempt - 1), reader)
                 if reasons:
                     rejections.extend(Rejection(kind, attempt, r, card) for r in reasons)
                     continue
                 questions.append(card.question)
+                taken.append(card.answer)
                 kept += 1
-                cards.append(
-                    GeneratedCard(
-                        card=shuffle_choices(card),
-                        model=str(completion.model),
-                        method=str(completion.method),
-                        tokens_per_s=_rate(completion),
-                        attempt=attempt,
-                    )
-                )
+                cards.append(GeneratedCard(shuffle_choices(card), *made_by, attempt=attempt))
     return QuizOutcome(cards=cards, rejections=rejections, attempts=calls)
+
+
+def _cut(
+    note: NoteLike,
+    part: int,
+    cutter: Scorer,
+    attempt: int,
+    rejections: list[Rejection],
+    taken: list[str],
+) -> list[CardDraft]:
+    """The cloze cut from sentence ``part``, or none with its reason recorded."""
+    cut = cut_cloze(note, part, cutter, taken)
+    if cut.card is None:
+        rejections.append(Rejection(CardKind.CLOZE, attempt, str(cut.reason)))
+        return []
+    return [cut.card]
 
 
 def _sampling(note: NoteLike, kind: CardKind, attempt: int) -> dict[str, float | int]:

@@ -3,16 +3,24 @@
 Why: a run's speed is a measured fact that belongs with the run (which model, which
 method, how many tokens a second), both in the ``QuizRun`` row the app and the
 prepare-questions job store and in ``quiz-eval``'s report. Generation itself only sees
-``complete``; wrapping it keeps the loop unaware of the bookkeeping.
+``complete``; wrapping it keeps the loop unaware of the bookkeeping. A writer that cuts
+clozes (``study.quiz.cut_cloze.Scorer``) stays one through the wrapper, and the run
+records its model with the method ``cut cloze`` (it decodes no text).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from study.quiz.generate import Complete, Completion
+from study.quiz.cut_cloze import Scorer
+from study.quiz.generate import CUT_METHOD, Complete, Completion
 
-__all__ = ["CallRecorder"]
+__all__ = ["CallRecorder", "CuttingRecorder", "record_calls"]
+
+
+def record_calls(complete: Complete) -> CallRecorder:
+    """A recorder around ``complete`` that is a :class:`Scorer` when ``complete`` is one."""
+    return CuttingRecorder(complete) if isinstance(complete, Scorer) else CallRecorder(complete)
 
 
 @dataclass(slots=True)
@@ -44,3 +52,21 @@ class CallRecorder:
     def outputs(self, limit: int) -> list[str]:
         """Each call's text, cut to ``limit`` characters."""
         return [str(c.text)[:limit] for c in self.calls]
+
+
+@dataclass(slots=True)
+class CuttingRecorder(CallRecorder):
+    """A recorder around a writer that cuts clozes: scoring passes through unrecorded."""
+
+    @property
+    def model_name(self) -> str:
+        return self.complete.model_name
+
+    def score(self, prompt: str, replies: list[str]) -> list[float]:
+        return self.complete.score(prompt, replies)
+
+    def model(self) -> str | None:
+        return self.model_name
+
+    def method(self) -> str | None:
+        return CallRecorder.method(self) or CUT_METHOD

@@ -42,7 +42,14 @@ from dataclasses import dataclass
 
 from study.quiz.cards import BLANK, CardDraft, CardKind
 
-__all__ = ["DEFAULT_RULES", "Rules", "content_words", "similarity", "validate_card"]
+__all__ = [
+    "DEFAULT_RULES",
+    "Rules",
+    "content_words",
+    "is_stop_word",
+    "similarity",
+    "validate_card",
+]
 
 _TOKEN = re.compile(r"\d+(?:\.\d+)?|[^\W\d_]+")
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n\s*\n")
@@ -81,6 +88,11 @@ def content_words(text: str) -> frozenset[str]:
     return frozenset(
         _stem(token) for token in _TOKEN.findall(text.lower()) if token not in _STOP_WORDS
     )
+
+
+def is_stop_word(word: str) -> bool:
+    """Whether ``word`` carries no content of its own (the stop words of the checks)."""
+    return word.lower() in _STOP_WORDS
 
 
 def similarity(a: str, b: str) -> float:
