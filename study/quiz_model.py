@@ -84,7 +84,7 @@ class QuizWriter:
 
     def describe(self) -> str:
         if self.cuts_clozes:
-            return f"{self.model} (cuts clozes from the note; its scores pick the blank)"
+            return f"{self.model}, cutting clozes from the note: its scores pick the blank"
         return f"{self.model} with `{self.method}`"
 
 

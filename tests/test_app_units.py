@@ -87,7 +87,7 @@ def test_the_quiz_writer_comes_from_the_pool_with_its_method(tmp_path: Path) -> 
     assert (writer.model, writer.method, writer.notice) == ("tiny-llama", "pld", None)
     done = writes("Tides: ", temperature=0.0)
     assert (done.model, done.method) == ("tiny-llama", "pld") and done.tokens_per_s > 0
-    assert ctx.quiz_writer(None)[1].args[0] is ctx.models.default()  # one model per name
+    assert ctx.quiz_writer(None)[1].lm is ctx.models.default()  # one model per name
     refused, _ = ctx.quiz_writer("bundled")  # not on this server's list: the default writes
     assert refused.model == "tiny-llama" and "not on this server's list" in refused.notice
     ctx.db.dispose()

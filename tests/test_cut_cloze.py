@@ -183,7 +183,7 @@ def test_only_the_bundled_writer_cuts_clozes():
     writer = bind_writer(lm, writer_for("tiny-llama"))
     assert isinstance(cutter, Scorer) and not isinstance(writer, Scorer)
     assert isinstance(record_calls(cutter), Scorer) and not isinstance(record_calls(writer), Scorer)
-    assert "cuts clozes" in writer_for(BUNDLED).describe()
+    assert "cutting clozes" in writer_for(BUNDLED).describe()
     assert cutter.score("a", ["b"]) == score_replies(lm, "a", ["b"])
     assert writer("The savings").model == lm.name
 
