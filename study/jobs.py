@@ -74,7 +74,7 @@ class PrepareConfig:
     due_target: int = 6
     horizon: timedelta = timedelta(days=1)
     max_notes: int = 5
-    max_attempts: int = 2
+    max_attempts: int = 3  # as Generate questions: at 2, the 1.5B writer's yield fell short
 
 
 @dataclass(frozen=True, slots=True)
