@@ -79,6 +79,10 @@ def test_a_blank_never_cuts_a_term_after_its_modifier_nor_repeats_a_taken_answer
     assert "drug's real effect" in spans and "real effect" in spans
     assert "drug's real" not in spans and "drug's" not in spans and "softer" not in spans
     assert "softer placebo" in spans and not any("beneath" in s for s in spans)
+    spans = _spans("Strong east winds helped the French to replace hundreds of units.")
+    assert "Strong east winds" in spans and "east winds" in spans and "hundreds" in spans
+    assert not any(s.startswith(("Strong", "east")) and "winds" not in s for s in spans)
+    assert not any("replace" in s for s in spans)
     taken = [sentence[a:b] for a, b in blank_candidates(sentence, taken=["Real Effect "])]
     assert "real effect" not in taken and "drug's real effect" in taken
 
@@ -89,6 +93,14 @@ def test_a_year_and_the_name_after_it_are_separate_blanks():
     assert not any("2002 Seth" in s for s in spans)
     spans = _spans("In 1923 prices doubled; 180 copies were printed.")
     assert "180 copies" in spans and "1923 prices" not in spans
+
+
+def test_a_plural_after_a_noun_is_a_compound_unless_it_reads_as_the_verb():
+    assert "sequence numbers" in _spans("Random sequence numbers make it harder to attack.")
+    assert "concentric rings" in _spans("The lens is made of concentric rings, each thin.")
+    spans = _spans("A region of low pressure forms over the land as the siren approaches.")
+    assert "low pressure" in spans and "siren" in spans
+    assert not any("forms" in s or "approaches" in s for s in spans)
 
 
 def test_a_name_is_a_noun_so_its_verb_stays_out_of_the_blank():
@@ -134,8 +146,13 @@ def test_a_cutting_writer_cuts_a_cloze_of_another_sentence_for_every_kind_asked(
 
 def test_a_note_with_cards_is_cut_from_its_next_sentences_and_not_asked_again():
     scorer = KnowsTheNote(known=("nonsense syllables", "Spaced repetition", "savings method"))
-    outcome = generate_cards(NOTE, scorer, kinds=[CardKind.CLOZE], existing=["Q1"])
+    asked = "Hermann Ebbinghaus measured ___ with lists of nonsense syllables."
+    outcome = generate_cards(NOTE, scorer, kinds=[CardKind.CLOZE], existing=["Q1", asked])
     assert [g.card.answer for g in outcome.cards] == ["Spaced repetition"]
+    # three sentences give three cards, never a second card from one sentence
+    outcome = generate_cards(NOTE, scorer, kinds=["cloze"] * 4)
+    assert len(outcome.cards) == 3 and len({g.card.question for g in outcome.cards}) == 3
+    assert outcome.failures[-1].endswith("every sentence worth a card has one already")
     scorer = KnowsTheNote(known=("nonsense syllables", "lists", "Spaced repetition"))
     again = generate_cards(NOTE, scorer, kinds=["cloze"], answers=["Nonsense syllables"])
     assert [g.card.answer for g in again.cards] == ["lists"]

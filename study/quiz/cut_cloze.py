@@ -15,15 +15,16 @@ construction, its filled-in sentence being the note's; the scores decide whether
 asks for something worth remembering, and a sentence whose best gain is small gives
 no card.
 
-Candidates are short runs of content words between stop words, prepositions, adverbs
-and punctuation. A word right before an article or a quantifier is a verb far more
-often than part of a term ("decoding lets a", "draft propose several"), so it splits
-a run too. A blank must not swallow a verb with its subject ("the siren approaches",
-"memory fades", "teams find"): LemmInflect's English lexicon says which parts of
-speech a word can be, and a noun followed by a word that can only be a verb, or by
-a verb form that agrees with it in number, is a clause, not a term ("target model",
-with the singular noun before a base form, stays a term). No span that occurs twice
-in the sentence or only repeats the title.
+Candidates are the last one to three words of runs of content words, which stop at
+stop words, prepositions, adverbs, punctuation and verbs: a blank ends on the head of
+its noun phrase and never holds a verb. LemmInflect's English lexicon says which parts
+of speech a word can be: a word that can only be a verb ("replace") stops a run, and
+so does a word after a noun that reads as that noun's verb, being verb-only or agreeing
+with it in number ("the siren approaches", "memory fades", "teams find"; "target
+model", a singular noun before a base form, stays a term). A word right before an
+article inside a run is a verb far more often than part of a term ("decoding lets a").
+No span that occurs twice in the sentence, repeats only the title, or answers a card
+the note already has; no sentence that already has a card.
 """
 
 from __future__ import annotations
@@ -61,24 +62,10 @@ MIN_SENTENCE_WORDS, MAX_SENTENCE_WORDS = 8, 45
 """Sentences worth a card: shorter ones seldom state a fact, longer ones are paragraphs."""
 
 _WORD = re.compile(r"\d+(?:[.,]\d+)*%?|[^\W_](?:[\w'-]*[^\W_])?")
-_DETERMINERS = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "its",
-        "their",
-        "this",
-        "these",
-        "those",
-        "several",
-        "many",
-        "every",
-        "two",
-        "three",
-        "four",
-    ]
-)
+_OBJECT_TEXT = """
+a an the its their this these those several many every two three four it them him her us
+"""
+_OBJECT_STARTS = frozenset(_OBJECT_TEXT.split())  # what starts a verb's object
 _PREPOSITION_TEXT = """
 across alongside along amid among around behind beneath beside beyond despite except
 inside like near onto outside past per throughout toward towards underneath unlike upon
@@ -129,13 +116,16 @@ def blank_candidates(
     none that is one of the ``taken`` answers (a card of the note already asks it)."""
     words = list(_WORD.finditer(sentence))
     runs: list[list[re.Match[str]]] = [[]]
+    gaps = [sentence[a.end() : b.start()].strip() for a, b in zip(words, words[1:], strict=False)]
     for i, word in enumerate(words):
-        after = words[i + 1].group().lower() if i + 1 < len(words) else ""
-        apart = i > 0 and bool(sentence[words[i - 1].end() : word.start()].strip())
+        # the next word, unless punctuation ends the phrase first
+        after = words[i + 1].group().lower() if i + 1 < len(words) and not gaps[i] else ""
+        apart = i > 0 and bool(gaps[i - 1])
         apart |= i > 0 and _ends_a_term(words[i - 1].group(), word.group())
         if apart:
             runs.append([])
-        if _separates(word.group(), after, first=not runs[-1]):
+        subject = runs[-1][-1].group() if runs[-1] else None
+        if _separates(word.group(), after, subject):
             runs.append([])
         else:
             runs[-1].append(word)
@@ -143,27 +133,25 @@ def blank_candidates(
     taken = {answer.strip().lower() for answer in taken}
     spans = []
     for run in runs:
-        for i in range(len(run)):
-            for j in range(i, min(len(run), i + MAX_BLANK_WORDS)):
-                start, end = run[i].start(), run[j].end()
-                text = sentence[start:end]
-                once = len(re.findall(rf"\b{re.escape(text)}\b", sentence)) == 1
-                terms = [w.group().lower() for w in run[i : j + 1]]
-                cut_off = j + 1 < len(run) and _modifies(terms[-1])  # "a drug's real | effect"
-                # a span that starts on the verb of the word before it ("RuBisCO | fixes")
-                cut_off |= i > 0 and _subject_and_verb(run[i - 1].group().lower(), terms[0])
-                new = text.lower() not in taken and not content_words(text) <= title_words
-                if once and new and not cut_off and _is_term(terms):
-                    spans.append((start, end))
+        # a blank ends on the run's last word, the head of an English noun phrase; ending
+        # before it would cut the term in two ("a drug's real | effect", "Strong east | winds")
+        for i in range(max(0, len(run) - MAX_BLANK_WORDS), len(run)):
+            start, end = run[i].start(), run[-1].end()
+            text = sentence[start:end]
+            once = len(re.findall(rf"\b{re.escape(text)}\b", sentence)) == 1
+            new = text.lower() not in taken and not content_words(text) <= title_words
+            if once and new and _is_term([w.group().lower() for w in run[i:]]):
+                spans.append((start, end))
     return spans
 
 
 def _is_term(words: list[str]) -> bool:
-    """Whether ``words`` read as a term rather than a clause (no verb with its subject)."""
-    if len(words) == 1:
-        kinds = _parts_of_speech(words[0])
-        return not kinds or bool(kinds & {"NOUN", "PROPN", "ADJ", "NUM"})
-    return not any(_subject_and_verb(a, b) for a, b in zip(words, words[1:], strict=False))
+    """Whether ``words`` can be a term: runs hold no verb after its subject already, so
+    what is left is a single word that cannot be a noun, a name or an adjective."""
+    if len(words) > 1:
+        return True
+    kinds = _parts_of_speech(words[0])
+    return not kinds or bool(kinds & {"NOUN", "PROPN", "ADJ", "NUM"})
 
 
 def _ends_a_term(previous: str, word: str) -> bool:
@@ -175,20 +163,15 @@ def _ends_a_term(previous: str, word: str) -> bool:
     return word[0].isupper() or bool(_YEAR.fullmatch(previous))
 
 
-def _modifies(word: str) -> bool:
-    """Whether ``word`` can only be read as modifying the word after it (a possessive, an
-    adjective): a blank ending on it would cut the term in two."""
-    return word.endswith("'s") or "ADJ" in _parts_of_speech(word)
-
-
 def _subject_and_verb(before: str, word: str) -> bool:
+    """Whether ``word`` (lower case) reads as the verb of the noun ``before`` (as written)."""
     lemmas = getAllLemmas(word)
-    before = before.removesuffix("'s")
-    # a word the lexicon does not know is a name (RuBisCO, Samarkand): a singular noun
-    unknown = not getAllLemmas(before) and not before[0].isdigit()
-    noun = getAllLemmas(before).get("NOUN", (before,) if unknown else ())
-    if "VERB" not in lemmas or not noun:
-        return False
+    name = before[0].isupper()
+    before = before.lower().removesuffix("'s")
+    # a capitalised word the lexicon does not know is a name (RuBisCO, Samarkand)
+    noun = getAllLemmas(before).get("NOUN", (before,) if name else ())
+    if "VERB" not in lemmas or not noun or "ADJ" in getAllLemmas(before):
+        return False  # an adjective before it modifies it: "concentric rings"
     if "NOUN" not in lemmas:
         return True  # "carried", "ran", "fades": a verb whatever the noun
     plural_noun = before not in noun
@@ -201,12 +184,36 @@ def _parts_of_speech(word: str) -> frozenset[str]:
     return frozenset(getAllLemmas(word))
 
 
-def _separates(word: str, after: str, first: bool) -> bool:
-    """Whether ``word`` cannot be part of a blank (it ends the run of content words)."""
+def _separates(word: str, after: str, subject: str | None) -> bool:
+    """Whether ``word`` cannot be part of a blank (it ends the run of content words).
+
+    ``subject`` is the run's last word so far (None at a run's start): a word that reads
+    as its verb ends the run (unless a verb follows: then it is the noun), as does any
+    word that can only be a verb ("replace") and a word right before an article inside
+    a run or before an object pronoun ("decoding lets | a", "numbers makes | it").
+    """
     lower = word.lower()
     if is_stop_word(lower) or lower in _PREPOSITIONS or lower.endswith("ly"):
         return True
-    return not first and after in _DETERMINERS
+    if _only_a_verb(lower):
+        return True
+    # before a possible verb the word is the subject's noun itself ("east winds helped")
+    if subject is not None and _subject_and_verb(subject, lower):
+        return _separates(after, "", None) or "VERB" not in _parts_of_speech(after)
+    return subject is not None and after in _OBJECT_STARTS
+
+
+def _only_a_verb(word: str) -> bool:
+    """A verb in its base or -s form and nothing else; -ing and -ed forms also act as
+    nouns and adjectives ("plain decoding", "replayed commits"), so they stay."""
+    return _parts_of_speech(word) == {"VERB"} and not word.endswith(("ing", "ed"))
+
+
+def _cut_from(question: str, sentence: str) -> bool:
+    """Whether the cloze ``question`` is ``sentence`` with some words blanked."""
+    before, after = question.split(BLANK, 1)
+    fits = len(before) + len(after) < len(sentence)
+    return fits and sentence.startswith(before) and sentence.endswith(after)
 
 
 def _prompts(excerpt: str, cloze: str) -> tuple[str, str]:
@@ -214,12 +221,20 @@ def _prompts(excerpt: str, cloze: str) -> tuple[str, str]:
     return f"Text: {excerpt}\n\n{ask}", ask
 
 
-def cut_cloze(note: NoteLike, part: int, scorer: Scorer, taken: Iterable[str] = ()) -> Cut:
-    """The cloze of sentence ``part`` (cycling) of the note, its blank picked by ``scorer``
-    among words that no card of ``taken`` answers already."""
-    sentences = cut_sentences(note)
+def cut_cloze(
+    note: NoteLike,
+    part: int,
+    scorer: Scorer,
+    taken: Iterable[str] = (),
+    asked: Iterable[str] = (),
+) -> Cut:
+    """The cloze of sentence ``part`` (cycling) of the note's sentences that no question
+    of ``asked`` was cut from, its blank picked by ``scorer`` among words that no card
+    answers already (``taken``)."""
+    asked = [q for q in asked if BLANK in q]
+    sentences = [(s, e) for s, e in cut_sentences(note) if not any(_cut_from(q, s) for q in asked)]
     if not sentences:
-        return Cut(None, f"no sentence of {MIN_SENTENCE_WORDS}-{MAX_SENTENCE_WORDS} words to cut")
+        return Cut(None, "every sentence worth a card has one already")
     sentence, excerpt = sentences[part % len(sentences)]
     best: tuple[float, int, int] | None = None
     for start, end in blank_candidates(sentence, note.title, taken):

@@ -167,7 +167,7 @@ def generate_cards(
     cutter = complete if isinstance(complete, Scorer) else None
     if cutter is not None:
         wanted = [CardKind.CLOZE] * len(wanted)
-    sentence = len(questions)  # the next sentence to cut: past those the note has cards of
+    sentence = 0  # of those without a card: moves on past each one that gave none
     taken = [a for a in answers if a.strip()]
     cards: list[GeneratedCard] = []
     rejections: list[Rejection] = []
@@ -178,9 +178,9 @@ def generate_cards(
             if kept >= per_kind:
                 break
             calls += 1
+            kept_before = kept
             if cutter is not None:
-                drafts = _cut(note, sentence, cutter, attempt, rejections, taken)
-                sentence += 1
+                drafts = _cut(note, sentence, cutter, attempt, rejections, taken, questions)
                 made_by = (cutter.model_name, CUT_METHOD, None)
             else:
                 completion = complete(
@@ -203,6 +203,8 @@ def generate_cards(
                 taken.append(card.answer)
                 kept += 1
                 cards.append(GeneratedCard(shuffle_choices(card), *made_by, attempt=attempt))
+            if cutter is not None and kept == kept_before:
+                sentence += 1  # this sentence gave no card: the next attempt tries another
     return QuizOutcome(cards=cards, rejections=rejections, attempts=calls)
 
 
@@ -213,9 +215,10 @@ def _cut(
     attempt: int,
     rejections: list[Rejection],
     taken: list[str],
+    asked: list[str],
 ) -> list[CardDraft]:
     """The cloze cut from sentence ``part``, or none with its reason recorded."""
-    cut = cut_cloze(note, part, cutter, taken)
+    cut = cut_cloze(note, part, cutter, taken, asked)
     if cut.card is None:
         rejections.append(Rejection(CardKind.CLOZE, attempt, str(cut.reason)))
         return []
