@@ -24,6 +24,7 @@ from selfspec import METHODS
 from selfspec.draft_length import DraftLengthPolicy
 from selfspec.methods import unavailable
 from tests.app_helpers import Served, add_cards, free_port, serve_app, user_headers
+from ui.playground import MAX_REPEATS
 
 pytestmark = pytest.mark.browser
 
@@ -216,6 +217,9 @@ def test_stop_shows_stopped_and_what_finished_not_error_badges(
         page.get_by_role("checkbox", name=re.compile(f"^{name}:")).check()
     page.get_by_label("number input for Max new tokens").fill("512")
     page.get_by_label("number input for Max new tokens").press("Enter")
+    # five runs per method: one run of a tiny model can end before the click lands
+    page.get_by_label("number input for Runs per method").fill(str(MAX_REPEATS))
+    page.get_by_label("number input for Runs per method").press("Enter")
     page.locator("#pg-run").click()
     expect(page.locator("#pg-output .spec-col").first).to_be_visible(timeout=TIMEOUT_MS)
     page.locator("#pg-stop").click()
