@@ -19,12 +19,13 @@ Candidates are the last one to three words of runs of content words, which stop 
 stop words, prepositions, adverbs, punctuation and verbs: a blank ends on the head of
 its noun phrase and never holds a verb. LemmInflect's English lexicon says which parts
 of speech a word can be: a word that can only be a verb ("replace") stops a run, and
-so does a word after a noun that reads as that noun's verb, being verb-only or agreeing
-with it in number ("the siren approaches", "memory fades", "teams find"; "target
-model", a singular noun before a base form, stays a term). A word right before an
-article inside a run is a verb far more often than part of a term ("decoding lets a").
-No span that occurs twice in the sentence, repeats only the title, or answers a card
-the note already has; no sentence that already has a card.
+so does a word after a noun, or after a capitalised name the lexicon does not know,
+that reads as its verb, being verb-only or agreeing with it in number ("the siren
+approaches", "memory fades", "RuBisCO fixes"), unless an adjective comes before it
+("concentric rings") or a verb after it ("east winds helped"). A word right before an
+article or an object pronoun inside a run is a verb far more often than part of a term
+("decoding lets a"). No span that occurs twice in the sentence, repeats only the title,
+or answers a card the note already has; no sentence that already has a card.
 """
 
 from __future__ import annotations
@@ -146,8 +147,9 @@ def blank_candidates(
 
 
 def _is_term(words: list[str]) -> bool:
-    """Whether ``words`` can be a term: runs hold no verb after its subject already, so
-    what is left is a single word that cannot be a noun, a name or an adjective."""
+    """Whether ``words`` can be a term. Runs already hold no verb after its subject; a
+    single word must also be able to be a noun, a name, an adjective or a number (or be
+    unknown to the lexicon: a name or a symbol)."""
     if len(words) > 1:
         return True
     kinds = _parts_of_speech(words[0])
@@ -197,9 +199,10 @@ def _separates(word: str, after: str, subject: str | None) -> bool:
         return True
     if _only_a_verb(lower):
         return True
-    # before a possible verb the word is the subject's noun itself ("east winds helped")
     if subject is not None and _subject_and_verb(subject, lower):
-        return _separates(after, "", None) or "VERB" not in _parts_of_speech(after)
+        # before a possible verb the word is the subject's noun itself ("east winds helped")
+        verb_next = bool(after) and not _separates(after, "", None)
+        return not (verb_next and "VERB" in _parts_of_speech(after))
     return subject is not None and after in _OBJECT_STARTS
 
 
