@@ -94,7 +94,7 @@ class ModelWriter:
 
     lm: LoadedModel
     method: str
-    max_new_tokens: int = 160
+    max_new_tokens: int = QUIZ_MAX_NEW_TOKENS
 
     def __call__(
         self, prompt: str, *, temperature: float = 0.0, seed: int | None = None

@@ -170,9 +170,10 @@ def _subject_and_verb(before: str, word: str) -> bool:
     lemmas = getAllLemmas(word)
     name = before[0].isupper()
     before = before.lower().removesuffix("'s")
+    before_lemmas = getAllLemmas(before)
     # a capitalised word the lexicon does not know is a name (RuBisCO, Samarkand)
-    noun = getAllLemmas(before).get("NOUN", (before,) if name else ())
-    if "VERB" not in lemmas or not noun or "ADJ" in getAllLemmas(before):
+    noun = before_lemmas.get("NOUN", (before,) if name else ())
+    if "VERB" not in lemmas or not noun or "ADJ" in before_lemmas:
         return False  # an adjective before it modifies it: "concentric rings"
     if "NOUN" not in lemmas:
         return True  # "carried", "ran", "fades": a verb whatever the noun

@@ -140,8 +140,9 @@ def generate_cards(
 
     ``existing`` holds the questions the note already has; new cards must not repeat
     them or each other; ``answers`` holds their answers, which a cut cloze does not ask
-    again (written cards are told apart by their questions). ``max_attempts`` bounds the generation calls per kind (the
-    meaning check adds one ``reader`` call per card that passed the word checks).
+    again (written cards are told apart by their questions). ``max_attempts`` bounds the
+    generation calls per kind (the meaning check adds one ``reader`` call per card that
+    passed the word checks).
     """
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")

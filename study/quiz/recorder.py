@@ -69,4 +69,4 @@ class CuttingRecorder(CallRecorder):
         return self.model_name
 
     def method(self) -> str | None:
-        return CallRecorder.method(self) or CUT_METHOD
+        return CUT_METHOD  # generation never calls a cutter's completion
